@@ -212,7 +212,10 @@ mod tests {
     #[test]
     fn link_wins_over_database_url() {
         let t = database_target(&env(&[
-            (LINK_VAR, r#"{"connection_string":"postgres://a@linkhost/db?sslmode=disable"}"#),
+            (
+                LINK_VAR,
+                r#"{"connection_string":"postgres://a@linkhost/db?sslmode=disable"}"#,
+            ),
             (DATABASE_URL_VAR, "postgres://a@urlhost/db"),
         ]))
         .unwrap();
@@ -233,7 +236,10 @@ mod tests {
     fn missing_names_both_variables() {
         let e = database_target(&env(&[])).err().unwrap();
         let msg = e.to_string();
-        assert!(msg.contains("LINK_NeonDB") && msg.contains("DATABASE_URL"), "{msg}");
+        assert!(
+            msg.contains("LINK_NeonDB") && msg.contains("DATABASE_URL"),
+            "{msg}"
+        );
     }
 
     #[test]

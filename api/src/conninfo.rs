@@ -95,7 +95,9 @@ pub enum ConnInfoError {
     BadParameter,
     #[error("host `[...]` in the URI has no closing `]`")]
     UnclosedBracket,
-    #[error("invalid `sslmode` (expected disable, allow, prefer, require, verify-ca or verify-full)")]
+    #[error(
+        "invalid `sslmode` (expected disable, allow, prefer, require, verify-ca or verify-full)"
+    )]
     BadSslMode,
     #[error("`sslrootcert` is empty")]
     EmptyRootCert,
@@ -173,9 +175,7 @@ fn decode(s: &str, what: &'static str) -> Result<String, ConnInfoError> {
 /// `[user[:password]@][host[:port][,...]][/dbname][?param=value&...]`, already without scheme.
 fn uri_pairs(rest: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (netloc, path) = before_query
-        .split_once('/')
-        .unwrap_or((before_query, ""));
+    let (netloc, path) = before_query.split_once('/').unwrap_or((before_query, ""));
     let mut pairs = Vec::new();
 
     // The password may itself contain `@` when not encoded; libpq splits at the last one.

@@ -129,8 +129,7 @@ impl Database {
     }
 
     async fn query_version(&self, conn: &Conn) -> Result<String, DbError> {
-        match tokio::time::timeout(self.timeout, conn.client.query_one(&conn.version, &[])).await
-        {
+        match tokio::time::timeout(self.timeout, conn.client.query_one(&conn.version, &[])).await {
             Ok(Ok(row)) => row.try_get(0).map_err(DbError::Query),
             Ok(Err(e)) => Err(DbError::Query(e)),
             Err(_) => Err(DbError::QueryTimeout(self.timeout)),
@@ -164,7 +163,10 @@ async fn connect(target: &DatabaseTarget) -> Result<Conn, DbError> {
         None => spawn_connection(target.info.config.connect(NoTls).await),
     }
     .map_err(DbError::Connect)?;
-    let version = client.prepare(VERSION_SQL).await.map_err(DbError::Connect)?;
+    let version = client
+        .prepare(VERSION_SQL)
+        .await
+        .map_err(DbError::Connect)?;
     Ok(Conn { client, version })
 }
 

@@ -42,7 +42,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Database(e) => {
                 tracing::error!(error = %Chain(e), "database unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "database unavailable", None)
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable",
+                    None,
+                )
             }
         };
         (status, Json(Body { error, hint })).into_response()

@@ -9,7 +9,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init(json: bool) {
     let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
         Ok(f) => (f, None),
-        Err(e) => (EnvFilter::new("info"), std::env::var("RUST_LOG").ok().map(|v| (v, e))),
+        Err(e) => (
+            EnvFilter::new("info"),
+            std::env::var("RUST_LOG").ok().map(|v| (v, e)),
+        ),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,12 @@
+//! The integration-test harness: real services started and stopped by the tests.
+//!
+//! - [`pg`]: throwaway PostgreSQL clusters (TLS with a test CA, SCRAM passwords over TCP);
+//! - [`certs`]: the test CAs and server certificates;
+//! - [`process`]: the project's binaries run as child processes, with captured output;
+//! - [`runtime_api`]: a Lambda Runtime API emulator that hands out recorded events.
+
+pub mod certs;
+pub mod paths;
+pub mod pg;
+pub mod process;
+pub mod runtime_api;

@@ -1,0 +1,387 @@
+//! Throwaway PostgreSQL clusters: Debian's server binaries, one cluster per test, in a
+//! temporary folder, on its own loopback port, with TLS (a CA generated for the test) and
+//! SCRAM password authentication over TCP. Dropping the cluster stops it and deletes it.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+use crate::certs::TestCa;
+
+/// The superuser of every test cluster.
+pub const SUPERUSER: &str = "postgres";
+
+/// A running (or stopped) test cluster.
+pub struct PgCluster {
+    dir: TempDir,
+    port: u16,
+    superuser_password: String,
+    ca_path: PathBuf,
+    running: bool,
+}
+
+/// Options for [`PgCluster::start_with`].
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Serve TLS with a certificate for `localhost` and `127.0.0.1` signed by a test CA.
+    pub tls: bool,
+    /// `max_connections` of the server.
+    pub max_connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            tls: true,
+            max_connections: 100,
+        }
+    }
+}
+
+struct PgTools {
+    bindir: PathBuf,
+    /// When the tests run as root: the `postgres` account's uid and gid, because `initdb`
+    /// and `postgres` refuse to run as root.
+    run_as: Option<(u32, u32)>,
+}
+
+fn tools() -> &'static PgTools {
+    static TOOLS: OnceLock<PgTools> = OnceLock::new();
+    TOOLS.get_or_init(|| PgTools {
+        bindir: find_bindir(),
+        run_as: if current_uid() == 0 {
+            Some(account_ids("postgres").unwrap_or_else(|| {
+                panic!(
+                    "PostgreSQL refuses to run as root and there is no `postgres` account; \
+                     install Debian's server with `apt-get install postgresql` (scripts/test does this)"
+                )
+            }))
+        } else {
+            None
+        },
+    })
+}
+
+fn find_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("initdb"))
+        .find(|p| p.is_file());
+    if let Some(initdb) = on_path {
+        // Debian links /usr/local/bin/initdb (or the user does) to the versioned bindir.
+        let initdb = fs::canonicalize(&initdb).unwrap_or(initdb);
+        return initdb.parent().expect("initdb has a folder").to_owned();
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
+             /usr/lib/postgresql/*/bin; install them with `apt-get install postgresql` \
+             (scripts/test does this) or set PG_BINDIR"
+        )
+    })
+}
+
+fn current_uid() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+fn account_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&name))
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
+    })
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` account when we are root.
+fn pg_command(tool: &str) -> Command {
+    let tools = tools();
+    let mut cmd = Command::new(tools.bindir.join(tool));
+    if let Some((uid, gid)) = tools.run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env_remove("PGDATA").env("LC_ALL", "C");
+    cmd
+}
+
+fn give_to_postgres(path: &Path) {
+    if let Some((uid, gid)) = tools().run_as {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
+    }
+}
+
+fn check(what: &str, output: std::io::Result<Output>, log: Option<&Path>) {
+    let output = output.unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if !output.status.success() {
+        let log = log
+            .and_then(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        panic!(
+            "{what} failed ({}):\n{}{}\n{log}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+impl PgCluster {
+    /// Starts a cluster with TLS on.
+    pub fn start() -> Self {
+        Self::start_with(PgOptions::default())
+    }
+
+    /// Creates and starts a cluster; panics with PostgreSQL's own output if it cannot.
+    pub fn start_with(options: PgOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pg-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+        give_to_postgres(dir.path());
+        let data = dir.path().join("data");
+        let superuser_password = format!("su-{:x}", rand_u64());
+        let pwfile = dir.path().join("pwfile");
+        fs::write(&pwfile, &superuser_password).expect("write pwfile");
+        give_to_postgres(&pwfile);
+
+        check(
+            "initdb",
+            pg_command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args(["--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"])
+                .output(),
+            None,
+        );
+
+        let ca = TestCa::new("pg test CA");
+        let ca_path = dir.path().join("ca.crt");
+        fs::write(&ca_path, ca.cert_pem()).expect("write CA");
+        let mut conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             max_connections = {}\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             shared_buffers = 32MB\n",
+            dir.path().display(),
+            options.max_connections,
+        );
+        if options.tls {
+            let server = ca.server_cert(&["localhost", "127.0.0.1"]);
+            for (name, pem) in [
+                ("server.crt", &server.cert_pem),
+                ("server.key", &server.key_pem),
+            ] {
+                let path = data.join(name);
+                fs::write(&path, pem).expect("write server cert");
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+                give_to_postgres(&path);
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = fs::read_to_string(&conf_path).expect("read postgresql.conf");
+        existing.push_str(&conf);
+        fs::write(&conf_path, existing).expect("write postgresql.conf");
+
+        let mut cluster = PgCluster {
+            dir,
+            port: 0,
+            superuser_password,
+            ca_path,
+            running: false,
+        };
+        // Another test may take the free port between our check and the server's bind.
+        for attempt in 1..=5 {
+            cluster.port = free_port();
+            match cluster.try_start() {
+                Ok(()) => return cluster,
+                Err(log) if attempt == 5 => panic!("PostgreSQL did not start:\n{log}"),
+                Err(_) => continue,
+            }
+        }
+        unreachable!()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
+        let log = self.log_path();
+        let output = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!("-p {}", self.port))
+            .arg("start")
+            .output()
+            .expect("run pg_ctl");
+        if output.status.success() {
+            self.running = true;
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stderr),
+                fs::read_to_string(&log).unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Starts a stopped cluster again on the same port.
+    pub fn restart(&mut self) {
+        if let Err(log) = self.try_start() {
+            panic!("PostgreSQL did not start again:\n{log}");
+        }
+    }
+
+    /// Stops the server (fast shutdown: sessions are disconnected, as in a real restart).
+    pub fn stop(&mut self) {
+        check(
+            "pg_ctl stop",
+            pg_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "fast", "-w", "stop"])
+                .output(),
+            Some(&self.log_path()),
+        );
+        self.running = false;
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The PEM file of the CA that signed the server certificate.
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The superuser's password (random per cluster).
+    pub fn superuser_password(&self) -> &str {
+        &self.superuser_password
+    }
+
+    /// A URI for `user` on `db` via `localhost`, with extra query `params` (`a=b&c=d`).
+    pub fn url(&self, user: &str, password: &str, db: &str, params: &str) -> String {
+        let sep = if params.is_empty() { "" } else { "?" };
+        format!(
+            "postgresql://{user}:{password}@localhost:{}/{db}{sep}{params}",
+            self.port
+        )
+    }
+
+    /// The superuser's URI over TCP without TLS.
+    pub fn admin_url(&self) -> String {
+        self.url(
+            SUPERUSER,
+            &self.superuser_password,
+            "postgres",
+            "sslmode=disable",
+        )
+    }
+
+    /// A superuser connection (its driver task is spawned on the current runtime).
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("superuser connects");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Creates a login role with `password` that owns a new database `db`.
+    pub async fn create_app_db(&self, role: &str, password: &str, db: &str) {
+        let admin = self.admin().await;
+        for sql in [
+            format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
+            format!("CREATE DATABASE \"{db}\" OWNER \"{role}\""),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create role and database");
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = pg_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
+
+/// Randomness for passwords and names, without a crate: the std hasher is randomly keyed.
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
