@@ -31,9 +31,9 @@ pub fn init(json: bool) {
             .with_ansi(std::io::stderr().is_terminal())
             .init();
     }
-    if let Some((value, e)) = bad_filter {
-        if !value.is_empty() {
-            tracing::warn!(error = %e, "`RUST_LOG` is not a valid filter; logging at info");
-        }
+    if let Some((value, e)) = bad_filter
+        && !value.is_empty()
+    {
+        tracing::warn!(error = %e, "`RUST_LOG` is not a valid filter; logging at info");
     }
 }

@@ -1,1 +1,119 @@
-//! placeholder
+//! README's first command end to end: `scripts/dev` creates a local PostgreSQL, writes the
+//! env file that cargo-lambda.toml names, and `cargo lambda watch` serves the function.
+//! It runs in a copy of the workspace so it never touches the developer's `.deployer/`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::paths::{target_profile_dir, workspace_root};
+use harness::pg::free_port;
+use harness::process::Spawned;
+
+/// Copies the workspace without build output, git data or local state.
+fn copy_workspace(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if [".git", "target", ".deployer", "bench"]
+            .iter()
+            .any(|n| name == *n)
+        {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if kind.is_dir() {
+            std::fs::create_dir(&dst).unwrap();
+            copy_workspace(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
+    let copy = tempfile::Builder::new()
+        .prefix("dev-watch-")
+        .tempdir()
+        .unwrap();
+    // The postgres account (used when the tests run as root) must be able to enter it.
+    std::fs::set_permissions(copy.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_workspace(&workspace_root(), copy.path());
+    let (pg_port, port) = (free_port(), free_port());
+
+    let mut cmd = Command::new(copy.path().join("scripts/dev"));
+    cmd.current_dir(copy.path())
+        .env("PORT", port.to_string())
+        .env("DEV_PG_PORT", pg_port.to_string())
+        // Reuse this build's compiled dependencies.
+        .env(
+            "CARGO_TARGET_DIR",
+            target_profile_dir().parent().expect("target/"),
+        )
+        .env_remove("DATABASE_URL")
+        .env_remove("LINK_NeonDB");
+    let mut dev = Spawned::start(cmd);
+    dev.wait_for(Duration::from_secs(300), |out| {
+        out.contains("starting Runtime server").then_some(())
+    });
+
+    // The function compiles when watch starts; the first request waits for it.
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let body = loop {
+        let r = client.get(format!("{base}/version")).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            other => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(300),
+                    "no 200 from /version: {other:?}\n{}",
+                    dev.output()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert!(body.contains(r#""version":"PostgreSQL "#), "{body}");
+    let root = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(root.text().await.unwrap(), "Hello Hono!");
+    let prefixed = client
+        .get(format!("{base}/lambda-url/api/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefixed.status(), 200);
+
+    let env_file = copy.path().join(".deployer/dev.env");
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the env file holds a password");
+    let password = std::fs::read_to_string(copy.path().join(".deployer/dev/app.password")).unwrap();
+    assert!(!password.trim().is_empty());
+    assert!(!dev.output().contains(password.trim()), "password printed");
+
+    dev.signal("INT");
+    let exit = dev.wait_exit(Duration::from_secs(30));
+    assert!(
+        exit.is_some(),
+        "scripts/dev did not stop on Ctrl-C:\n{}",
+        dev.output()
+    );
+    assert!(
+        dev.output().contains("stopping PostgreSQL"),
+        "{}",
+        dev.output()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "PostgreSQL still running after scripts/dev stopped"
+    );
+}
