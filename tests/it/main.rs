@@ -7,6 +7,8 @@ mod api_process;
 mod api_routes;
 mod api_tls;
 mod dev_watch;
+mod neon_behaviour;
+mod neon_conformance;
 
 use std::sync::Arc;
 use std::time::Duration;

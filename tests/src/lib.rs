@@ -3,9 +3,11 @@
 //! - [`pg`]: throwaway PostgreSQL clusters (TLS with a test CA, SCRAM passwords over TCP);
 //! - [`certs`]: the test CAs and server certificates;
 //! - [`process`]: the project's binaries run as child processes, with captured output;
-//! - [`runtime_api`]: a Lambda Runtime API emulator that hands out recorded events.
+//! - [`runtime_api`]: a Lambda Runtime API emulator that hands out recorded events;
+//! - [`neon`]: the Neon API emulator over a throwaway cluster, with a spec-checking client.
 
 pub mod certs;
+pub mod neon;
 pub mod paths;
 pub mod pg;
 pub mod process;

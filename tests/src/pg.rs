@@ -385,3 +385,31 @@ pub fn rand_u64() -> u64 {
     );
     h.finish()
 }
+
+/// Connects with any libpq connection string (TLS per its `sslmode`), as the api would.
+pub async fn connect_uri(uri: &str) -> Result<tokio_postgres::Client, String> {
+    api::tls::install_default_provider();
+    let target = api::config::database_target(&|k: &str| {
+        (k == api::config::DATABASE_URL_VAR).then(|| uri.to_owned())
+    })
+    .map_err(|e| api::error::Chain(&e).to_string())?;
+    let chain = |e: tokio_postgres::Error| api::error::Chain(&e).to_string();
+    let client = match target.tls {
+        Some(tls) => {
+            let (client, conn) = target.info.config.connect(tls).await.map_err(chain)?;
+            tokio::spawn(conn);
+            client
+        }
+        None => {
+            let (client, conn) = target
+                .info
+                .config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(chain)?;
+            tokio::spawn(conn);
+            client
+        }
+    };
+    Ok(client)
+}

@@ -1,0 +1,333 @@
+//! An emulator of the part of the Neon API v2 that the deployer uses, backed by a real
+//! PostgreSQL server: roles and databases are really created, and the connection URIs it
+//! returns really connect.
+//!
+//! It follows Neon's rules where clients notice them: bearer API keys, request bodies checked
+//! against the official OpenAPI document, operations that stay `running` for a while and
+//! lock the project (423) until they finish, 404/409 as Neon answers them, a plan limit on
+//! `history_retention_seconds`. For tests it injects faults (random at a seeded rate, or
+//! scripted) and keeps a log of every request.
+//!
+//! Quirks of the emulation: each Neon role and database has a physical name in PostgreSQL
+//! (`neondb_owner_x1y2z3`), which is what the returned URIs and connection parameters name;
+//! endpoint hosts are the backing server's host; creating a branch disconnects sessions on
+//! the parent's databases for the moment it copies them.
+
+mod backend;
+pub mod faults;
+mod handlers;
+pub mod spec;
+mod state;
+pub mod util;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use backend::BackendError;
+use faults::{Faults, RandomFaults, ScriptedFault};
+use spec::{Spec, SpecError};
+
+/// The API's base path, as in Neon's `servers` entry.
+pub const BASE_PATH: &str = "/api/v2";
+
+/// How to run an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub listen: SocketAddr,
+    /// A superuser connection string for the backing PostgreSQL.
+    pub postgres: String,
+    /// The API key clients must send as `Authorization: Bearer <key>`.
+    pub api_key: String,
+    /// How long every operation stays `running`.
+    pub operation_delay: Duration,
+    /// The plan's limit on `history_retention_seconds` (Neon's Free plan: 6 hours).
+    pub max_history_retention_seconds: i64,
+    pub random_faults: RandomFaults,
+    pub scripted_faults: Vec<ScriptedFault>,
+    /// Also append each logged request to this file as a JSON line.
+    pub request_log: Option<PathBuf>,
+    pub spec_path: PathBuf,
+    /// Seed for IDs and passwords (default: from the clock).
+    pub seed: Option<u64>,
+}
+
+impl EmulatorConfig {
+    /// Defaults for a loopback emulator over `postgres`.
+    pub fn new(postgres: impl Into<String>, api_key: impl Into<String>) -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            postgres: postgres.into(),
+            api_key: api_key.into(),
+            operation_delay: Duration::from_millis(0),
+            max_history_retention_seconds: 21_600,
+            random_faults: RandomFaults::default(),
+            scripted_faults: Vec::new(),
+            request_log: None,
+            spec_path: spec::default_spec_path(),
+            seed: None,
+        }
+    }
+}
+
+/// One request as the emulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Relative to `/api/v2`.
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    /// Whether the call asks for a change (anything but GET).
+    pub mutating: bool,
+    /// Whether the emulator injected this answer as a fault.
+    pub fault: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("cannot connect to the backing PostgreSQL")]
+    Backend(#[from] BackendError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the request log `{path}`")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) struct Ctx {
+    pub config: EmulatorConfig,
+    pub spec: Arc<Spec>,
+    pub backend: backend::Backend,
+    pub state: tokio::sync::Mutex<state::State>,
+    pub rng: Mutex<util::Rng>,
+    faults: Mutex<Faults>,
+    log: Mutex<Vec<LoggedRequest>>,
+    log_file: Option<Mutex<std::fs::File>>,
+}
+
+/// A running emulator; it stops when dropped.
+pub struct Emulator {
+    pub addr: SocketAddr,
+    ctx: Arc<Ctx>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Connects to PostgreSQL, loads the spec and starts serving.
+    pub async fn start(config: EmulatorConfig) -> Result<Emulator, StartError> {
+        let spec = Spec::load(&config.spec_path)?;
+        let backend = backend::Backend::connect(&config.postgres).await?;
+        let log_file = match &config.request_log {
+            Some(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| StartError::Log {
+                        path: path.clone(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let ctx = Arc::new(Ctx {
+            rng: Mutex::new(
+                config
+                    .seed
+                    .map_or_else(util::Rng::from_clock, util::Rng::new),
+            ),
+            faults: Mutex::new(Faults::new(
+                config.random_faults.clone(),
+                config.scripted_faults.clone(),
+            )),
+            config,
+            spec,
+            backend,
+            state: tokio::sync::Mutex::new(state::State {
+                projects: BTreeMap::new(),
+                order: Vec::new(),
+                next_database_id: 1,
+            }),
+            log: Mutex::new(Vec::new()),
+            log_file,
+        });
+        let app = router(ctx.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Emulator { addr, ctx, server })
+    }
+
+    /// `http://127.0.0.1:<port>/api/v2`
+    pub fn base_url(&self) -> String {
+        format!("http://{}{BASE_PATH}", self.addr)
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.ctx.log.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests logged so far.
+    pub fn clear_requests(&self) {
+        self.ctx.log.lock().unwrap().clear();
+    }
+
+    /// Fails the next matching calls.
+    pub fn script_fault(&self, fault: ScriptedFault) {
+        self.ctx.faults.lock().unwrap().script(fault);
+    }
+
+    /// Replaces the random fault settings (rate 0 turns them off).
+    pub fn set_random_faults(&self, random: RandomFaults) {
+        self.ctx.faults.lock().unwrap().set_random(random);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn router(ctx: Arc<Ctx>) -> Router {
+    let api = handlers::routes().layer(axum::middleware::from_fn_with_state(ctx.clone(), gate));
+    Router::new()
+        .nest(BASE_PATH, api)
+        .route(
+            "/_emulator/requests",
+            get(control_requests).delete(control_clear),
+        )
+        .route("/_emulator/faults", axum::routing::post(control_fault))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .with_state(ctx)
+}
+
+/// Neon's error body.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut response = (
+        status,
+        axum::Json(json!({ "code": "", "message": message.into() })),
+    )
+        .into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn fault_message(status: u16) -> &'static str {
+    match status {
+        429 => "rate limit exceeded",
+        423 => {
+            "project already has running conflicting operations, scheduling of new ones is prohibited"
+        }
+        500 => "internal server error",
+        502 => "bad gateway",
+        503 => "service unavailable",
+        _ => "injected fault",
+    }
+}
+
+/// Authentication, fault injection and the request log, around every API call.
+async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let mutating = method != "GET" && method != "HEAD";
+
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| key == ctx.config.api_key);
+    let mut fault = false;
+    let response = if !authorized {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send `Authorization: Bearer <API key>`",
+        )
+    } else {
+        let decided = ctx.faults.lock().unwrap().decide(&method, &path, mutating);
+        match decided {
+            Some(f) => {
+                fault = true;
+                if f.after_apply {
+                    let _ = next.run(req).await;
+                }
+                let status =
+                    StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                error(status, fault_message(f.status))
+            }
+            None => next.run(req).await,
+        }
+    };
+
+    let entry = LoggedRequest {
+        method,
+        path,
+        query,
+        status: response.status().as_u16(),
+        mutating,
+        fault,
+    };
+    if let Some(file) = &ctx.log_file
+        && let Ok(line) = serde_json::to_string(&entry)
+    {
+        let _ = writeln!(file.lock().unwrap(), "{line}");
+    }
+    ctx.log.lock().unwrap().push(entry);
+    response
+}
+
+async fn control_requests(State(ctx): State<Arc<Ctx>>) -> axum::Json<Vec<LoggedRequest>> {
+    axum::Json(ctx.log.lock().unwrap().clone())
+}
+
+async fn control_clear(State(ctx): State<Arc<Ctx>>) -> StatusCode {
+    ctx.log.lock().unwrap().clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn control_fault(
+    State(ctx): State<Arc<Ctx>>,
+    axum::Json(fault): axum::Json<ScriptedFault>,
+) -> StatusCode {
+    ctx.faults.lock().unwrap().script(fault);
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,186 @@
+//! Small helpers: a seeded PRNG, Neon-style IDs, RFC 3339 timestamps.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// splitmix64: deterministic for a seed, good enough to pick IDs and faults.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// A generator seeded from the clock, for IDs and passwords.
+    pub fn from_clock() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed);
+        Rng(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+
+    fn word(&mut self, words: &[&'static str]) -> &'static str {
+        words[self.below(words.len())]
+    }
+
+    fn chars(&mut self, n: usize, alphabet: &[u8]) -> String {
+        (0..n)
+            .map(|_| alphabet[self.below(alphabet.len())] as char)
+            .collect()
+    }
+
+    /// `shiny-wind-028834`
+    pub fn project_id(&mut self) -> String {
+        let (a, n) = (self.word(ADJECTIVES), self.word(NOUNS));
+        format!("{a}-{n}-{:06}", self.below(1_000_000))
+    }
+
+    /// `br-aged-salad-a5ow2h3x`, `ep-cool-darkness-12345678`
+    pub fn resource_id(&mut self, prefix: &str) -> String {
+        let (a, n) = (self.word(ADJECTIVES), self.word(NOUNS));
+        format!("{prefix}-{a}-{n}-{}", self.chars(8, LOWER_ALNUM))
+    }
+
+    /// A UUID (version 4 layout) for operations.
+    pub fn uuid(&mut self) -> String {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            ((b >> 48) & 0x3fff) | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// `npg_` and 12 letters or digits, the shape of Neon's generated passwords.
+    pub fn password(&mut self) -> String {
+        format!("npg_{}", self.chars(12, ALNUM))
+    }
+
+    /// A short suffix that makes physical PostgreSQL names unique.
+    pub fn suffix(&mut self) -> String {
+        self.chars(6, LOWER_ALNUM)
+    }
+}
+
+const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+const ADJECTIVES: &[&str] = &[
+    "aged",
+    "bold",
+    "calm",
+    "cool",
+    "damp",
+    "dry",
+    "fancy",
+    "green",
+    "hidden",
+    "late",
+    "misty",
+    "morning",
+    "odd",
+    "patient",
+    "plain",
+    "proud",
+    "quiet",
+    "rapid",
+    "round",
+    "shiny",
+    "silent",
+    "small",
+    "snowy",
+    "square",
+    "still",
+    "summer",
+    "tiny",
+    "twilight",
+    "weathered",
+    "wild",
+    "winter",
+    "young",
+    "wispy",
+    "lively",
+    "polished",
+    "purple",
+];
+const NOUNS: &[&str] = &[
+    "band", "bird", "block", "boat", "breeze", "brook", "bush", "cake", "cell", "cherry", "cloud",
+    "darkness", "dawn", "dew", "dream", "dust", "feather", "field", "fire", "flower", "fog",
+    "forest", "frog", "frost", "glade", "grass", "haze", "hill", "lake", "leaf", "meadow", "moon",
+    "mountain", "night", "paper", "pine", "pond", "rain", "river", "salad", "sea", "shadow",
+    "silence", "sky", "smoke", "snow", "sound", "star", "sun", "sunset", "thunder", "tree",
+    "violet", "voice", "water", "wave", "wind", "wood",
+];
+
+/// Now, as Neon writes times: `2026-11-27T03:20:00Z`.
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    rfc3339(secs)
+}
+
+/// Formats seconds since the Unix epoch (UTC).
+pub fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_ids_have_neons_shapes() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_749_600), "2026-11-27T03:20:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let mut rng = Rng::new(7);
+        let id = rng.resource_id("br");
+        assert!(id.starts_with("br-") && id.len() <= 60, "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+        assert_eq!(rng.uuid().len(), 36);
+        assert_eq!(Rng::new(1).project_id(), Rng::new(1).project_id());
+    }
+}

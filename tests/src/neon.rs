@@ -1,0 +1,123 @@
+//! The Neon API emulator over a throwaway PostgreSQL, and a client that checks every
+//! answer against the response schemas of Neon's OpenAPI document.
+
+use std::sync::Arc;
+
+use neon_emulator::spec::Spec;
+use neon_emulator::{Emulator, EmulatorConfig};
+use serde_json::Value;
+
+use crate::pg::PgCluster;
+
+pub const API_KEY: &str = "test-neon-api-key";
+
+/// A PostgreSQL cluster (TLS on) with an emulator in front of it.
+pub struct NeonStack {
+    pub emulator: Emulator,
+    pub client: NeonClient,
+    pub pg: PgCluster,
+}
+
+impl NeonStack {
+    /// Starts both; `configure` adjusts the emulator (operation delay, faults...).
+    pub async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
+        let pg = PgCluster::start();
+        let mut config = EmulatorConfig::new(pg.admin_url(), API_KEY);
+        configure(&mut config);
+        let spec = Spec::load(&config.spec_path).expect("Neon's OpenAPI document");
+        let emulator = Emulator::start(config).await.expect("emulator starts");
+        let client = NeonClient::new(&emulator.base_url(), API_KEY, spec);
+        NeonStack {
+            emulator,
+            client,
+            pg,
+        }
+    }
+}
+
+/// An answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+pub struct NeonClient {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+    spec: Arc<Spec>,
+}
+
+impl NeonClient {
+    pub fn new(base: &str, key: &str, spec: Arc<Spec>) -> Self {
+        NeonClient {
+            base: base.to_owned(),
+            key: key.to_owned(),
+            http: reqwest::Client::new(),
+            spec,
+        }
+    }
+
+    /// The same client with another API key.
+    pub fn with_key(&self, key: &str) -> Self {
+        NeonClient {
+            key: key.to_owned(),
+            ..NeonClient::new(&self.base, &self.key, self.spec.clone())
+        }
+    }
+
+    /// Calls `method template` with `args` filling the `{...}` placeholders in order, and
+    /// panics if the answer breaks the spec's response schema.
+    pub async fn call(
+        &self,
+        method: &str,
+        template: &str,
+        args: &[&str],
+        query: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').expect("more args than placeholders");
+            let end = path[start..].find('}').expect("closed placeholder") + start;
+            path.replace_range(start..=end, arg);
+        }
+        let sep = if query.is_empty() { "" } else { "?" };
+        let url = format!("{}{path}{sep}{query}", self.base);
+        let mut req = self
+            .http
+            .request(method.parse().expect("method"), &url)
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let text = resp.text().await.expect("body");
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: answer is not JSON ({e}): {text}"));
+        let violations = self
+            .spec
+            .response_violations(method, template, status, &body)
+            .expect("the spec documents this operation");
+        assert!(
+            violations.is_empty(),
+            "{method} {path} -> {status} breaks the spec:\n  {}\n{body:#}",
+            violations.join("\n  ")
+        );
+        Answer {
+            status,
+            body,
+            retry_after,
+        }
+    }
+}
