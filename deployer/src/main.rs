@@ -1,20 +1,66 @@
-//! `deployer`: provisions what `infra.toml` declares (Neon project, branch, endpoint, role,
-//! database; the api as a Lambda function URL) per stage. Being built: see issue 4.
+//! `deployer`: parses the command line, runs the command, prints the error and exits with
+//! 0 (ok), 1 (a remote service failed) or 2 (bad input; nothing was changed).
+
+mod aws;
+mod build;
+mod cli;
+mod commands;
+mod config;
+mod engine;
+mod env;
+mod error;
+mod neon;
+mod output;
+mod state;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Deploys infra.toml: Neon Postgres resources and the api as an AWS Lambda function URL.
-///
-/// Coming: `deploy`, `diff`, `remove`, `outputs`, `dev` and `unlock`, per stage.
-/// Until then, run the api locally with `scripts/dev`.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {}
+use cli::{Cli, Command};
 
-fn main() {
-    let _ = Args::parse();
-    eprintln!(
-        "deployer: no commands yet; see `deployer --help`. Run the api locally with `scripts/dev`."
-    );
-    std::process::exit(2);
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DEPLOYER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_target(false)
+        .init();
+    api::tls::install_default_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Deploy(args) => commands::deploy::run(&cli.config, args).await.map(|()| 0),
+            Command::Diff(args) => commands::diff::run(&cli.config, args).await.map(|()| 0),
+            Command::Remove(args) => commands::remove::run(&cli.config, args).await.map(|()| 0),
+            Command::Outputs(args) => commands::outputs::run(&cli.config, args).map(|()| 0),
+            Command::Dev(args) => commands::dev::run(&cli.config, args).await,
+            Command::Unlock(args) => commands::unlock::run(&cli.config, args).map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code)
+        }
+    }
 }

@@ -4,8 +4,10 @@
 //! - [`certs`]: the test CAs and server certificates;
 //! - [`process`]: the project's binaries run as child processes, with captured output;
 //! - [`runtime_api`]: a Lambda Runtime API emulator that hands out recorded events;
-//! - [`neon`]: the Neon API emulator over a throwaway cluster, with a spec-checking client.
+//! - [`neon`]: the Neon API emulator over a throwaway cluster, with a spec-checking client;
+//! - [`aws`]: moto in server mode and a proxy that records the calls made to it.
 
+pub mod aws;
 pub mod certs;
 pub mod neon;
 pub mod paths;

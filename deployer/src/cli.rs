@@ -1,0 +1,101 @@
+//! Every command-line type.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  deployer deploy --stage prod        create or update everything in infra.toml
+  deployer diff --stage prod          show what deploy would change, field by field
+  deployer outputs --stage prod       the function URL and other outputs (secrets masked)
+  deployer remove --stage pr-42 --yes delete a stage (retained Neon data is kept)
+  deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
+  deployer dev -- cargo test          any command with the links in its environment
+  deployer unlock --stage prod        clear the lock left by an interrupted run
+
+Stages: --stage, else DEPLOYER_STAGE, else your user name (a personal stage, as SST does).
+Neon: NEON_API_KEY (environment or .env). AWS: the usual credential chain and AWS_REGION.
+Exit codes: 0 ok, 1 a remote service failed, 2 bad input (nothing was changed).";
+
+/// Deploys infra.toml: Neon Postgres resources and the api as an AWS Lambda function URL.
+#[derive(Parser, Debug)]
+#[command(name = "deployer", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The app's infra.toml.
+    #[arg(long, global = true, default_value = "infra.toml", value_name = "PATH")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or update the stage's resources (prints each change, then the outputs).
+    Deploy(DeployArgs),
+    /// Show what `deploy` would change, without changing anything.
+    Diff(StageArgs),
+    /// Delete the stage's resources (Neon data is kept where removal = "retain").
+    Remove(RemoveArgs),
+    /// Print the stage's outputs.
+    Outputs(OutputsArgs),
+    /// Run the api locally with the stage's links (a local PostgreSQL without NEON_API_KEY).
+    Dev(DevArgs),
+    /// Clear a stage's lock left by an interrupted run.
+    Unlock(StageArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StageArgs {
+    /// The stage (default: DEPLOYER_STAGE, else your user name).
+    #[arg(long, env = "DEPLOYER_STAGE")]
+    pub stage: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// On a protected stage, allow deleting or replacing Neon resources.
+    #[arg(long)]
+    pub allow_data_loss: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct OutputsArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show passwords and connection strings instead of masking them.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Use a local PostgreSQL even when NEON_API_KEY is set.
+    #[arg(long)]
+    pub local: bool,
+    /// Port for `cargo lambda watch`.
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Port for the local PostgreSQL.
+    #[arg(long, default_value_t = 54329)]
+    pub pg_port: u16,
+    /// Run this command with the links in its environment instead of `cargo lambda watch`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}

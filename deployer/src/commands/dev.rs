@@ -1,0 +1,514 @@
+//! `deployer dev`: the api on this machine with the stage's links.
+//!
+//! Without NEON_API_KEY (or with `--local`) it needs no account: a PostgreSQL cluster under
+//! `.deployer/dev/pgdata` (kept between runs) gets the roles and databases infra.toml
+//! declares, and the links point there. With a key it deploys the stage's Neon resources
+//! (not the function) and links those. The links go to `.deployer/dev.env`, the env file
+//! cargo-lambda.toml names; then `cargo lambda watch -A 127.0.0.1` runs (or the command
+//! after `--`, with the links in its environment).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cli::DevArgs;
+use crate::config::{Config, Kind, Spec};
+use crate::engine::{Action, resolve_template};
+use crate::error::CliError;
+use crate::state::StageLock;
+
+pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
+    let dir = super::project_dir(config_path);
+    let local = args.local
+        || std::env::var_os("NEON_API_KEY").is_none() && {
+            // .env may hold the key too.
+            crate::env::EnvSource::load(&dir, None)
+                .map(|e| e.get("NEON_API_KEY").is_none())
+                .unwrap_or(true)
+        };
+    let stage = if local && args.stage.stage.is_none() {
+        "local".to_owned()
+    } else {
+        super::resolve_stage(&args.stage)?
+    };
+    let (env, config) = super::load(config_path, &stage)?;
+
+    let mut cluster = None;
+    let outputs = if local {
+        let c = LocalCluster::start(&dir, args.pg_port)?;
+        let outputs = c.provision(&config)?;
+        cluster = Some(c);
+        outputs
+    } else {
+        let mut deployer = super::deployer(&config, &env, &stage).await?;
+        deployer.aws = None;
+        let _lock = StageLock::acquire(&dir, &stage, "dev").map_err(CliError::from_state)?;
+        let mut plan = deployer.plan();
+        plan.steps.retain(|s| {
+            s.kind != Kind::Function && !matches!(s.action, Action::Delete | Action::Retain)
+        });
+        deployer.check_protection(&plan, false)?;
+        deployer.apply(&plan).await?;
+        deployer
+            .state
+            .resources
+            .into_iter()
+            .map(|(k, v)| (k, v.outputs))
+            .collect()
+    };
+
+    let vars = link_environment(&config, &outputs)?;
+    let env_file = dir.join(".deployer").join("dev.env");
+    write_env_file(&env_file, &vars)?;
+    eprintln!(
+        "wrote .deployer/dev.env ({} variable{}; secrets stay in that file)",
+        vars.len(),
+        if vars.len() == 1 { "" } else { "s" }
+    );
+
+    let mut cmd = if args.command.is_empty() {
+        eprintln!(
+            "starting cargo lambda watch; then try: curl http://127.0.0.1:{}/version",
+            args.port
+        );
+        let mut c = Command::new("cargo");
+        c.args([
+            "lambda",
+            "watch",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &args.port.to_string(),
+        ]);
+        c
+    } else {
+        let mut c = Command::new(&args.command[0]);
+        c.args(&args.command[1..]);
+        c
+    };
+    cmd.current_dir(&dir).envs(&vars).stdin(Stdio::inherit());
+    let status = cmd.status().map_err(|e| {
+        CliError::bad_input(
+            format!("cannot run `{}`: {e}", cmd.get_program().to_string_lossy()),
+            None,
+        )
+    });
+    drop(cluster);
+    let status = status?;
+    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// `LINK_<Name>` for every link, and every function's `environment`, resolved.
+fn link_environment(
+    config: &Config,
+    outputs: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, CliError> {
+    let mut resolved: BTreeMap<String, BTreeMap<String, String>> = outputs.clone();
+    let mut vars = BTreeMap::new();
+    for r in &config.resources {
+        match &r.spec {
+            Spec::Link { properties } => {
+                let mut props = BTreeMap::new();
+                for (k, t) in properties {
+                    let v = resolve_template(t, |n| resolved.get(n)).ok_or_else(|| {
+                        CliError::bad_input(
+                            format!(
+                                "link `{}`: `{k}` refers to an output that local runs do not have",
+                                r.name
+                            ),
+                            None,
+                        )
+                    })?;
+                    props.insert(k.clone(), v);
+                }
+                vars.insert(
+                    format!("LINK_{}", r.name),
+                    serde_json::to_string(&props).unwrap_or_default(),
+                );
+                resolved.insert(r.name.clone(), props);
+            }
+            Spec::Function { environment, .. } => {
+                for (k, t) in environment {
+                    if let Some(v) = resolve_template(t, |n| resolved.get(n)) {
+                        vars.insert(k.clone(), v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(vars)
+}
+
+/// Writes the env file cargo-lambda reads (mode 0600): values single-quoted, because
+/// cargo-lambda rejects unquoted values holding `=` or `?`, and JSON holds double quotes.
+fn write_env_file(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), CliError> {
+    let mut text = String::from(
+        "# Written by `deployer dev` for cargo lambda watch. Holds passwords; never commit it.\n",
+    );
+    for (k, v) in vars {
+        if v.contains('\'') || v.contains('\n') {
+            return Err(CliError::bad_input(
+                format!("`{k}` holds a quote or newline, which the env file cannot carry"),
+                None,
+            ));
+        }
+        text.push_str(&format!("{k}='{v}'\n"));
+    }
+    let write = || -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+    };
+    write().map_err(|e| CliError::remote(format!("cannot write `{}`: {e}", path.display()), None))
+}
+
+/// A PostgreSQL cluster for local runs, stopped when dropped.
+struct LocalCluster {
+    bindir: PathBuf,
+    data: PathBuf,
+    dev_dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn pg_bindir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for p in std::env::split_paths(&paths) {
+            let initdb = p.join("initdb");
+            if initdb.is_file() {
+                return std::fs::canonicalize(&initdb)
+                    .ok()?
+                    .parent()
+                    .map(Path::to_owned);
+            }
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").is_file())
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|u| u.split_whitespace().next() == Some("0"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+impl LocalCluster {
+    fn tool(&self, name: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bindir.join(name));
+            c
+        } else {
+            Command::new(self.bindir.join(name))
+        }
+    }
+
+    fn run(&self, mut cmd: Command, what: &str) -> Result<String, CliError> {
+        let out = cmd
+            .output()
+            .map_err(|e| CliError::remote(format!("cannot run {what}: {e}"), None))?;
+        if !out.status.success() {
+            return Err(CliError::remote(
+                format!(
+                    "{what} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                None,
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn start(project_dir: &Path, port: u16) -> Result<LocalCluster, CliError> {
+        let bindir = pg_bindir().ok_or_else(|| {
+            CliError::bad_input(
+                "PostgreSQL's server (initdb, pg_ctl) is not installed".into(),
+                Some("apt-get install postgresql, or set PG_BINDIR".into()),
+            )
+        })?;
+        let dev_dir = std::fs::canonicalize(project_dir)
+            .unwrap_or(project_dir.to_owned())
+            .join(".deployer")
+            .join("dev");
+        let data = dev_dir.join("pgdata");
+        std::fs::create_dir_all(&data).map_err(|e| {
+            CliError::remote(format!("cannot create {}: {e}", data.display()), None)
+        })?;
+        let as_postgres = is_root();
+        // The cluster runs as `postgres` when we are root; it only needs to pass through.
+        let _ = std::fs::set_permissions(
+            dev_dir.parent().unwrap_or(&dev_dir),
+            std::fs::Permissions::from_mode(0o711),
+        );
+        let _ = std::fs::set_permissions(&dev_dir, std::fs::Permissions::from_mode(0o711));
+        let c = LocalCluster {
+            bindir,
+            data: data.clone(),
+            dev_dir,
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            c.run(
+                {
+                    let mut cmd = Command::new("chown");
+                    cmd.args(["postgres:", &data.to_string_lossy()]);
+                    cmd
+                },
+                "chown",
+            )?;
+            let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
+        }
+        if !data.join("PG_VERSION").exists() {
+            eprintln!("creating a PostgreSQL cluster in .deployer/dev/pgdata");
+            let mut init = c.tool("initdb");
+            init.arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ]);
+            c.run(init, "initdb")?;
+            let conf = format!(
+                "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+                data.display()
+            );
+            let path = data.join("postgresql.conf");
+            let mut existing = std::fs::read_to_string(&path).unwrap_or_default();
+            existing.push_str(&conf);
+            std::fs::write(&path, existing).map_err(|e| {
+                CliError::remote(format!("cannot write postgresql.conf: {e}"), None)
+            })?;
+        }
+        let mut status = c.tool("pg_ctl");
+        status.arg("-D").arg(&data).arg("status");
+        if !status.output().is_ok_and(|o| o.status.success()) {
+            eprintln!("starting PostgreSQL on 127.0.0.1:{port}");
+            let mut start = c.tool("pg_ctl");
+            start
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(data.join("server.log"))
+                .args(["-w", "-o"])
+                .arg(format!("-p {port}"))
+                .arg("start");
+            c.run(start, "pg_ctl start").map_err(|e| {
+                CliError::remote(
+                    e.message,
+                    Some(format!("is port {port} taken? pass --pg-port")),
+                )
+            })?;
+        }
+        Ok(c)
+    }
+
+    fn psql(&self, sql: &str) -> Result<String, CliError> {
+        let mut cmd = self.tool("psql");
+        cmd.args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| CliError::remote(format!("cannot run psql: {e}"), None))?;
+        // SQL (with passwords) goes through stdin, never the process list.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, sql.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| CliError::remote(format!("psql: {e}"), None))?;
+        if !out.status.success() {
+            return Err(CliError::remote(
+                format!(
+                    "psql failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                None,
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// A password per role, made once and kept (0600) so the env file stays valid.
+    fn password(&self, role: &str) -> Result<String, CliError> {
+        let path = self.dev_dir.join("passwords.json");
+        let mut all: BTreeMap<String, String> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if let Some(p) = all.get(role) {
+            return Ok(p.clone());
+        }
+        let mut bytes = [0u8; 18];
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| CliError::remote("no randomness".into(), None))?;
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        all.insert(role.to_owned(), password.clone());
+        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| CliError::remote(format!("cannot write {}: {e}", path.display()), None))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .map_err(|e| CliError::remote(e.to_string(), None))?;
+        Ok(password)
+    }
+
+    fn ensure_role(&self, role: &str) -> Result<String, CliError> {
+        let password = self.password(role)?;
+        let ident = role.replace('"', "\"\"");
+        let exists = self.psql(&format!(
+            "SELECT 1 FROM pg_roles WHERE rolname = '{}'",
+            role.replace('\'', "''")
+        ))?;
+        let verb = if exists == "1" { "ALTER" } else { "CREATE" };
+        self.psql(&format!(
+            "{verb} ROLE \"{ident}\" LOGIN PASSWORD '{password}'"
+        ))?;
+        Ok(password)
+    }
+
+    fn ensure_database(&self, db: &str, owner: &str) -> Result<(), CliError> {
+        let exists = self.psql(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{}'",
+            db.replace('\'', "''")
+        ))?;
+        if exists != "1" {
+            self.psql(&format!(
+                "CREATE DATABASE \"{}\" OWNER \"{}\"",
+                db.replace('"', "\"\""),
+                owner.replace('"', "\"\"")
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn uri(&self, role: &str, password: &str, db: &str) -> String {
+        let enc = crate::neon::url_encode;
+        format!(
+            "postgresql://{}:{password}@127.0.0.1:{}/{}?sslmode=disable",
+            enc(role),
+            self.port,
+            enc(db)
+        )
+    }
+
+    /// Creates what infra.toml declares and returns outputs shaped like Neon's.
+    fn provision(
+        &self,
+        config: &Config,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, CliError> {
+        let mut outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let literal = |t: &crate::config::Template| t.as_literal().unwrap_or_default();
+        for r in &config.resources {
+            let o: BTreeMap<String, String> = match &r.spec {
+                Spec::Project { .. } => {
+                    // Neon's defaults for a new project: role neondb_owner, database neondb.
+                    let password = self.ensure_role("neondb_owner")?;
+                    self.ensure_database("neondb", "neondb_owner")?;
+                    let uri = self.uri("neondb_owner", &password, "neondb");
+                    [
+                        ("id", "local".to_owned()),
+                        ("default_branch_id", "local".to_owned()),
+                        ("connection_uri", uri.clone()),
+                        ("connection_uri_pooler", uri),
+                        ("database_host", "127.0.0.1".to_owned()),
+                        ("database_name", "neondb".to_owned()),
+                        ("database_user", "neondb_owner".to_owned()),
+                        ("database_password", password),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect()
+                }
+                Spec::Branch { .. } => {
+                    BTreeMap::from([("id".to_owned(), format!("local-{}", r.name.to_lowercase()))])
+                }
+                Spec::Endpoint { .. } => BTreeMap::from([
+                    ("id".to_owned(), "local".to_owned()),
+                    ("host".to_owned(), "127.0.0.1".to_owned()),
+                ]),
+                Spec::Role { name, .. } => {
+                    let name = literal(name);
+                    let password = self.ensure_role(&name)?;
+                    BTreeMap::from([("name".to_owned(), name), ("password".to_owned(), password)])
+                }
+                Spec::Database { name, owner, .. } => {
+                    let name = literal(name);
+                    let owner_name = outputs
+                        .get(owner)
+                        .and_then(|o| o.get("name"))
+                        .cloned()
+                        .unwrap_or_default();
+                    self.ensure_database(&name, &owner_name)?;
+                    let password = self.password(&owner_name)?;
+                    BTreeMap::from([
+                        ("name".to_owned(), name.clone()),
+                        (
+                            "connection_uri".to_owned(),
+                            self.uri(&owner_name, &password, &name),
+                        ),
+                    ])
+                }
+                Spec::Link { .. } | Spec::Function { .. } => continue,
+            };
+            outputs.insert(r.name.clone(), o);
+        }
+        Ok(outputs)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        eprintln!("stopping PostgreSQL");
+        let mut stop = self.tool("pg_ctl");
+        stop.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]);
+        let _ = stop.output();
+    }
+}

@@ -1,0 +1,45 @@
+//! `deployer outputs`: what the last deploy produced, secrets masked unless `--reveal`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::cli::OutputsArgs;
+use crate::error::CliError;
+use crate::state::StageState;
+
+pub fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), CliError> {
+    let stage = super::resolve_stage(&args.stage)?;
+    let (_, config) = super::load(config_path, &stage)?;
+    let dir = super::project_dir(config_path);
+    let state = StageState::load(&dir, &config.app, &stage).map_err(CliError::from_state)?;
+    if state.resources.is_empty() {
+        return Err(CliError::bad_input(
+            format!("stage `{stage}` has not been deployed"),
+            Some(format!("deployer deploy --stage {stage}")),
+        ));
+    }
+    if args.json {
+        let mut all = BTreeMap::new();
+        for (name, r) in &state.resources {
+            let outputs: BTreeMap<&String, String> = r
+                .outputs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        if r.kind.is_secret(k) && !args.reveal {
+                            crate::output::mask(v)
+                        } else {
+                            v.clone()
+                        },
+                    )
+                })
+                .collect();
+            all.insert(name, outputs);
+        }
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else {
+        super::print_outputs(&state, args.reveal);
+    }
+    Ok(())
+}

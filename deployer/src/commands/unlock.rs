@@ -1,0 +1,23 @@
+//! `deployer unlock`: clears a lock left behind by an interrupted run.
+
+use std::path::Path;
+
+use crate::cli::StageArgs;
+use crate::error::CliError;
+use crate::state::StageLock;
+
+pub fn run(config_path: &Path, args: &StageArgs) -> Result<(), CliError> {
+    let stage = super::resolve_stage(args)?;
+    let dir = super::project_dir(config_path);
+    match StageLock::force_release(&dir, &stage) {
+        Ok(true) => println!("Unlocked stage `{stage}`."),
+        Ok(false) => println!("Stage `{stage}` was not locked."),
+        Err(e) => {
+            return Err(CliError::remote(
+                format!("cannot remove the lock of `{stage}`: {e}"),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}

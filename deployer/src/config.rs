@@ -1,0 +1,1122 @@
+//! `infra.toml`: the app as the user writes it, read and checked before any remote call.
+//!
+//! Every error names the file, line and column, says what is wrong and ends with a hint.
+//! Templates (`${env.VAR}`, `${Name.attr}`) are parsed here; `env` ones are resolved for
+//! the stage being deployed, resource ones during the deploy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::env::EnvSource;
+
+/// One problem in the file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in the file (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---- the file as written ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    app: Spanned<RawApp>,
+    #[serde(default)]
+    stages: BTreeMap<Spanned<String>, RawStage>,
+    #[serde(default)]
+    neon: RawNeon,
+    #[serde(default)]
+    link: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    #[serde(default)]
+    function: BTreeMap<Spanned<String>, RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+    region: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    removal: Option<Spanned<String>>,
+    protect: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNeon {
+    #[serde(default)]
+    project: BTreeMap<Spanned<String>, RawProject>,
+    #[serde(default)]
+    branch: BTreeMap<Spanned<String>, RawBranch>,
+    #[serde(default)]
+    endpoint: BTreeMap<Spanned<String>, RawEndpoint>,
+    #[serde(default)]
+    role: BTreeMap<Spanned<String>, RawRole>,
+    #[serde(default)]
+    database: BTreeMap<Spanned<String>, RawDatabase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: Option<Spanned<String>>,
+    pg_version: Option<Spanned<i64>>,
+    region_id: Option<Spanned<String>>,
+    org_id: Option<Spanned<String>>,
+    history_retention_seconds: Option<Spanned<i64>>,
+    import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBranch {
+    project: Spanned<String>,
+    name: Option<Spanned<String>>,
+    parent: Option<Spanned<String>>,
+    import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    branch: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    branch: Spanned<String>,
+    name: Spanned<String>,
+    import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    branch: Spanned<String>,
+    name: Spanned<String>,
+    owner: Spanned<String>,
+    import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    package: Spanned<String>,
+    #[serde(default)]
+    link: Vec<Spanned<String>>,
+    #[serde(default)]
+    url: bool,
+    memory: Option<Spanned<i64>>,
+    timeout: Option<Spanned<i64>>,
+    architecture: Option<Spanned<String>>,
+    #[serde(default)]
+    environment: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+// ---- the checked model ----------------------------------------------------------------------
+
+/// What kind of thing a resource is, as printed (`neon:Project`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Kind {
+    Project,
+    Branch,
+    Endpoint,
+    Role,
+    Database,
+    Link,
+    Function,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Project => "neon:Project",
+            Kind::Branch => "neon:Branch",
+            Kind::Endpoint => "neon:Endpoint",
+            Kind::Role => "neon:Role",
+            Kind::Database => "neon:Database",
+            Kind::Link => "Linkable",
+            Kind::Function => "aws:Function",
+        }
+    }
+
+    /// The outputs other resources may reference as `${Name.output}`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Project => &[
+                "id",
+                "connection_uri",
+                "connection_uri_pooler",
+                "default_branch_id",
+                "database_host",
+                "database_name",
+                "database_user",
+                "database_password",
+            ],
+            Kind::Branch => &["id"],
+            Kind::Endpoint => &["id", "host"],
+            Kind::Role => &["name", "password"],
+            Kind::Database => &["name", "connection_uri"],
+            Kind::Link => &[],
+            Kind::Function => &["name", "arn", "url"],
+        }
+    }
+
+    /// Outputs that hold secrets, masked unless `--reveal`.
+    pub fn is_secret(self, output: &str) -> bool {
+        matches!(
+            (self, output),
+            (
+                Kind::Project,
+                "connection_uri" | "connection_uri_pooler" | "database_password"
+            ) | (Kind::Role, "password")
+                | (Kind::Database, "connection_uri")
+                | (Kind::Link, _)
+        )
+    }
+
+    pub fn is_neon(self) -> bool {
+        matches!(
+            self,
+            Kind::Project | Kind::Branch | Kind::Endpoint | Kind::Role | Kind::Database
+        )
+    }
+}
+
+/// A string with `${Name.attr}` references left to resolve at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Template(pub Vec<Part>);
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Part {
+    Text(String),
+    Ref { resource: String, output: String },
+}
+
+impl Template {
+    pub fn literal(s: &str) -> Self {
+        Template(vec![Part::Text(s.to_owned())])
+    }
+
+    pub fn refs(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            Part::Ref { resource, .. } => Some(resource.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The text, if it has no references left.
+    pub fn as_literal(&self) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Ref { .. } => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Removal {
+    Remove,
+    Retain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagePolicy {
+    pub removal: Removal,
+    pub protect: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Project {
+        name: Template,
+        pg_version: i64,
+        region_id: Template,
+        org_id: Option<Template>,
+        history_retention_seconds: Option<i64>,
+    },
+    Branch {
+        project: String,
+        name: Template,
+        parent: Option<String>,
+    },
+    Endpoint {
+        branch: String,
+        read_write: bool,
+    },
+    Role {
+        branch: String,
+        name: Template,
+    },
+    Database {
+        branch: String,
+        name: Template,
+        owner: String,
+    },
+    Link {
+        properties: BTreeMap<String, Template>,
+    },
+    Function {
+        package: String,
+        links: Vec<String>,
+        url: bool,
+        memory: i64,
+        timeout: i64,
+        arm64: bool,
+        environment: BTreeMap<String, Template>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub name: String,
+    pub kind: Kind,
+    pub spec: Spec,
+    pub import: Option<String>,
+    /// Resources this one needs first (structure and `${...}` references).
+    pub deps: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub app: String,
+    pub region: Option<String>,
+    pub stages: BTreeMap<String, StagePolicy>,
+    /// In dependency order.
+    pub resources: Vec<Resource>,
+}
+
+impl Config {
+    /// The policy for `stage`: `[stages.<stage>]` over `[stages.default]` over
+    /// `removal = "remove"`, unprotected.
+    pub fn policy(&self, stage: &str) -> StagePolicy {
+        let default = self.stages.get("default").copied().unwrap_or(StagePolicy {
+            removal: Removal::Remove,
+            protect: false,
+        });
+        self.stages.get(stage).copied().unwrap_or(default)
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// Reads and checks `path`, resolving `${env.VAR}` from `env`.
+pub fn load(path: &Path, env: &EnvSource) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {e}"),
+            hint: Some(
+                "run deployer in the folder that holds infra.toml, or pass --config <path>".into(),
+            ),
+        }])
+    })?;
+    parse(path, &text, env)
+}
+
+/// Checks the text of an infra.toml (`path` is only used in messages).
+pub fn parse(path: &Path, text: &str, env: &EnvSource) -> Result<Config, ConfigErrors> {
+    let mut cx = Checker {
+        file: path.to_owned(),
+        text,
+        env,
+        errors: Vec::new(),
+    };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_owned();
+            let hint = if message.contains("unknown field") {
+                Some(
+                    "remove the key or fix its spelling; README lists every key of infra.toml"
+                        .to_owned(),
+                )
+            } else if message.contains("missing field") {
+                Some("add the key; README lists what each table needs".to_owned())
+            } else {
+                Some("fix the TOML syntax at that place".to_owned())
+            };
+            cx.error(span, message, hint);
+            return Err(ConfigErrors(cx.errors));
+        }
+    };
+    let config = cx.check(raw);
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        cx.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+struct Checker<'a> {
+    file: PathBuf,
+    text: &'a str,
+    env: &'a EnvSource,
+    errors: Vec<ConfigError>,
+}
+
+fn is_logical_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Checker<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, column)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        let (line, column) = self.position(span.start);
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    /// Parses `${...}` in a string; `env` references are resolved now.
+    fn template(&mut self, s: &Spanned<String>) -> Template {
+        let text = s.get_ref();
+        let mut parts = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_owned()));
+            }
+            let Some(len) = rest[start..].find('}') else {
+                self.error(
+                    s.span(),
+                    format!("unclosed `${{` in `{text}`"),
+                    Some("write references as ${env.VAR} or ${Resource.output}".into()),
+                );
+                return Template(parts);
+            };
+            let inner = &rest[start + 2..start + len];
+            match inner.split_once('.') {
+                Some(("env", var)) if is_env_name(var) => match self.env.get(var) {
+                    Some(value) => parts.push(Part::Text(value)),
+                    None => self.error(
+                        s.span(),
+                        format!("environment variable `{var}` is not set"),
+                        Some(format!(
+                            "export {var}=..., or add `{var}=...` to .env (or .env.<stage>) beside infra.toml"
+                        )),
+                    ),
+                },
+                Some((resource, output)) if is_logical_name(resource) && !output.is_empty() => {
+                    parts.push(Part::Ref {
+                        resource: resource.to_owned(),
+                        output: output.to_owned(),
+                    })
+                }
+                _ => self.error(
+                    s.span(),
+                    format!("`${{{inner}}}` is not a reference"),
+                    Some("write references as ${env.VAR} or ${Resource.output}".into()),
+                ),
+            }
+            rest = &rest[start + len + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Template(parts)
+    }
+
+    /// A Neon role or database name: literal, non-empty, at most 63 bytes.
+    fn neon_name(&mut self, what: &str, s: &Spanned<String>) -> Template {
+        let t = self.template(s);
+        if let Some(name) = t.as_literal() {
+            if name.is_empty() {
+                self.error(
+                    s.span(),
+                    format!("{what} name is empty"),
+                    Some(format!("give the {what} a name")),
+                );
+            } else if name.len() > MAX_NAME_BYTES {
+                self.error(
+                    s.span(),
+                    format!(
+                        "{what} name `{name}` is {} bytes; Neon allows at most {MAX_NAME_BYTES}",
+                        name.len()
+                    ),
+                    Some("use a shorter name".into()),
+                );
+            }
+        }
+        t
+    }
+
+    fn check(&mut self, raw: RawFile) -> Config {
+        let app = raw.app.into_inner();
+        let app_name = app.name.get_ref().clone();
+        if !app_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || app_name.is_empty()
+            || app_name.len() > 32
+        {
+            self.error(
+                app.name.span(),
+                format!("app name `{app_name}` must be 1 to 32 letters, digits or `-`"),
+                Some("AWS names are built from it: <app>-<stage>-<Function>".into()),
+            );
+        }
+        let region = app.region.map(|r| r.into_inner());
+
+        let mut stages = BTreeMap::new();
+        for (name, stage) in raw.stages {
+            if !is_stage_name(name.get_ref()) {
+                self.error(
+                    name.span(),
+                    format!("stage name `{}` must be lowercase letters, digits or `-`, starting with a letter (at most 24)", name.get_ref()),
+                    Some("for example [stages.prod]".into()),
+                );
+            }
+            let removal = match stage
+                .removal
+                .as_ref()
+                .map(|r| (r.get_ref().as_str(), r.span()))
+            {
+                None | Some(("remove", _)) => Removal::Remove,
+                Some(("retain", _)) => Removal::Retain,
+                Some((other, span)) => {
+                    self.error(
+                        span,
+                        format!("`removal = \"{other}\"` is not a removal policy"),
+                        Some("use \"remove\" (delete everything on remove) or \"retain\" (keep the Neon data)".into()),
+                    );
+                    Removal::Remove
+                }
+            };
+            stages.insert(
+                name.into_inner(),
+                StagePolicy {
+                    removal,
+                    protect: stage.protect.unwrap_or(false),
+                },
+            );
+        }
+
+        let mut resources: Vec<(Range<usize>, Resource)> = Vec::new();
+        let mut add = |span: Range<usize>,
+                       name: String,
+                       kind: Kind,
+                       spec: Spec,
+                       import: Option<String>,
+                       deps: BTreeSet<String>| {
+            resources.push((
+                span,
+                Resource {
+                    name,
+                    kind,
+                    spec,
+                    import,
+                    deps,
+                },
+            ));
+        };
+
+        for (name, p) in raw.neon.project {
+            let import = self.import_id(
+                &p.import,
+                "project ID, e.g. import = \"shiny-wind-028834\"",
+                false,
+            );
+            let pg_version = match p.pg_version {
+                Some(v) if !(14..=18).contains(v.get_ref()) => {
+                    self.error(
+                        v.span(),
+                        format!("pg_version {} is not offered by Neon", v.get_ref()),
+                        Some("use 14, 15, 16, 17 or 18".into()),
+                    );
+                    17
+                }
+                Some(v) => v.into_inner(),
+                None => 17,
+            };
+            let history = match p.history_retention_seconds {
+                Some(v) if !(0..=2_592_000).contains(v.get_ref()) => {
+                    self.error(
+                        v.span(),
+                        format!("history_retention_seconds {} is out of range", v.get_ref()),
+                        Some(
+                            "use 0 to 2592000 (30 days); Neon's Free plan allows at most 21600"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+                Some(v) => Some(v.into_inner()),
+                None => None,
+            };
+            let spec = Spec::Project {
+                name: p.name.as_ref().map_or_else(
+                    || Template::literal(&format!("{app_name}-{}", name.get_ref())),
+                    |n| self.template(n),
+                ),
+                pg_version,
+                region_id: p
+                    .region_id
+                    .as_ref()
+                    .map_or_else(|| Template::literal("aws-us-east-1"), |r| self.template(r)),
+                org_id: p.org_id.as_ref().map(|o| self.template(o)),
+                history_retention_seconds: history,
+            };
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Project,
+                spec,
+                import,
+                BTreeSet::new(),
+            );
+        }
+        for (name, b) in raw.neon.branch {
+            let import = self.import_id(
+                &b.import,
+                "branch ID, e.g. import = \"br-aged-salad-a5ow2h3x\"",
+                false,
+            );
+            let mut deps = BTreeSet::from([b.project.get_ref().clone()]);
+            if let Some(parent) = &b.parent {
+                deps.insert(parent.get_ref().clone());
+            }
+            let spec = Spec::Branch {
+                project: b.project.get_ref().clone(),
+                name: b.name.as_ref().map_or_else(
+                    || Template::literal(&name.get_ref().to_lowercase()),
+                    |n| self.template(n),
+                ),
+                parent: b.parent.as_ref().map(|p| p.get_ref().clone()),
+            };
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Branch,
+                spec,
+                import,
+                deps,
+            );
+        }
+        for (name, e) in raw.neon.endpoint {
+            let import = self.import_id(
+                &e.import,
+                "endpoint ID, e.g. import = \"ep-cool-darkness-12345678\"",
+                false,
+            );
+            let read_write = match e.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+                None | Some(("read_write", _)) => true,
+                Some(("read_only", _)) => false,
+                Some((other, span)) => {
+                    self.error(
+                        span,
+                        format!("endpoint type `{other}` is not one of Neon's"),
+                        Some("use \"read_write\" or \"read_only\"".into()),
+                    );
+                    true
+                }
+            };
+            let deps = BTreeSet::from([e.branch.get_ref().clone()]);
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Endpoint,
+                Spec::Endpoint {
+                    branch: e.branch.get_ref().clone(),
+                    read_write,
+                },
+                import,
+                deps,
+            );
+        }
+        for (name, r) in raw.neon.role {
+            let import = self.import_id(&r.import, "role as project_id/branch_id/role_name", true);
+            let spec = Spec::Role {
+                branch: r.branch.get_ref().clone(),
+                name: self.neon_name("role", &r.name),
+            };
+            let deps = BTreeSet::from([r.branch.get_ref().clone()]);
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Role,
+                spec,
+                import,
+                deps,
+            );
+        }
+        for (name, d) in raw.neon.database {
+            let import = self.import_id(
+                &d.import,
+                "database as project_id/branch_id/database_name",
+                true,
+            );
+            let spec = Spec::Database {
+                branch: d.branch.get_ref().clone(),
+                name: self.neon_name("database", &d.name),
+                owner: d.owner.get_ref().clone(),
+            };
+            let deps = BTreeSet::from([d.branch.get_ref().clone(), d.owner.get_ref().clone()]);
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Database,
+                spec,
+                import,
+                deps,
+            );
+        }
+        for (name, props) in raw.link {
+            let mut properties = BTreeMap::new();
+            let mut deps = BTreeSet::new();
+            if props.is_empty() {
+                self.error(
+                    name.span(),
+                    format!("link `{}` has no properties", name.get_ref()),
+                    Some(
+                        "add one, e.g. connection_string = \"${MyAppProject.connection_uri}\""
+                            .into(),
+                    ),
+                );
+            }
+            for (key, value) in props {
+                let text = match value.get_ref() {
+                    toml::Value::String(s) => Spanned::new(value.span(), s.clone()),
+                    other => Spanned::new(value.span(), other.to_string()),
+                };
+                let t = self.template(&text);
+                deps.extend(t.refs().map(str::to_owned));
+                properties.insert(key.into_inner(), t);
+            }
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Link,
+                Spec::Link { properties },
+                None,
+                deps,
+            );
+        }
+        for (name, f) in raw.function {
+            let memory = match f.memory {
+                Some(m) if !(128..=10_240).contains(m.get_ref()) => {
+                    self.error(
+                        m.span(),
+                        format!("memory {} MB is outside what Lambda allows", m.get_ref()),
+                        Some("use 128 to 10240 (MB)".into()),
+                    );
+                    128
+                }
+                Some(m) => m.into_inner(),
+                None => 128,
+            };
+            let timeout = match f.timeout {
+                Some(t) if !(1..=900).contains(t.get_ref()) => {
+                    self.error(
+                        t.span(),
+                        format!("timeout {} s is outside what Lambda allows", t.get_ref()),
+                        Some("use 1 to 900 (seconds)".into()),
+                    );
+                    10
+                }
+                Some(t) => t.into_inner(),
+                None => 10,
+            };
+            let arm64 = match f
+                .architecture
+                .as_ref()
+                .map(|a| (a.get_ref().as_str(), a.span()))
+            {
+                None | Some(("x86_64", _)) => false,
+                Some(("arm64", _)) => true,
+                Some((other, span)) => {
+                    self.error(
+                        span,
+                        format!("architecture `{other}` is not one of Lambda's"),
+                        Some("use \"x86_64\" or \"arm64\"".into()),
+                    );
+                    false
+                }
+            };
+            if f.package.get_ref().trim().is_empty() {
+                self.error(
+                    f.package.span(),
+                    "package is empty",
+                    Some("name the cargo package to build, e.g. package = \"api\"".into()),
+                );
+            }
+            let mut deps = BTreeSet::new();
+            for l in &f.link {
+                deps.insert(l.get_ref().clone());
+            }
+            let mut environment = BTreeMap::new();
+            for (key, value) in &f.environment {
+                let k = key.get_ref();
+                if !is_env_name(k) {
+                    self.error(
+                        key.span(),
+                        format!("`{k}` is not a valid environment variable name"),
+                        Some("use letters, digits and `_`, not starting with a digit".into()),
+                    );
+                } else if k.starts_with("LINK_")
+                    || k.starts_with("AWS_")
+                    || k.starts_with("LAMBDA_")
+                    || k == "_HANDLER"
+                {
+                    self.error(key.span(), format!("`{k}` is reserved"), Some("LINK_* comes from `link = [...]`; AWS_* and LAMBDA_* are set by Lambda".into()));
+                }
+                let t = self.template(value);
+                deps.extend(t.refs().map(str::to_owned));
+                environment.insert(k.clone(), t);
+            }
+            let spec = Spec::Function {
+                package: f.package.get_ref().clone(),
+                links: f.link.iter().map(|l| l.get_ref().clone()).collect(),
+                url: f.url,
+                memory,
+                timeout,
+                arm64,
+                environment,
+            };
+            add(
+                name.span(),
+                name.into_inner(),
+                Kind::Function,
+                spec,
+                None,
+                deps,
+            );
+        }
+
+        // A database's connection URI goes through its branch's endpoint: create that first.
+        let endpoints: Vec<(String, String)> = resources
+            .iter()
+            .filter_map(|(_, r)| match &r.spec {
+                Spec::Endpoint { branch, .. } => Some((branch.clone(), r.name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (_, r) in resources.iter_mut() {
+            if let Spec::Database { branch, .. } = &r.spec {
+                let branch = branch.clone();
+                r.deps.extend(
+                    endpoints
+                        .iter()
+                        .filter(|(b, _)| *b == branch)
+                        .map(|(_, e)| e.clone()),
+                );
+            }
+        }
+        self.check_names_and_refs(&mut resources);
+        let ordered = self.order(resources);
+        Config {
+            path: self.file.clone(),
+            app: app_name,
+            region,
+            stages,
+            resources: ordered,
+        }
+    }
+
+    fn import_id(
+        &mut self,
+        import: &Option<Spanned<String>>,
+        what: &str,
+        triple: bool,
+    ) -> Option<String> {
+        let import = import.as_ref()?;
+        let id = import.get_ref();
+        let ok = if triple {
+            let parts: Vec<&str> = id.split('/').collect();
+            parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
+        } else {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if !ok {
+            self.error(
+                import.span(),
+                format!("`import = \"{id}\"` is not a valid {what}"),
+                Some(format!("give the {what}")),
+            );
+        }
+        Some(id.clone())
+    }
+
+    fn check_names_and_refs(&mut self, resources: &mut [(Range<usize>, Resource)]) {
+        let mut seen: BTreeMap<String, Kind> = BTreeMap::new();
+        for (span, r) in resources.iter() {
+            if !is_logical_name(&r.name) {
+                self.error(span.clone(), format!("resource name `{}` must start with a letter and hold only letters and digits", r.name), Some("for example MyAppProject".into()));
+            }
+            if let Some(kind) = seen.get(&r.name) {
+                self.error(
+                    span.clone(),
+                    format!("`{}` is already the name of a {}", r.name, kind.label()),
+                    Some("names are unique across the whole file; rename one".into()),
+                );
+            } else {
+                seen.insert(r.name.clone(), r.kind);
+            }
+        }
+        let names = seen.keys().cloned().collect::<Vec<_>>().join(", ");
+        for (span, r) in resources.iter() {
+            let mut structural: Vec<(&str, &str, Kind)> = Vec::new();
+            match &r.spec {
+                Spec::Branch {
+                    project, parent, ..
+                } => {
+                    structural.push(("project", project, Kind::Project));
+                    if let Some(p) = parent {
+                        structural.push(("parent", p, Kind::Branch));
+                    }
+                }
+                Spec::Endpoint { branch, .. } | Spec::Role { branch, .. } => {
+                    structural.push(("branch", branch, Kind::Branch))
+                }
+                Spec::Database { branch, owner, .. } => {
+                    structural.push(("branch", branch, Kind::Branch));
+                    structural.push(("owner", owner, Kind::Role));
+                }
+                Spec::Function { links, .. } => {
+                    for l in links {
+                        structural.push(("link", l, Kind::Link));
+                    }
+                }
+                _ => {}
+            }
+            for (field, target, kind) in structural {
+                match seen.get(target) {
+                    None => self.error(
+                        span.clone(),
+                        format!("`{}`: {field} `{target}` is not defined", r.name),
+                        Some(format!("defined names: {names}")),
+                    ),
+                    Some(k) if *k != kind => self.error(
+                        span.clone(),
+                        format!(
+                            "`{}`: {field} `{target}` is a {}, not a {}",
+                            r.name,
+                            k.label(),
+                            kind.label()
+                        ),
+                        None,
+                    ),
+                    Some(_) => {}
+                }
+            }
+            if let Spec::Database { branch, owner, .. } = &r.spec
+                && let Some(role) = resources.iter().find(|(_, o)| &o.name == owner)
+                && let Spec::Role {
+                    branch: role_branch,
+                    ..
+                } = &role.1.spec
+                && role_branch != branch
+            {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "`{}`: owner `{owner}` belongs to branch `{role_branch}`, not `{branch}`",
+                        r.name
+                    ),
+                    Some("a database's owner must be a role of the same branch".into()),
+                );
+            }
+            for t in templates(&r.spec) {
+                for p in &t.0 {
+                    if let Part::Ref { resource, output } = p {
+                        match seen.get(resource) {
+                            None => self.error(span.clone(), format!("`{}` refers to `${{{resource}.{output}}}`, but `{resource}` is not defined", r.name), Some(format!("defined names: {names}"))),
+                            Some(kind) if !kind.outputs().contains(&output.as_str()) => self.error(
+                                span.clone(),
+                                format!("`{resource}` ({}) has no output `{output}`", kind.label()),
+                                Some(format!("its outputs: {}", kind.outputs().join(", "))),
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Orders resources so each comes after what it needs; reports cycles.
+    fn order(&mut self, resources: Vec<(Range<usize>, Resource)>) -> Vec<Resource> {
+        let spans: BTreeMap<String, Range<usize>> = resources
+            .iter()
+            .map(|(s, r)| (r.name.clone(), s.clone()))
+            .collect();
+        let by_name: BTreeMap<String, Resource> = resources
+            .into_iter()
+            .map(|(_, r)| (r.name.clone(), r))
+            .collect();
+        let mut done = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut reported = false;
+        fn visit(
+            name: &str,
+            by_name: &BTreeMap<String, Resource>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+            out: &mut Vec<Resource>,
+        ) -> Result<(), Vec<String>> {
+            if done.contains(name) {
+                return Ok(());
+            }
+            if let Some(i) = path.iter().position(|p| p == name) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(name.to_owned());
+                return Err(cycle);
+            }
+            let Some(r) = by_name.get(name) else {
+                return Ok(());
+            };
+            path.push(name.to_owned());
+            for dep in &r.deps {
+                visit(dep, by_name, path, done, out)?;
+            }
+            path.pop();
+            done.insert(name.to_owned());
+            out.push(r.clone());
+            Ok(())
+        }
+        for name in by_name.keys() {
+            if let Err(cycle) = visit(name, &by_name, &mut Vec::new(), &mut done, &mut out)
+                && !reported
+            {
+                reported = true;
+                let span = spans.get(&cycle[0]).cloned().unwrap_or(0..0);
+                self.error(
+                    span,
+                    format!(
+                        "resources depend on each other in a cycle: {}",
+                        cycle.join(" -> ")
+                    ),
+                    Some("break the cycle: one of them must not reference the other".into()),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn is_stage_name(s: &str) -> bool {
+    s.len() <= 24
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Stage names given on the command line follow the same rule as `[stages.<name>]`.
+pub fn valid_stage_name(s: &str) -> bool {
+    is_stage_name(s)
+}
+
+/// Every template inside a spec.
+pub fn templates(spec: &Spec) -> Vec<&Template> {
+    match spec {
+        Spec::Project {
+            name,
+            region_id,
+            org_id,
+            ..
+        } => {
+            let mut v = vec![name, region_id];
+            v.extend(org_id.iter());
+            v
+        }
+        Spec::Branch { name, .. } | Spec::Role { name, .. } | Spec::Database { name, .. } => {
+            vec![name]
+        }
+        Spec::Endpoint { .. } => vec![],
+        Spec::Link { properties } => properties.values().collect(),
+        Spec::Function { environment, .. } => environment.values().collect(),
+    }
+}

@@ -1,0 +1,237 @@
+//! What the deployer wrote down about a stage, under `.deployer/` (gitignored): the remote
+//! IDs and outputs of every resource, written after every completed step (mode 0600: it
+//! holds passwords), and the lock that keeps two runs off one stage.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Kind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the state file `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state file `{path}` is damaged")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write the state file `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("stage `{stage}` is locked by {holder}")]
+    Locked { stage: String, holder: String },
+    #[error("cannot create the lock file `{path}`")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One resource as deployed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResourceState {
+    pub kind: Kind,
+    /// What identifies it remotely (project ID, branch ID, role name...).
+    pub ids: BTreeMap<String, String>,
+    /// The settings it was last deployed with, resolved.
+    pub inputs: Value,
+    /// Its outputs (`id`, `connection_uri`, ...).
+    pub outputs: BTreeMap<String, String>,
+    /// Adopted with `import`: retained, never deleted by the deployer.
+    #[serde(default)]
+    pub imported: bool,
+}
+
+impl ResourceState {
+    /// The value to write as `import = "..."` to adopt this resource again.
+    pub fn import_id(&self) -> String {
+        let id = |k: &str| self.ids.get(k).cloned().unwrap_or_default();
+        match self.kind {
+            Kind::Project => id("project_id"),
+            Kind::Branch => id("branch_id"),
+            Kind::Endpoint => id("endpoint_id"),
+            Kind::Role | Kind::Database => {
+                format!("{}/{}/{}", id("project_id"), id("branch_id"), id("name"))
+            }
+            Kind::Link | Kind::Function => String::new(),
+        }
+    }
+}
+
+/// A create that was sent but not confirmed: the next run looks for it before creating again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pending {
+    pub kind: Kind,
+    pub name: String,
+    pub since_unix: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageState {
+    pub version: u32,
+    pub app: String,
+    pub stage: String,
+    pub resources: BTreeMap<String, ResourceState>,
+    #[serde(default)]
+    pub pending: BTreeMap<String, Pending>,
+}
+
+/// The `.deployer/` folder beside infra.toml, or `DEPLOYER_STATE_DIR`.
+pub fn state_dir(project_dir: &Path) -> PathBuf {
+    match std::env::var_os("DEPLOYER_STATE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => project_dir.join(".deployer"),
+    }
+}
+
+fn state_path(project_dir: &Path, stage: &str) -> PathBuf {
+    state_dir(project_dir).join(format!("{stage}.state.json"))
+}
+
+impl StageState {
+    /// The stage's state, or an empty one for a stage never deployed.
+    pub fn load(project_dir: &Path, app: &str, stage: &str) -> Result<StageState, StateError> {
+        let path = state_path(project_dir, stage);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|source| StateError::Parse { path, source })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StageState {
+                version: 1,
+                app: app.to_owned(),
+                stage: stage.to_owned(),
+                ..Default::default()
+            }),
+            Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    /// Writes the state atomically (temporary file, then rename), mode 0600.
+    pub fn save(&self, project_dir: &Path) -> Result<(), StateError> {
+        let path = state_path(project_dir, &self.stage);
+        let write = || -> std::io::Result<()> {
+            let dir = state_dir(project_dir);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            let tmp = path.with_extension("json.tmp");
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| StateError::Write { path, source })
+    }
+
+    /// Forgets the stage (after `remove`).
+    pub fn delete(project_dir: &Path, stage: &str) -> Result<(), StateError> {
+        let path = state_path(project_dir, stage);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Write { path, source }),
+        }
+    }
+}
+
+/// Held while a run works on a stage; released on drop.
+#[derive(Debug)]
+pub struct StageLock {
+    path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LockInfo {
+    pid: u32,
+    user: String,
+    host: String,
+    since: String,
+    command: String,
+}
+
+impl StageLock {
+    /// Takes the stage's lock, or says who holds it and since when.
+    pub fn acquire(
+        project_dir: &Path,
+        stage: &str,
+        command: &str,
+    ) -> Result<StageLock, StateError> {
+        let dir = state_dir(project_dir);
+        let path = dir.join(format!("{stage}.lock"));
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+        let info = LockInfo {
+            pid: std::process::id(),
+            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            host: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            since: crate::output::now_rfc3339(),
+            command: command.to_owned(),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                let _ = file.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes());
+                Ok(StageLock { path })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
+                    .map(|i| {
+                        format!(
+                            "`deployer {}` (pid {}, user {}, host {}) since {}",
+                            i.command, i.pid, i.user, i.host, i.since
+                        )
+                    })
+                    .unwrap_or_else(|| "another run".into());
+                Err(StateError::Locked {
+                    stage: stage.to_owned(),
+                    holder,
+                })
+            }
+            Err(source) => Err(StateError::Lock { path, source }),
+        }
+    }
+
+    /// Removes a stale lock; true if there was one.
+    pub fn force_release(project_dir: &Path, stage: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(state_dir(project_dir).join(format!("{stage}.lock"))) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for StageLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,126 @@
+//! Bad input to the deployer: every malformed infra.toml under tests/fixtures/infra/bad/ is
+//! rejected with its expected message (each file lists them as `# expect:` lines), exit
+//! code 2, and no request to Neon or AWS.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use harness::paths::{fixture, workspace_bin};
+
+/// A loopback port that counts the connections made to it.
+fn probe() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+fn deployer(config: &Path, args: &[&str], neon: &str, aws: &str) -> (i32, String, String) {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(workspace_bin("deployer"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NEON_API_KEY", "probe-key")
+        .env("NEON_API_HOST", format!("{neon}/api/v2"))
+        .env("AWS_ENDPOINT_URL", aws)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("DEPLOYER_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn malformed_infra_files_are_rejected_before_any_request() {
+    let (neon, neon_hits) = probe();
+    let (aws, aws_hits) = probe();
+    let mut files: Vec<_> = std::fs::read_dir(fixture("infra/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "only {} fixtures", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{} lists no `# expect:` line",
+            file.display()
+        );
+        for command in [
+            &["deploy", "--stage", "test"][..],
+            &["diff", "--stage", "test"],
+        ] {
+            let (code, stdout, stderr) = deployer(file, command, &neon, &aws);
+            let name = file.file_name().unwrap().to_string_lossy();
+            let missing: Vec<&&str> = expects.iter().filter(|e| !stderr.contains(**e)).collect();
+            if code != 2
+                || !missing.is_empty()
+                || !stderr.starts_with("error: ")
+                || !stdout.is_empty()
+            {
+                failures.push(format!(
+                    "{name} ({}): exit {code}, missing {missing:?}\n{stderr}",
+                    command[0]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        neon_hits.load(Ordering::SeqCst),
+        0,
+        "bad input reached Neon"
+    );
+    assert_eq!(aws_hits.load(Ordering::SeqCst), 0, "bad input reached AWS");
+}
+
+#[test]
+fn bad_stage_names_and_missing_keys_are_bad_input() {
+    let (neon, neon_hits) = probe();
+    let (aws, _) = probe();
+    let config = fixture("infra/guide-aws-hono.toml");
+    let (code, _, stderr) = deployer(&config, &["deploy", "--stage", "Prod!"], &neon, &aws);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`Prod!` is not a valid stage name"),
+        "{stderr}"
+    );
+    // The guide's file needs NEON_ORG_ID.
+    let (code, _, stderr) = deployer(&config, &["deploy", "--stage", "dev"], &neon, &aws);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("environment variable `NEON_ORG_ID` is not set"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = deployer(&config, &["frobnicate"], &neon, &aws);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+    assert_eq!(neon_hits.load(Ordering::SeqCst), 0);
+}

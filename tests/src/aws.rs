@@ -1,0 +1,185 @@
+//! AWS for tests: moto's server on a loopback port, and a recording proxy in front of it so
+//! tests can count the calls (and the mutating ones) a deployer run makes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::pg::free_port;
+use crate::process::{Spawned, clean_command};
+
+/// moto in server mode, with AWS's managed IAM policies loaded.
+pub struct Moto {
+    _process: Spawned,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let moto = std::env::var_os("PATH")
+            .and_then(|p| std::env::split_paths(&p).map(|d| d.join("moto_server")).find(|p| p.is_file()))
+            .unwrap_or_else(|| panic!("moto_server not found on PATH; install it with `pip install 'moto[server]'` (scripts/test does this)"));
+        let port = free_port();
+        let env = BTreeMap::from([
+            // Without it, attaching AWSLambdaBasicExecutionRole fails: moto lacks the policy.
+            (
+                "MOTO_IAM_LOAD_MANAGED_POLICIES".to_owned(),
+                "true".to_owned(),
+            ),
+        ]);
+        let mut cmd = clean_command(&moto, &env);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let process = Spawned::start(cmd);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start:\n{}",
+                process.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// One AWS call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct AwsCall {
+    pub method: String,
+    pub path: String,
+    /// The IAM action (query protocol), if any.
+    pub action: Option<String>,
+}
+
+impl AwsCall {
+    /// Anything but a read: Lambda's REST GETs and IAM's Get*/List* are reads.
+    pub fn mutating(&self) -> bool {
+        match &self.action {
+            Some(a) => !(a.starts_with("Get") || a.starts_with("List")),
+            None => self.method != "GET",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    target: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<Vec<AwsCall>>>,
+}
+
+/// A pass-through proxy to moto that records every call.
+pub struct AwsProxy {
+    pub endpoint: String,
+    calls: Arc<Mutex<Vec<AwsCall>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl AwsProxy {
+    pub async fn start(target: &str) -> Self {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let state = ProxyState {
+            target: target.to_owned(),
+            http: reqwest::Client::new(),
+            calls: calls.clone(),
+        };
+        let app = Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        AwsProxy {
+            endpoint,
+            calls,
+            server,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let action = form_value(&body, "Action").or_else(|| {
+        parts
+            .uri
+            .query()
+            .and_then(|q| form_value(q.as_bytes(), "Action"))
+    });
+    state.calls.lock().unwrap().push(AwsCall {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        action,
+    });
+    let mut headers = HeaderMap::new();
+    for (k, v) in &parts.headers {
+        if k != "host" && k != "content-length" {
+            headers.insert(k.clone(), v.clone());
+        }
+    }
+    let method = Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(Method::GET);
+    let resp = state
+        .http
+        .request(method, format!("{}{path_and_query}", state.target))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut out = (status, bytes).into_response();
+            for (k, v) in &headers {
+                if k != "content-length" && k != "transfer-encoding" {
+                    out.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
+            out
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+fn form_value(body: &[u8], key: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.to_owned())
+    })
+}
