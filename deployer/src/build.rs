@@ -18,8 +18,11 @@ pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact,
     let path = match std::env::var_os("DEPLOYER_ARTIFACT_DIR") {
         Some(dir) => PathBuf::from(dir).join(package).join("bootstrap.zip"),
         None => {
+            // cargo-lambda reads Cargo.toml from its working folder only: run it at the
+            // root of the workspace that holds infra.toml.
+            let root = workspace_root(project_dir)?;
             let mut cmd = Command::new("cargo");
-            cmd.current_dir(project_dir).args([
+            cmd.current_dir(&root).args([
                 "lambda",
                 "build",
                 "--release",
@@ -56,6 +59,23 @@ pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact,
         sha256_base64: base64::engine::general_purpose::STANDARD.encode(digest.as_ref()),
         zip,
     })
+}
+
+/// The root folder of the cargo workspace around `dir`.
+fn workspace_root(dir: &Path) -> Result<PathBuf, String> {
+    let out = Command::new("cargo")
+        .current_dir(dir)
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .map_err(|e| format!("cannot run `cargo locate-project`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "infra.toml is not inside a cargo workspace ({}); hint: put it beside the workspace's Cargo.toml, or set DEPLOYER_ARTIFACT_DIR to prebuilt zips",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(manifest.parent().map(Path::to_owned).unwrap_or_default())
 }
 
 /// The workspace's target folder, as cargo reports it (infra.toml may sit anywhere in it).

@@ -6,6 +6,7 @@ mod api_load;
 mod api_process;
 mod api_routes;
 mod api_tls;
+mod deployer_e2e;
 mod deployer_input;
 mod dev_watch;
 mod neon_behaviour;

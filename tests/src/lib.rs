@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod certs;
+pub mod deploy;
 pub mod neon;
 pub mod paths;
 pub mod pg;

@@ -134,6 +134,11 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts `target/<profile>/api` with `vars` (plus `PORT=0`) and waits until it listens.
     pub fn start(vars: &[(&str, &str)]) -> Self {
+        Self::start_binary(&crate::paths::workspace_bin("api"), vars)
+    }
+
+    /// Starts another build of the api (a Lambda `bootstrap`, say) the same way.
+    pub fn start_binary(binary: &std::path::Path, vars: &[(&str, &str)]) -> Self {
         let mut env: BTreeMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -141,7 +146,7 @@ impl ApiServer {
         env.entry("PORT".into()).or_insert_with(|| "0".into());
         env.entry("RUST_LOG".into())
             .or_insert_with(|| "info".into());
-        let mut process = Spawned::start(clean_command(&crate::paths::workspace_bin("api"), &env));
+        let mut process = Spawned::start(clean_command(binary, &env));
         let base_url = process.wait_for(Duration::from_secs(20), |out| {
             let at = out.find("listening on http://")?;
             let rest = &out[at + "listening on ".len()..];

@@ -1,0 +1,562 @@
+//! The deployer end to end against moto and the Neon emulator: the guide's two examples,
+//! redeploys that change nothing, single-setting changes, removal under each policy,
+//! protection, import, and secrets kept out of what it prints.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use harness::deploy::{DeployStack, temp_config};
+use harness::paths::fixture;
+use harness::pg::connect_uri;
+use harness::process::ApiServer;
+use serde_json::{Value, json};
+
+const GUIDE_HONO: &str = "infra/guide-aws-hono.toml";
+const GUIDE_FULL: &str = "infra/guide-full-stack.toml";
+const FUNCTION: &str = "aws-hono-e2e-MyApi";
+
+fn guide_text() -> String {
+    std::fs::read_to_string(fixture(GUIDE_HONO)).unwrap()
+}
+
+async fn projects_named(stack: &DeployStack, name: &str) -> Vec<Value> {
+    let listed = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects",
+            &[],
+            &format!("search={name}&limit=400"),
+            None,
+        )
+        .await;
+    listed.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == json!(name))
+        .cloned()
+        .collect()
+}
+
+async fn function_env(stack: &DeployStack, name: &str) -> BTreeMap<String, String> {
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .unwrap();
+    conf.environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Unzips the deployed code and runs it as a local server with exactly `env`.
+fn run_built_api(env: &BTreeMap<String, String>) -> (tempfile::TempDir, ApiServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = harness::deploy::lambda_artifacts().join("api/bootstrap.zip");
+    let status = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(&zip)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bootstrap = dir.path().join("bootstrap");
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = ApiServer::start_binary(&bootstrap, &vars);
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
+    let stack = DeployStack::start(|_| {}).await;
+    let config = fixture(GUIDE_HONO);
+
+    let first = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    for line in [
+        "Created   MyAppProject neon:Project",
+        "Created   NeonDB Linkable",
+        "Created   MyApi aws:Function",
+        "MyApi.url = https://",
+    ] {
+        assert!(
+            first.stdout.contains(line),
+            "missing `{line}`:\n{}",
+            first.stdout
+        );
+    }
+
+    // The function, its environment, its URL and both permissions, as AWS reports them.
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conf.handler(), Some("bootstrap"));
+    assert_eq!(conf.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    let env = function_env(&stack, FUNCTION).await;
+    let link: Value = serde_json::from_str(&env["LINK_NeonDB"]).unwrap();
+    let project = &projects_named(&stack, "my-sst-project").await[0];
+    let pid = project["id"].as_str().unwrap();
+    let uri = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects/{project_id}/connection_uri",
+            &[pid],
+            "database_name=neondb&role_name=neondb_owner",
+            None,
+        )
+        .await;
+    assert_eq!(
+        link["connection_string"], uri.body["uri"],
+        "LINK_NeonDB holds the emulator's URI"
+    );
+    let url = stack
+        .lambda
+        .get_function_url_config()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(url.auth_type().as_str(), "NONE");
+    let policy: Value = serde_json::from_str(
+        stack
+            .lambda
+            .get_policy()
+            .function_name(FUNCTION)
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Action"] == "lambda:InvokeFunctionUrl"
+                && s["FunctionUrlAuthType"] == "NONE"
+                && s["Principal"] == "*"),
+        "{policy}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Action"] == "lambda:InvokeFunction"
+                && s["InvokedViaFunctionUrl"] == json!(true)),
+        "{policy}"
+    );
+
+    // moto cannot invoke: run the deployed code here with exactly the function's environment.
+    let (_dir, api) = run_built_api(&env);
+    let body = reqwest::get(api.url("/version")).await.unwrap();
+    assert_eq!(body.status(), 200, "{}", api.logs());
+    assert!(body.text().await.unwrap().contains("PostgreSQL"));
+
+    // Secrets never printed; the state file is private.
+    let password = link["connection_string"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 8);
+    assert!(
+        !first.all().contains(&password),
+        "deploy printed the password"
+    );
+    let mode = std::fs::metadata(stack.state_file("e2e"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Nothing changed: nothing mutated, on either side.
+    stack.neon.emulator.clear_requests();
+    stack.aws.clear();
+    let again = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    let neon_changes: Vec<_> = stack
+        .neon
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+        .collect();
+    assert!(neon_changes.is_empty(), "{neon_changes:?}");
+    let aws_changes: Vec<_> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.mutating())
+        .collect();
+    assert!(aws_changes.is_empty(), "{aws_changes:?}");
+
+    // diff and outputs read, print no secret, and outputs reveals on request.
+    let diff = stack.run(&config, &["diff", "--stage", "e2e"]).await.ok();
+    assert!(diff.stdout.contains("No changes."), "{}", diff.stdout);
+    let outputs = stack
+        .run(&config, &["outputs", "--stage", "e2e", "--json"])
+        .await
+        .ok();
+    let parsed: Value = serde_json::from_str(&outputs.stdout).unwrap();
+    assert!(
+        parsed["MyApi"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+    for run in [&diff, &outputs] {
+        assert!(
+            !run.all().contains(&password),
+            "printed the password:\n{}",
+            run.all()
+        );
+    }
+    let revealed = stack
+        .run(&config, &["outputs", "--stage", "e2e", "--reveal"])
+        .await
+        .ok();
+    assert!(revealed.stdout.contains(&password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_changed_setting_updates_only_its_resource() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_text());
+    stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+
+    let (_dir2, bigger) =
+        temp_config(&guide_text().replace("url = true", "url = true\nmemory = 256"));
+    stack.neon.emulator.clear_requests();
+    stack.aws.clear();
+    let run = stack.run(&bigger, &["deploy", "--stage", "e2e"]).await.ok();
+    let changed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Updated") || l.starts_with("Created"))
+        .collect();
+    assert_eq!(changed.len(), 1, "{}", run.stdout);
+    assert!(
+        changed[0].starts_with("Updated   MyApi aws:Function"),
+        "{}",
+        run.stdout
+    );
+    assert!(stack.neon.emulator.requests().iter().all(|r| !r.mutating));
+    let aws_changes: Vec<String> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.mutating())
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    assert_eq!(
+        aws_changes,
+        vec![format!(
+            "PUT /2015-03-31/functions/{FUNCTION}/configuration"
+        )]
+    );
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conf.memory_size(), Some(256));
+
+    // A Neon setting: only the project is patched.
+    let (_dir3, shorter) = temp_config(
+        &guide_text()
+            .replace("url = true", "url = true\nmemory = 256")
+            .replace("21600", "3600"),
+    );
+    stack.neon.emulator.clear_requests();
+    let run = stack
+        .run(&shorter, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("Updated   MyAppProject neon:Project"),
+        "{}",
+        run.stdout
+    );
+    let neon_changes: Vec<String> = stack
+        .neon
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.mutating)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(neon_changes.len(), 1, "{neon_changes:?}");
+    assert!(neon_changes[0].starts_with("PATCH /projects/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
+    let stack = DeployStack::start(|_| {}).await;
+    // removal = "remove" (the default): everything goes.
+    let (_dir, config) = temp_config(&guide_text());
+    stack
+        .run(&config, &["deploy", "--stage", "gone"])
+        .await
+        .ok();
+    let removed = stack
+        .run(&config, &["remove", "--stage", "gone", "--yes"])
+        .await
+        .ok();
+    assert!(
+        removed.stdout.contains("Deleted   MyApi aws:Function"),
+        "{}",
+        removed.stdout
+    );
+    assert!(
+        removed
+            .stdout
+            .contains("Deleted   MyAppProject neon:Project"),
+        "{}",
+        removed.stdout
+    );
+    assert!(
+        stack
+            .lambda
+            .get_function()
+            .function_name("aws-hono-gone-MyApi")
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(projects_named(&stack, "my-sst-project").await.is_empty());
+    assert!(!stack.state_file("gone").exists());
+
+    // removal = "retain": the function goes, the Neon project stays and can be imported.
+    let keep = guide_text().replace(
+        "[stages.production]",
+        "[stages.keep]\nremoval = \"retain\"\n\n[stages.production]",
+    );
+    let (_dir2, config) = temp_config(&keep);
+    stack
+        .run(&config, &["deploy", "--stage", "keep"])
+        .await
+        .ok();
+    let removed = stack
+        .run(&config, &["remove", "--stage", "keep", "--yes"])
+        .await
+        .ok();
+    assert!(
+        removed.stdout.contains("Deleted   MyApi aws:Function"),
+        "{}",
+        removed.stdout
+    );
+    assert!(
+        removed
+            .stdout
+            .contains("Retained  MyAppProject neon:Project"),
+        "{}",
+        removed.stdout
+    );
+    let kept = projects_named(&stack, "my-sst-project").await;
+    assert_eq!(kept.len(), 1, "the data survives");
+    let id = kept[0]["id"].as_str().unwrap();
+    assert!(
+        removed.stdout.contains(&format!("import = \"{id}\"")),
+        "{}",
+        removed.stdout
+    );
+    assert!(
+        stack
+            .lambda
+            .get_function()
+            .function_name("aws-hono-keep-MyApi")
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Without --yes and without a terminal, nothing is removed.
+    stack
+        .run(&config, &["deploy", "--stage", "keep2"])
+        .await
+        .ok();
+    let refused = stack.run(&config, &["remove", "--stage", "keep2"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(refused.stderr.contains("pass --yes"));
+    assert!(
+        stack
+            .lambda
+            .get_function()
+            .function_name("aws-hono-keep2-MyApi")
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_stage_refuses_remove_and_data_loss() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_text());
+    stack
+        .run(&config, &["deploy", "--stage", "production"])
+        .await
+        .ok();
+    let refused = stack
+        .run(&config, &["remove", "--stage", "production", "--yes"])
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("stage `production` is protected"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        stack
+            .lambda
+            .get_function()
+            .function_name("aws-hono-production-MyApi")
+            .send()
+            .await
+            .is_ok()
+    );
+
+    // Replacing the project (a new Postgres version) would lose its data: refused.
+    let (_dir2, newer) = temp_config(&guide_text().replace("pg_version = 17", "pg_version = 16"));
+    stack.neon.emulator.clear_requests();
+    let refused = stack
+        .run(&newer, &["deploy", "--stage", "production"])
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("would delete or replace: MyAppProject neon:Project"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--allow-data-loss"));
+    assert!(
+        stack.neon.emulator.requests().iter().all(|r| !r.mutating),
+        "refused, yet changed"
+    );
+    assert_eq!(projects_named(&stack, "my-sst-project").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_project_is_imported_not_created() {
+    let stack = DeployStack::start(|_| {}).await;
+    let existing = stack
+        .neon
+        .client
+        .call("POST", "/projects", &[], "", Some(json!({"project": {"name": "legacy-db", "pg_version": 17, "history_retention_seconds": 21600}})))
+        .await;
+    let id = existing.body["project"]["id"].as_str().unwrap().to_owned();
+    let text = guide_text().replace(
+        "name = \"my-sst-project\"",
+        &format!("name = \"legacy-db\"\nimport = \"{id}\""),
+    );
+    let (_dir, config) = temp_config(&text);
+    stack.neon.emulator.clear_requests();
+    let run = stack
+        .run(&config, &["deploy", "--stage", "adopt"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("Imported  MyAppProject neon:Project"),
+        "{}",
+        run.stdout
+    );
+    // Settings that differ from infra.toml are named.
+    assert!(
+        run.stderr.contains("imported `region_id`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        stack
+            .neon
+            .emulator
+            .requests()
+            .iter()
+            .all(|r| !(r.method == "POST" && r.path == "/projects"))
+    );
+    assert_eq!(
+        stack.state_json("adopt")["resources"]["MyAppProject"]["ids"]["project_id"],
+        json!(id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_full_neon_stack_deploys_and_its_database_connects() {
+    let stack = DeployStack::start(|_| {}).await;
+    let run = stack
+        .run(&fixture(GUIDE_FULL), &["deploy", "--stage", "full"])
+        .await
+        .ok();
+    for name in [
+        "MyAppProject neon:Project",
+        "DevBranch neon:Branch",
+        "DevEndpoint neon:Endpoint",
+        "AppUser neon:Role",
+        "ServiceDb neon:Database",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("Created   {name}")),
+            "{}",
+            run.stdout
+        );
+    }
+    let outputs = stack
+        .run(
+            &fixture(GUIDE_FULL),
+            &["outputs", "--stage", "full", "--json", "--reveal"],
+        )
+        .await
+        .ok();
+    let outputs: Value = serde_json::from_str(&outputs.stdout).unwrap();
+    let db = connect_uri(outputs["ServiceDb"]["connection_uri"].as_str().unwrap())
+        .await
+        .expect("the database connects");
+    let (user, db_name): (String, String) = {
+        let row = db
+            .query_one("SELECT current_user::text, current_database()::text", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(user.starts_with("application_user"), "{user}");
+    assert!(db_name.starts_with("service_database"), "{db_name}");
+    db.batch_execute("CREATE TABLE t (v int)")
+        .await
+        .expect("the owner can create tables");
+    // The branch is named as declared, off the project's default branch.
+    let pid = outputs["MyAppProject"]["id"].as_str().unwrap();
+    let branches = stack
+        .neon
+        .client
+        .call("GET", "/projects/{project_id}/branches", &[pid], "", None)
+        .await;
+    let names: Vec<&str> = branches.body["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"feature-x-development"), "{names:?}");
+}

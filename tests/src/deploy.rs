@@ -1,0 +1,179 @@
+//! Everything a deployer run talks to, started for one test: the Neon emulator over its
+//! own PostgreSQL, moto behind a recording proxy, and a state folder; plus running the
+//! deployer binary against them.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use neon_emulator::EmulatorConfig;
+use tempfile::TempDir;
+
+use crate::aws::{AwsProxy, Moto};
+use crate::neon::{API_KEY, NeonStack};
+use crate::paths::{workspace_bin, workspace_root};
+
+/// What a finished deployer run printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics with the output unless the run succeeded.
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "deployer failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub struct DeployStack {
+    pub neon: NeonStack,
+    pub aws: AwsProxy,
+    _moto: Moto,
+    pub state: TempDir,
+    pub lambda: aws_sdk_lambda::Client,
+}
+
+/// Builds the api's Lambda zip once per test run (`target/lambda/api/bootstrap.zip`) and
+/// returns the folder to pass as `DEPLOYER_ARTIFACT_DIR`.
+pub fn lambda_artifacts() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new("cargo")
+                .current_dir(workspace_root())
+                .args([
+                    "lambda",
+                    "build",
+                    "--release",
+                    "--output-format",
+                    "zip",
+                    "--package",
+                    "api",
+                    "--bin",
+                    "api",
+                ])
+                .status()
+                .expect("run cargo lambda build (pip install cargo-lambda ziglang)");
+            assert!(status.success(), "cargo lambda build failed");
+            let meta = std::process::Command::new("cargo")
+                .current_dir(workspace_root())
+                .args(["metadata", "--format-version", "1", "--no-deps"])
+                .output()
+                .expect("cargo metadata");
+            let meta: serde_json::Value =
+                serde_json::from_slice(&meta.stdout).expect("metadata JSON");
+            PathBuf::from(meta["target_directory"].as_str().expect("target dir")).join("lambda")
+        })
+        .clone()
+}
+
+impl DeployStack {
+    pub async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
+        let neon = NeonStack::start(configure).await;
+        let moto = Moto::start();
+        let aws = AwsProxy::start(&moto.endpoint).await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await;
+        DeployStack {
+            neon,
+            aws,
+            _moto: moto,
+            state: tempfile::tempdir().expect("state dir"),
+            lambda: aws_sdk_lambda::Client::new(&config),
+        }
+    }
+
+    /// The environment a user would have: keys, endpoints, region.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("NEON_API_KEY", API_KEY.to_owned()),
+            ("NEON_API_HOST", self.neon.emulator.base_url()),
+            ("NEON_ORG_ID", "org-test-123".to_owned()),
+            ("AWS_ENDPOINT_URL", self.aws.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            (
+                "DEPLOYER_STATE_DIR",
+                self.state.path().display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The deployer command for `config` and `args`, with [`DeployStack::env`].
+    pub fn command(&self, config: &Path, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(workspace_bin("deployer"));
+        cmd.arg("--config").arg(config).args(args).env_clear();
+        for keep in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "CARGO_TARGET_DIR",
+        ] {
+            if let Some(v) = std::env::var_os(keep) {
+                cmd.env(keep, v);
+            }
+        }
+        cmd.envs(self.env())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // Configs outside the workspace use the zip built by `lambda_artifacts`.
+        if !config.starts_with(workspace_root()) {
+            cmd.env("DEPLOYER_ARTIFACT_DIR", lambda_artifacts());
+        }
+        cmd
+    }
+
+    /// Runs the deployer to completion.
+    pub async fn run(&self, config: &Path, args: &[&str]) -> Run {
+        let out = self
+            .command(config, args)
+            .output()
+            .await
+            .expect("run deployer");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The stage's state file.
+    pub fn state_file(&self, stage: &str) -> PathBuf {
+        self.state.path().join(format!("{stage}.state.json"))
+    }
+
+    pub fn state_json(&self, stage: &str) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.state_file(stage)).expect("state file"))
+            .expect("state JSON")
+    }
+}
+
+/// Writes `text` as an infra.toml in a new folder (kept while the returned dir lives).
+pub fn temp_config(text: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("infra.toml");
+    std::fs::write(&path, text).expect("write infra.toml");
+    (dir, path)
+}
