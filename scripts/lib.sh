@@ -59,6 +59,23 @@ ensure_pip_tool() { # command, pip requirement...
   fi
 }
 
+ensure_moto() {
+  # Server mode needs the [server] extra (flask); moto_server alone is not enough proof.
+  if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, flask_cors' >/dev/null 2>&1; then
+    ensure_pip_tool_force "moto[server]"
+  fi
+  command -v moto_server >/dev/null 2>&1 || die "installed moto[server] but moto_server is not on PATH"
+}
+
+ensure_pip_tool_force() {
+  command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || apt_install python3-pip
+  say "pip install $*"
+  local pip; pip=$(command -v pip3 || command -v pip)
+  "$pip" install --quiet --disable-pip-version-check "$@" \
+    || "$pip" install --quiet --disable-pip-version-check --break-system-packages "$@"
+  hash -r
+}
+
 ensure_cargo_lambda() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs) first"
   ensure_pip_tool cargo-lambda "cargo-lambda==$CARGO_LAMBDA_VERSION" ziglang

@@ -342,13 +342,20 @@ impl Deployer<'_> {
         self.save()
     }
 
-    fn mark_pending(&mut self, name: &str, kind: Kind, remote_name: &str) -> Result<(), CliError> {
+    fn mark_pending(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        remote_name: &str,
+        existing: Vec<String>,
+    ) -> Result<(), CliError> {
         self.state.pending.insert(
             name.to_owned(),
             Pending {
                 kind,
                 name: remote_name.to_owned(),
                 since_unix: output::now_unix(),
+                existing,
             },
         );
         self.save()
@@ -621,21 +628,27 @@ impl Deployer<'_> {
                     body["history_retention_seconds"] = json!(h);
                 }
                 // A create recorded as pending was sent by an interrupted run: look for it first.
+                // Project names are not unique (every stage may use the same one), so a
+                // candidate must be new since the first attempt and claimed by no stage.
                 let previous = self.state.pending.get(&r.name).cloned();
-                let since = previous
-                    .as_ref()
-                    .map_or_else(output::now_unix, |p| p.since_unix);
-                if previous.is_none() {
-                    self.mark_pending(&r.name, r.kind, &name)?;
-                }
-                let claimed: Vec<String> = self
-                    .state
-                    .resources
-                    .values()
-                    .filter_map(|s| s.ids.get("project_id").cloned())
-                    .collect();
+                let (since, existing) = match &previous {
+                    Some(p) => (p.since_unix, p.existing.clone()),
+                    None => {
+                        let found = self
+                            .neon()?
+                            .find_projects(&name)
+                            .await
+                            .map_err(|e| CliError::from_neon(&r.name, e))?;
+                        let existing: Vec<String> = found
+                            .iter()
+                            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                            .collect();
+                        self.mark_pending(&r.name, r.kind, &name, existing.clone())?;
+                        (output::now_unix(), existing)
+                    }
+                };
+                let claimed = StageState::claimed_project_ids(&self.project_dir);
                 let lookup = || async {
-                    // Projects named alike, created since our first attempt, not ours already.
                     let found = self
                         .neon()?
                         .find_projects(&name)
@@ -644,7 +657,12 @@ impl Deployer<'_> {
                     let candidates: Vec<&Value> = found
                         .iter()
                         .filter(|p| p["name"] == json!(name))
-                        .filter(|p| !claimed.iter().any(|c| Some(c.as_str()) == p["id"].as_str()))
+                        .filter(|p| {
+                            p["id"].as_str().is_some_and(|id| {
+                                !existing.iter().any(|e| e == id)
+                                    && !claimed.iter().any(|c| c == id)
+                            })
+                        })
                         .filter(|p| {
                             p["created_at"]
                                 .as_str()

@@ -79,6 +79,9 @@ pub struct Pending {
     pub kind: Kind,
     pub name: String,
     pub since_unix: u64,
+    /// IDs of same-named resources that existed before the first attempt: not ours.
+    #[serde(default)]
+    pub existing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -142,6 +145,24 @@ impl StageState {
         write().map_err(|source| StateError::Write { path, source })
     }
 
+    /// Project IDs recorded by every stage in the state folder (none of them is free to adopt).
+    pub fn claimed_project_ids(project_dir: &Path) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(state_dir(project_dir)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".state.json"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<StageState>(&t).ok())
+            .flat_map(|s| {
+                s.resources
+                    .into_values()
+                    .filter_map(|r| r.ids.get("project_id").cloned())
+            })
+            .collect()
+    }
+
     /// Forgets the stage (after `remove`).
     pub fn delete(project_dir: &Path, stage: &str) -> Result<(), StateError> {
         let path = state_path(project_dir, stage);
@@ -190,16 +211,25 @@ impl StageLock {
             since: crate::output::now_rfc3339(),
             command: command.to_owned(),
         };
-        match std::fs::OpenOptions::new()
+        // Written aside, then linked into place: the lock appears with its content, atomically,
+        // so a rival run never reads a half-written holder.
+        let tmp = dir.join(format!("{stage}.lock.{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                let _ = file.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes());
-                Ok(StageLock { path })
-            }
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes())
+            });
+        if let Err(source) = written {
+            return Err(StateError::Lock { path, source });
+        }
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(StageLock { path }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let holder = std::fs::read_to_string(&path)
                     .ok()

@@ -8,6 +8,7 @@ mod api_routes;
 mod api_tls;
 mod deployer_e2e;
 mod deployer_input;
+mod deployer_resilience;
 mod dev_watch;
 mod neon_behaviour;
 mod neon_conformance;

@@ -1,0 +1,228 @@
+//! The deployer when things go wrong: Neon failing one call in five (some after applying
+//! the change) and locking projects with 423; the deployer killed at every point of a fresh
+//! deploy; two deploys racing for one stage. Each time: no duplicate, no orphan.
+
+use std::time::Duration;
+
+use harness::deploy::DeployStack;
+use harness::paths::fixture;
+use neon_emulator::faults::{RandomFaults, ScriptedFault};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const GUIDE_FULL: &str = "infra/guide-full-stack.toml";
+const PROJECT: &str = "my-application-project";
+
+async fn count(stack: &DeployStack, path: &str, args: &[&str], key: &str) -> usize {
+    let answer = stack
+        .neon
+        .client
+        .call("GET", path, args, "limit=400", None)
+        .await;
+    assert_eq!(answer.status, 200, "{:#}", answer.body);
+    answer.body[key].as_array().map_or(0, Vec::len)
+}
+
+/// The stage's Neon resources exist exactly once each, as recorded in its state.
+async fn assert_exactly_once(stack: &DeployStack, stage: &str) {
+    let state = stack.state_json(stage);
+    let res = &state["resources"];
+    let pid = res["MyAppProject"]["ids"]["project_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{state:#}"));
+    let dev = res["DevBranch"]["ids"]["branch_id"].as_str().unwrap();
+    assert_eq!(
+        count(stack, "/projects/{project_id}/branches", &[pid], "branches").await,
+        2,
+        "main + feature branch"
+    );
+    assert_eq!(
+        count(
+            stack,
+            "/projects/{project_id}/endpoints",
+            &[pid],
+            "endpoints"
+        )
+        .await,
+        2,
+        "default + DevEndpoint"
+    );
+    let b = "/projects/{project_id}/branches/{branch_id}";
+    assert_eq!(
+        count(stack, &format!("{b}/roles"), &[pid, dev], "roles").await,
+        2,
+        "neondb_owner + application_user"
+    );
+    assert_eq!(
+        count(stack, &format!("{b}/databases"), &[pid, dev], "databases").await,
+        2,
+        "neondb + service_database"
+    );
+    assert!(
+        state["pending"].as_object().is_none_or(|p| p.is_empty()),
+        "{state:#}"
+    );
+}
+
+async fn projects_named(stack: &DeployStack) -> usize {
+    let listed = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects",
+            &[],
+            &format!("search={PROJECT}&limit=400"),
+            None,
+        )
+        .await;
+    listed.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == PROJECT)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_succeeds_through_injected_faults_without_duplicates() {
+    let stack = DeployStack::start(|c| {
+        c.operation_delay = Duration::from_millis(100);
+        c.random_faults = RandomFaults {
+            rate: 0.2,
+            seed: 2026,
+            statuses: vec![429, 500, 503],
+            applied_share: 0.5,
+        };
+        for path in [
+            "/projects",
+            "/projects/*/branches",
+            "/projects/*/endpoints",
+            "/projects/*/branches/*/roles",
+            "/projects/*/branches/*/databases",
+        ] {
+            c.scripted_faults.push(ScriptedFault {
+                method: "POST".into(),
+                path: path.into(),
+                status: 423,
+                count: 2,
+            });
+        }
+    })
+    .await;
+    let config = fixture(GUIDE_FULL);
+    let run = stack
+        .run(&config, &["deploy", "--stage", "faulty"])
+        .await
+        .ok();
+    assert_eq!(run.stdout.matches("Created").count(), 5, "{}", run.stdout);
+    let faults = stack
+        .neon
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.fault)
+        .count();
+    assert!(faults >= 10, "only {faults} faults were injected");
+    stack
+        .neon
+        .emulator
+        .set_random_faults(RandomFaults::default());
+    assert_eq!(projects_named(&stack).await, 1);
+    assert_exactly_once(&stack, "faulty").await;
+    let again = stack
+        .run(&config, &["deploy", "--stage", "faulty"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_killed_at_any_step_converges_on_the_next_run() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(120)).await;
+    let config = fixture(GUIDE_FULL);
+    // Kill right after step k is reported, and in the middle of step k+1.
+    let mut stages = Vec::new();
+    for k in 0..5 {
+        for mid_step in [false, true] {
+            let stage = format!("kill{k}{}", if mid_step { "m" } else { "" });
+            let mut child = stack
+                .command(&config, &["deploy", "--stage", &stage])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut seen = 0;
+            while seen < k {
+                match lines.next_line().await.unwrap() {
+                    Some(l) if l.starts_with("Created") => seen += 1,
+                    Some(_) => {}
+                    None => panic!("deploy ended before step {k}"),
+                }
+            }
+            if mid_step || k == 0 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            child.start_kill().unwrap(); // SIGKILL
+            let _ = child.wait().await;
+            // The lock survives a SIGKILL, as it should: the next run says so.
+            let locked = stack.run(&config, &["deploy", "--stage", &stage]).await;
+            if locked.code != 0 {
+                assert_eq!(locked.code, 1, "{}", locked.all());
+                assert!(locked.stderr.contains("is locked by"), "{}", locked.stderr);
+                assert!(
+                    locked
+                        .stderr
+                        .contains(&format!("deployer unlock --stage {stage}")),
+                    "{}",
+                    locked.stderr
+                );
+                stack
+                    .run(&config, &["unlock", "--stage", &stage])
+                    .await
+                    .ok();
+                stack
+                    .run(&config, &["deploy", "--stage", &stage])
+                    .await
+                    .ok();
+            }
+            assert_exactly_once(&stack, &stage).await;
+            stages.push(stage);
+        }
+    }
+    assert_eq!(
+        projects_named(&stack).await,
+        stages.len(),
+        "an orphaned or duplicated project"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deploys_of_one_stage_one_wins_the_other_is_told_who_holds_the_lock() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(200)).await;
+    let config = fixture(GUIDE_FULL);
+    let (a, b) = tokio::join!(
+        stack.run(&config, &["deploy", "--stage", "race"]),
+        stack.run(&config, &["deploy", "--stage", "race"])
+    );
+    let (winner, loser) = if a.code == 0 { (a, b) } else { (b, a) };
+    assert_eq!(winner.code, 0, "{}", winner.all());
+    assert_eq!(loser.code, 1, "{}", loser.all());
+    assert!(
+        loser
+            .stderr
+            .contains("stage `race` is locked by `deployer deploy` (pid"),
+        "{}",
+        loser.stderr
+    );
+    assert!(!loser.stdout.contains("Created"));
+    assert_exactly_once(&stack, "race").await;
+    let state: Value = stack.state_json("race");
+    assert_eq!(state["stage"], "race");
+    let again = stack
+        .run(&config, &["deploy", "--stage", "race"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
