@@ -479,6 +479,9 @@ impl Checker<'_> {
             match inner.split_once('.') {
                 Some(("env", var)) if is_env_name(var) => match self.env.get(var) {
                     Some(value) => parts.push(Part::Text(value)),
+                    None if self.env.lenient => {
+                        eprintln!("warning: environment variable `{var}` is not set; local runs leave it empty");
+                    }
                     None => self.error(
                         s.span(),
                         format!("environment variable `{var}` is not set"),

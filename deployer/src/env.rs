@@ -9,6 +9,9 @@ use std::path::Path;
 pub struct EnvSource {
     process: BTreeMap<String, String>,
     files: BTreeMap<String, String>,
+    /// Local runs: an unset variable reads as empty (with a warning) instead of an error,
+    /// since what it fills (an org ID, say) only matters to Neon.
+    pub lenient: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,7 @@ impl EnvSource {
         Ok(EnvSource {
             process: std::env::vars().collect(),
             files,
+            lenient: false,
         })
     }
 

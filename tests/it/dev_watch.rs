@@ -1,5 +1,6 @@
-//! README's first command end to end: `scripts/dev` creates a local PostgreSQL, writes the
-//! env file that cargo-lambda.toml names, and `cargo lambda watch` serves the function.
+//! README's first command end to end: `scripts/dev` (`deployer dev --local`) creates a local
+//! PostgreSQL with the roles and databases of infra.toml, writes the links to the env file
+//! that cargo-lambda.toml names, and `cargo lambda watch` serves the function with them.
 //! It runs in a copy of the workspace so it never touches the developer's `.deployer/`.
 
 use std::os::unix::fs::PermissionsExt;
@@ -56,7 +57,9 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
             target_profile_dir().parent().expect("target/"),
         )
         .env_remove("DATABASE_URL")
-        .env_remove("LINK_NeonDB");
+        .env_remove("LINK_NeonDB")
+        .env_remove("NEON_API_KEY")
+        .env_remove("NEON_ORG_ID");
     let mut dev = Spawned::start(cmd);
     dev.wait_for(Duration::from_secs(300), |out| {
         out.contains("starting Runtime server").then_some(())
@@ -96,9 +99,21 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
     let env_file = copy.path().join(".deployer/dev.env");
     let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the env file holds a password");
-    let password = std::fs::read_to_string(copy.path().join(".deployer/dev/app.password")).unwrap();
-    assert!(!password.trim().is_empty());
-    assert!(!dev.output().contains(password.trim()), "password printed");
+    let passwords: std::collections::BTreeMap<String, String> = serde_json::from_str(
+        &std::fs::read_to_string(copy.path().join(".deployer/dev/passwords.json")).unwrap(),
+    )
+    .unwrap();
+    let password = &passwords["neondb_owner"];
+    assert!(password.len() >= 16);
+    assert!(
+        !dev.output().contains(password.as_str()),
+        "password printed"
+    );
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        env.contains("LINK_NeonDB='{\"connection_string\":\"postgresql://neondb_owner:"),
+        "{env}"
+    );
 
     dev.signal("INT");
     let exit = dev.wait_exit(Duration::from_secs(30));

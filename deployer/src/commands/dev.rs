@@ -32,7 +32,7 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
     } else {
         super::resolve_stage(&args.stage)?
     };
-    let (env, config) = super::load(config_path, &stage)?;
+    let (env, config) = super::load_with(config_path, &stage, local)?;
 
     let mut cluster = None;
     let outputs = if local {
@@ -72,7 +72,7 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
             "starting cargo lambda watch; then try: curl http://127.0.0.1:{}/version",
             args.port
         );
-        let mut c = Command::new("cargo");
+        let mut c = tokio::process::Command::new("cargo");
         c.args([
             "lambda",
             "watch",
@@ -83,20 +83,44 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
         ]);
         c
     } else {
-        let mut c = Command::new(&args.command[0]);
+        let mut c = tokio::process::Command::new(&args.command[0]);
         c.args(&args.command[1..]);
         c
     };
     cmd.current_dir(&dir).envs(&vars).stdin(Stdio::inherit());
-    let status = cmd.status().map_err(|e| {
-        CliError::bad_input(
-            format!("cannot run `{}`: {e}", cmd.get_program().to_string_lossy()),
-            None,
-        )
-    });
+    let status = run_child(cmd).await;
     drop(cluster);
-    let status = status?;
-    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+    Ok(status?.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// Runs the child to its end, as a shell would: Ctrl-C reaches it through the terminal
+/// (we wait, then clean up), and SIGTERM sent to us is passed on to it.
+async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::ExitStatus, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::bad_input(format!("cannot run `{program}`: {e}"), None))?;
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return child
+            .wait()
+            .await
+            .map_err(|e| CliError::remote(e.to_string(), None));
+    };
+    loop {
+        tokio::select! {
+            status = child.wait() => return status.map_err(|e| CliError::remote(e.to_string(), None)),
+            _ = int.recv() => {}
+            _ = term.recv() => {
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill").args(["-s", "TERM", "--", &pid.to_string()]).status();
+                }
+            }
+        }
+    }
 }
 
 /// `LINK_<Name>` for every link, and every function's `environment`, resolved.

@@ -67,9 +67,19 @@ pub fn resolve_stage(args: &StageArgs) -> Result<String, CliError> {
 
 /// Environment (process, .env, .env.<stage>) and the checked infra.toml.
 pub fn load(config_path: &Path, stage: &str) -> Result<(EnvSource, Config), CliError> {
+    load_with(config_path, stage, false)
+}
+
+/// [`load`], where `lenient` lets unset `${env.VAR}` read as empty (local runs).
+pub fn load_with(
+    config_path: &Path,
+    stage: &str,
+    lenient: bool,
+) -> Result<(EnvSource, Config), CliError> {
     let dir = project_dir(config_path);
-    let env = EnvSource::load(&dir, Some(stage))
+    let mut env = EnvSource::load(&dir, Some(stage))
         .map_err(|e| CliError::bad_input(e.to_string(), Some("fix or remove that line".into())))?;
+    env.lenient = lenient;
     let config =
         config::load(config_path, &env).map_err(|e| CliError::bad_input(e.to_string(), None))?;
     Ok((env, config))
