@@ -49,12 +49,7 @@ ensure_postgres() {
 ensure_pip_tool() { # command, pip requirement...
   local cmd=$1; shift
   if ! command -v "$cmd" >/dev/null 2>&1; then
-    command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || apt_install python3-pip
-    say "pip install $*"
-    local pip; pip=$(command -v pip3 || command -v pip)
-    "$pip" install --quiet --disable-pip-version-check "$@" \
-      || "$pip" install --quiet --disable-pip-version-check --break-system-packages "$@"
-    hash -r
+    pip_install "$@"
     command -v "$cmd" >/dev/null 2>&1 || die "installed $* but \`$cmd\` is not on PATH (is pip's bin folder on PATH?)"
   fi
 }
@@ -62,15 +57,16 @@ ensure_pip_tool() { # command, pip requirement...
 ensure_moto() {
   # Server mode needs the [server] extra (flask); moto_server alone is not enough proof.
   if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, flask_cors' >/dev/null 2>&1; then
-    ensure_pip_tool_force "moto[server]"
+    pip_install "moto[server]"
   fi
   command -v moto_server >/dev/null 2>&1 || die "installed moto[server] but moto_server is not on PATH"
 }
 
-ensure_pip_tool_force() {
+pip_install() {
   command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || apt_install python3-pip
   say "pip install $*"
   local pip; pip=$(command -v pip3 || command -v pip)
+  # Debian's own Python refuses system-wide installs without the flag.
   "$pip" install --quiet --disable-pip-version-check "$@" \
     || "$pip" install --quiet --disable-pip-version-check --break-system-packages "$@"
   hash -r

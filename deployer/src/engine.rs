@@ -827,18 +827,7 @@ impl Deployer<'_> {
             unreachable!()
         };
         let inputs = self.desired_inputs(r);
-        let (pid, bid, name) = match import {
-            Some(triple) => split_triple(triple),
-            None => (
-                self.state
-                    .resources
-                    .get(branch)
-                    .and_then(|b| b.ids.get("project_id").cloned())
-                    .unwrap_or_default(),
-                self.id_of(branch).unwrap_or_default(),
-                inputs["name"].as_str().unwrap_or_default().to_owned(),
-            ),
-        };
+        let (pid, bid, name) = self.in_branch(branch, import, &inputs);
         let neon = self.neon()?;
         let neon_err = |e| CliError::from_neon(&r.name, e);
         let created = if import.is_some() {
@@ -874,6 +863,28 @@ impl Deployer<'_> {
         ]);
         let outputs = BTreeMap::from([("name".into(), name), ("password".into(), password)]);
         self.record(&r.name, r.kind, ids, inputs, outputs)
+    }
+
+    /// (project ID, branch ID, name) of a role or database: from `import`
+    /// (`project_id/branch_id/name`) or from its branch's recorded IDs and its inputs.
+    fn in_branch(
+        &self,
+        branch: &str,
+        import: Option<&str>,
+        inputs: &Value,
+    ) -> (String, String, String) {
+        match import {
+            Some(triple) => split_triple(triple),
+            None => (
+                self.state
+                    .resources
+                    .get(branch)
+                    .and_then(|b| b.ids.get("project_id").cloned())
+                    .unwrap_or_default(),
+                self.id_of(branch).unwrap_or_default(),
+                inputs["name"].as_str().unwrap_or_default().to_owned(),
+            ),
+        }
     }
 
     async fn database_outputs(
@@ -913,18 +924,7 @@ impl Deployer<'_> {
             .and_then(|o| o.get("name"))
             .cloned()
             .unwrap_or_default();
-        let (pid, bid, name) = match import {
-            Some(triple) => split_triple(triple),
-            None => (
-                self.state
-                    .resources
-                    .get(branch)
-                    .and_then(|b| b.ids.get("project_id").cloned())
-                    .unwrap_or_default(),
-                self.id_of(branch).unwrap_or_default(),
-                inputs["name"].as_str().unwrap_or_default().to_owned(),
-            ),
-        };
+        let (pid, bid, name) = self.in_branch(branch, import, &inputs);
         let neon = self.neon()?;
         let neon_err = |e| CliError::from_neon(&r.name, e);
         if import.is_some() {

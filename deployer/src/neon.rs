@@ -326,11 +326,7 @@ impl Neon {
 
     pub async fn delete_branch(&self, project: &str, id: &str) -> Result<(), NeonError> {
         let path = format!("/projects/{project}/branches/{id}");
-        match self.request(Method::DELETE, &path, None).await {
-            Ok(answer) => self.wait_for(&answer).await,
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete(&path).await
     }
 
     // ---- endpoints ----------------------------------------------------------------------
@@ -362,11 +358,7 @@ impl Neon {
 
     pub async fn delete_endpoint(&self, project: &str, id: &str) -> Result<(), NeonError> {
         let path = format!("/projects/{project}/endpoints/{id}");
-        match self.request(Method::DELETE, &path, None).await {
-            Ok(answer) => self.wait_for(&answer).await,
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete(&path).await
     }
 
     // ---- roles and databases --------------------------------------------------------------
@@ -434,11 +426,7 @@ impl Neon {
             Self::branch_path(project, branch),
             url_encode(name)
         );
-        match self.request(Method::DELETE, &path, None).await {
-            Ok(answer) => self.wait_for(&answer).await,
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete(&path).await
     }
 
     pub async fn list_databases(
@@ -506,11 +494,7 @@ impl Neon {
             Self::branch_path(project, branch),
             url_encode(name)
         );
-        match self.request(Method::DELETE, &path, None).await {
-            Ok(answer) => self.wait_for(&answer).await,
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete(&path).await
     }
 
     /// The connection URI for a role and database through the branch's read-write endpoint.
@@ -531,6 +515,17 @@ impl Neon {
             .as_str()
             .unwrap_or_default()
             .to_owned())
+    }
+}
+
+impl Neon {
+    /// Deletes what `path` names and waits for the operations; already gone counts as deleted.
+    async fn delete(&self, path: &str) -> Result<(), NeonError> {
+        match self.request(Method::DELETE, path, None).await {
+            Ok(answer) => self.wait_for(&answer).await,
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

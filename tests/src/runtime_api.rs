@@ -96,8 +96,8 @@ impl RuntimeApi {
         ]
     }
 
-    /// Hands `event` to the function and waits up to `timeout` for its answer.
-    pub async fn invoke(&self, event: Value, timeout: Duration) -> Outcome {
+    /// Queues `event` for the function's next poll; the receiver gets its answer.
+    pub async fn submit(&self, event: Value) -> oneshot::Receiver<Outcome> {
         let id = format!(
             "00000000-0000-4000-8000-{:012}",
             self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -108,6 +108,12 @@ impl RuntimeApi {
             .send((id, event))
             .await
             .expect("emulator running");
+        rx
+    }
+
+    /// Hands `event` to the function and waits up to `timeout` for its answer.
+    pub async fn invoke(&self, event: Value, timeout: Duration) -> Outcome {
+        let rx = self.submit(event).await;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => panic!("the emulator dropped the invocation"),

@@ -27,7 +27,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
                 .map_err(|e| {
                     format!(
                         "cannot create IAM role `{name}`: {}",
-                        crate::aws::describe_iam(&e)
+                        crate::aws::describe(&e)
                     )
                 })?;
             (
@@ -38,7 +38,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
         Err(e) => {
             return Err(format!(
                 "cannot read IAM role `{name}`: {}",
-                crate::aws::describe_iam(&e)
+                crate::aws::describe(&e)
             ));
         }
     };
@@ -50,7 +50,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
         .map_err(|e| {
             format!(
                 "cannot list the policies of IAM role `{name}`: {}",
-                crate::aws::describe_iam(&e)
+                crate::aws::describe(&e)
             )
         })?;
     let has_basic = attached
@@ -66,7 +66,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
             .map_err(|e| {
                 format!(
                     "cannot attach AWSLambdaBasicExecutionRole to `{name}`: {}",
-                    crate::aws::describe_iam(&e)
+                    crate::aws::describe(&e)
                 )
             })?;
     }
@@ -89,7 +89,7 @@ pub async fn delete_role(iam: &Client, name: &str) -> Result<(), String> {
         Err(e) => {
             return Err(format!(
                 "cannot detach the policy of IAM role `{name}`: {}",
-                crate::aws::describe_iam(&e)
+                crate::aws::describe(&e)
             ));
         }
     }
@@ -103,7 +103,7 @@ pub async fn delete_role(iam: &Client, name: &str) -> Result<(), String> {
         }
         Err(e) => Err(format!(
             "cannot delete IAM role `{name}`: {}",
-            crate::aws::describe_iam(&e)
+            crate::aws::describe(&e)
         )),
     }
 }

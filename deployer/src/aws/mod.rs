@@ -32,8 +32,8 @@ impl Aws {
     }
 }
 
-/// An SDK error with its service code and message, for humans (never a secret: requests
-/// carrying the environment are not echoed by AWS).
+/// An SDK error (Lambda's or IAM's: the SDKs share the type) with its service code and
+/// message, for humans (never a secret: AWS does not echo the environment we send).
 pub fn describe<E, R>(e: &aws_sdk_lambda::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -70,22 +70,6 @@ pub fn physical_name(app: &str, stage: &str, name: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{}-{hash}", &full[..55])
-}
-
-/// Like [`describe`], for IAM's errors.
-pub fn describe_iam<E, R>(e: &aws_sdk_iam::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("error"),
-            service.message().unwrap_or("(no message)")
-        ),
-        None => e.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""The benchmark: this project's api against the guide's Hono app (../shared/peer-hono),
+side by side in one run, on the same machine and the same PostgreSQL. Prints one table of
+ratios and writes the raw numbers to bench/out/results.json. Run it through bench/run.
+
+Nothing here asserts a timing: it measures and reports.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+PEER_SRC = os.path.join(ROOT, "..", "shared", "peer-hono")
+PEER = os.path.join(OUT, "peer")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------
+
+class Postgres:
+    """A throwaway cluster, trust auth on loopback, no TLS (as the peer was measured)."""
+
+    def __init__(self, bindir):
+        self.bindir = bindir
+        self.dir = tempfile.mkdtemp(prefix="bench-pg-")
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.tool("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                    "max_connections = 200\nshared_buffers = 128MB\nfsync = off\n")
+        self.tool("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-o", f"-p {self.port}", "start")
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def tool(self, name, *args):
+        cmd = [os.path.join(self.bindir, name), *args]
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        run(cmd, stdout=subprocess.DEVNULL)
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def stop(self):
+        try:
+            self.tool("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- process measurements ----------------------------------------------------------------
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def children(ppid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                        out.append(int(entry))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def tree_ticks(pid):
+    total = 0
+    for p in [pid, *children(pid)]:
+        try:
+            total += cpu_ticks(p)
+        except OSError:
+            pass
+    return total
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def get(port, path, timeout=2.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, body
+    finally:
+        conn.close()
+
+
+def wait_200(port, path, deadline_s=30):
+    start = time.perf_counter()
+    while True:
+        try:
+            status, _ = get(port, path, timeout=5)
+            if status == 200:
+                return time.perf_counter() - start
+        except OSError:
+            pass
+        if time.perf_counter() - start > deadline_s:
+            raise RuntimeError(f"no 200 from {path} on port {port}")
+        time.sleep(0.001)
+
+
+class Server:
+    def __init__(self, name, cmd, env, cwd=None):
+        self.name = name
+        self.port = free_port()
+        full_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "PORT": str(self.port),
+                    "HOST": "127.0.0.1", "QUIET": "1", **env}
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.first_200_s = wait_200(self.port, "/version")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# ---- wrk ---------------------------------------------------------------------------------
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port, path, seconds, connections):
+    out = run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+              capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {}
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
+        lat[pct] = float(m.group(1)) * UNITS[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "requests": total, "p50_ms": lat["50"], "p99_ms": lat["99"],
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def measure_load(server, pg, path, seconds, connections):
+    s0, d0 = tree_ticks(server.proc.pid), tree_ticks(pg.postmaster_pid())
+    r = wrk(server.port, path, seconds, connections)
+    s1, d1 = tree_ticks(server.proc.pid), tree_ticks(pg.postmaster_pid())
+    per = 1e6 / TICKS / max(r["requests"], 1)
+    r["server_cpu_us_per_req"] = (s1 - s0) * per
+    r["db_cpu_us_per_req"] = (d1 - d0) * per
+    return r
+
+
+def pgbench(pg, bindir, seconds, connections):
+    script = os.path.join(OUT, "version.sql")
+    with open(script, "w") as f:
+        f.write("SELECT version();\n")
+    out = run([os.path.join(bindir, "pgbench"), "-n", "-M", "prepared", "-c", str(connections), "-j", "2",
+               "-T", str(seconds), "-f", script, "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "postgres"],
+              capture_output=True, text=True).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+# ---- main --------------------------------------------------------------------------------
+
+def summary(values):
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "all": values}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a short run that proves the script works")
+    ap.add_argument("--pg-bindir", required=True)
+    ap.add_argument("--api", required=True, help="release build of the api")
+    ap.add_argument("--bench-lambda", required=True)
+    ap.add_argument("--bench-deploy")
+    ap.add_argument("--zip", required=True)
+    args = ap.parse_args()
+
+    rounds, seconds, warmup, cold_runs, conns = (1, 2, 1, 3, 32) if args.quick else (3, 8, 3, 7, 32)
+    os.makedirs(OUT, exist_ok=True)
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}",
+               "quick": args.quick, "concurrency": conns, "seconds_per_round": seconds, "rounds": rounds}
+
+    pg = Postgres(args.pg_bindir)
+    try:
+        ours_url = pg.url + "?sslmode=disable"
+        node = shutil.which("node")
+        impls = {
+            "peer": ([node, "app.mjs"], {"DATABASE_URL": pg.url}, PEER),
+            "ours": ([args.api], {"DATABASE_URL": ours_url, "RUST_LOG": "warn"}, None),
+        }
+
+        # 1 + 3: throughput, latency, CPU per request, memory.
+        load = {name: {"/": [], "/version": []} for name in impls}
+        rss = {name: {} for name in impls}
+        servers = {}
+        for name, (cmd, env, cwd) in impls.items():
+            servers[name] = Server(name, cmd, env, cwd)
+            rss[name]["after_start_mib"] = rss_mib(servers[name].proc.pid)
+            for path in ("/", "/version"):
+                wrk(servers[name].port, path, warmup, conns)
+        for r in range(rounds):
+            for path in ("/", "/version"):
+                for name in impls:  # interleaved, so drift hits both alike
+                    log(f"round {r + 1}/{rounds} {name} {path}")
+                    load[name][path].append(measure_load(servers[name], pg, path, seconds, conns))
+        for name, server in servers.items():
+            rss[name]["after_load_mib"] = rss_mib(server.proc.pid)
+            server.stop()
+        results["load"] = load
+        results["rss"] = rss
+
+        # 5: what PostgreSQL itself serves at the same concurrency.
+        log("pgbench SELECT version()")
+        results["pgbench_tps"] = summary([pgbench(pg, args.pg_bindir, seconds, conns) for _ in range(rounds)])
+
+        # 2: cold start, spawn to the first 200 on /version.
+        cold = {name: [] for name in impls}
+        for _ in range(cold_runs):
+            for name, (cmd, env, cwd) in impls.items():
+                s = Server(name, cmd, env, cwd)
+                cold[name].append(s.first_200_s * 1000)
+                s.stop()
+        results["cold_start_ms"] = {n: summary(v) for n, v in cold.items()}
+
+        # 4: Lambda mode: exec to the first /version response, and warm invocations.
+        log("lambda mode")
+        ours = json.loads(run([args.bench_lambda, args.api, ours_url, str(cold_runs), "200"],
+                              capture_output=True, text=True).stdout)
+        peer_first, peer_warm = [], []
+        for _ in range(cold_runs):
+            env = {**os.environ, "DATABASE_URL": pg.url}
+            t0 = time.perf_counter()
+            run([node, "lambda_invoke.mjs", "/version", "1"], cwd=PEER, env=env, capture_output=True)
+            peer_first.append((time.perf_counter() - t0) * 1000)
+            out = run([node, "lambda_invoke.mjs", "/version", "200"], cwd=PEER, env=env, capture_output=True, text=True)
+            peer_warm.append(json.loads(out.stdout)["warm_invoke_ms"])
+        results["lambda"] = {"peer": {"first_ms": summary(peer_first), "warm_ms": summary(peer_warm)},
+                             "ours": {"first_ms": summary(ours["first_ms"]), "warm_ms": summary(ours["warm_ms"])}}
+    finally:
+        pg.stop()
+
+    # 6: package size. The peer's: its handler plus node_modules, zipped the same way.
+    peer_zip = os.path.join(OUT, "peer-lambda.zip")
+    with zipfile.ZipFile(peer_zip, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(os.path.join(PEER, "lambda.mjs"), "lambda.mjs")
+        for base, _, files in os.walk(os.path.join(PEER, "node_modules")):
+            for f in files:
+                full = os.path.join(base, f)
+                z.write(full, os.path.relpath(full, PEER))
+    results["zip_bytes"] = {"peer": os.path.getsize(peer_zip), "ours": os.path.getsize(args.zip)}
+
+    # 7: the deployer against moto and the Neon emulator.
+    if args.bench_deploy:
+        log("deployer")
+        results["deploy"] = json.loads(run([args.bench_deploy, "1" if args.quick else "3"],
+                                           capture_output=True, text=True).stdout)
+
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    table = render(results)
+    with open(os.path.join(OUT, "table.md"), "w") as f:
+        f.write(table)
+    print(table)
+
+
+def med(load, name, path, key):
+    return statistics.median(r[key] for r in load[name][path])
+
+
+def render(res):
+    L = res["load"]
+    rows = []
+
+    def row(metric, peer, ours, ratio, target):
+        rows.append(f"| {metric} | {peer} | {ours} | {ratio} | {target} |")
+
+    for path, target_rps in (("/", "≥ 2×"), ("/version", "≥ 3×")):
+        p, o = med(L, "peer", path, "rps"), med(L, "ours", path, "rps")
+        row(f"`{path}` req/s (median)", f"{p:,.0f}", f"{o:,.0f}", f"{o / p:.2f}×", target_rps)
+        p99p, p99o = med(L, "peer", path, "p99_ms"), med(L, "ours", path, "p99_ms")
+        row(f"`{path}` p50 / p99 latency ms", f"{med(L, 'peer', path, 'p50_ms'):.2f} / {p99p:.2f}",
+            f"{med(L, 'ours', path, 'p50_ms'):.2f} / {p99o:.2f}", f"p99 {p99o / p99p:.2f}×",
+            "p99 ≤ 0.33×" if path == "/version" else "")
+        cp, co = med(L, "peer", path, "server_cpu_us_per_req"), med(L, "ours", path, "server_cpu_us_per_req")
+        row(f"`{path}` server CPU µs/request", f"{cp:.1f}", f"{co:.1f}", f"{co / cp:.2f}×", "")
+        if path == "/version":
+            dp, do = med(L, "peer", path, "db_cpu_us_per_req"), med(L, "ours", path, "db_cpu_us_per_req")
+            row("`/version` PostgreSQL CPU µs/request", f"{dp:.1f}", f"{do:.1f}", f"{do / dp:.2f}×", "")
+    pg = res["pgbench_tps"]["median"]
+    o = med(L, "ours", "/version", "rps")
+    p = med(L, "peer", "/version", "rps")
+    row("`/version` as share of pgbench `SELECT version()`", f"{p / pg:.0%}", f"{o / pg:.0%}", f"pgbench {pg:,.0f} tps", "ours ≥ 50%")
+    c = res["cold_start_ms"]
+    row("cold start: spawn → first `/version` 200, ms (median)", f"{c['peer']['median']:.1f}", f"{c['ours']['median']:.1f}",
+        f"{c['ours']['median'] / c['peer']['median']:.3f}×", "≤ 0.1×")
+    r = res["rss"]
+    row("RSS after start, MiB", f"{r['peer']['after_start_mib']:.1f}", f"{r['ours']['after_start_mib']:.1f}",
+        f"{r['ours']['after_start_mib'] / r['peer']['after_start_mib']:.2f}×", "")
+    row("RSS after load, MiB", f"{r['peer']['after_load_mib']:.1f}", f"{r['ours']['after_load_mib']:.1f}",
+        f"{r['ours']['after_load_mib'] / r['peer']['after_load_mib']:.2f}×", "≤ 0.2×")
+    lam = res["lambda"]
+    row("Lambda: exec → first `/version` response, ms", f"{lam['peer']['first_ms']['median']:.1f}",
+        f"{lam['ours']['first_ms']['median']:.1f}",
+        f"{lam['ours']['first_ms']['median'] / lam['peer']['first_ms']['median']:.3f}×", "")
+    row("Lambda: warm invocation, ms", f"{lam['peer']['warm_ms']['median']:.3f}", f"{lam['ours']['warm_ms']['median']:.3f}",
+        f"{lam['ours']['warm_ms']['median'] / lam['peer']['warm_ms']['median']:.2f}×", "")
+    z = res["zip_bytes"]
+    row("Lambda zip, MB", f"{z['peer'] / 1e6:.2f}", f"{z['ours'] / 1e6:.2f}", f"{z['ours'] / z['peer']:.2f}×", "ours ≤ 3 MB")
+    if "deploy" in res:
+        d = res["deploy"]
+        fresh = statistics.median(x["fresh"]["seconds"] for x in d)
+        noop = statistics.median(x["noop"]["seconds"] for x in d)
+        f0, n0 = d[0]["fresh"], d[0]["noop"]
+        row("deploy, fresh: s (Neon/AWS calls, mutating)", "–",
+            f"{fresh:.2f} ({f0['neon_calls']}/{f0['aws_calls']}, {f0['neon_mutating']}/{f0['aws_mutating']})", "", "")
+        row("deploy, no-op: s (Neon/AWS calls, mutating)", "–",
+            f"{noop:.2f} ({n0['neon_calls']}/{n0['aws_calls']}, {n0['neon_mutating']}/{n0['aws_mutating']})", "", "≤ 1 s, 0 mutating")
+    head = [f"Benchmark {res['date']} on {res['machine']}; wrk -t2 -c{res['concurrency']} "
+            f"-d{res['seconds_per_round']}s × {res['rounds']} rounds{' (quick)' if res['quick'] else ''}; "
+            "local PostgreSQL, no TLS.", "",
+            "| metric | peer (Hono on Node) | this project | ratio | target |", "|---|---|---|---|---|"]
+    return "\n".join(head + rows) + "\n"
+
+
+if __name__ == "__main__":
+    main()
