@@ -13,6 +13,9 @@ use crate::tls::{self, TlsSetupError};
 
 /// The link the deployer injects for `[link.NeonDB]` in `infra.toml`.
 pub const LINK_VAR: &str = "LINK_NeonDB";
+/// For local runs: a file holding the value of `LINK_NeonDB` (the committed
+/// `.deployer/dev.env` names it, so no secret is ever committed).
+pub const LINK_FILE_VAR: &str = "LINK_NeonDB_FILE";
 /// The property of the link that holds the connection string.
 pub const LINK_PROPERTY: &str = "connection_string";
 /// The fallback: a plain libpq connection string.
@@ -35,6 +38,8 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub enum ConfigError {
     #[error("no database configured: neither `{LINK_VAR}` nor `{DATABASE_URL_VAR}` is set")]
     Missing,
+    #[error("`{LINK_FILE_VAR}` names `{path}`, which cannot be read ({reason})")]
+    LinkFile { path: String, reason: String },
     #[error("`{0}` is set but empty")]
     Empty(&'static str),
     #[error("`{LINK_VAR}` is not valid JSON ({category} error at line {line}, column {column})")]
@@ -65,6 +70,9 @@ impl ConfigError {
         match self {
             Self::Missing | Self::Empty(_) => {
                 "set DATABASE_URL=postgres://user:password@host:5432/db, or run `scripts/dev` for a local database"
+            }
+            Self::LinkFile { .. } => {
+                "run `scripts/dev` (or `deployer dev`), which writes it, or set DATABASE_URL"
             }
             Self::LinkNotJson { .. } | Self::LinkWithoutConnectionString => {
                 "LINK_NeonDB must look like {\"connection_string\":\"postgres://...\"}; redeploy with `deployer deploy` or unset it to use DATABASE_URL"
@@ -142,7 +150,17 @@ impl Settings {
 pub fn database_target(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<DatabaseTarget, ConfigError> {
-    let (var, url) = match env(LINK_VAR) {
+    let link = match (env(LINK_VAR), env(LINK_FILE_VAR)) {
+        (Some(link), _) => Some(link),
+        (None, Some(path)) if !path.trim().is_empty() => Some(
+            std::fs::read_to_string(path.trim()).map_err(|e| ConfigError::LinkFile {
+                path: path.trim().to_owned(),
+                reason: e.kind().to_string(),
+            })?,
+        ),
+        (None, _) => None,
+    };
+    let (var, url) = match link {
         Some(link) => (LINK_VAR, link_connection_string(&link)?),
         None => match env(DATABASE_URL_VAR) {
             Some(url) => (DATABASE_URL_VAR, url),
@@ -252,6 +270,36 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, ConfigError::LinkWithoutConnectionString));
+    }
+
+    #[test]
+    fn the_link_can_come_from_a_file_for_local_runs() {
+        let dir = std::env::temp_dir().join(format!("link-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("LINK_NeonDB");
+        let path = file.display().to_string();
+        let e = database_target(&env(&[
+            (LINK_FILE_VAR, &path),
+            (DATABASE_URL_VAR, "postgres://a@h/db"),
+        ]))
+        .err()
+        .unwrap();
+        assert!(
+            matches!(e, ConfigError::LinkFile { .. }),
+            "a named file must exist: {e}"
+        );
+        assert!(e.hint().contains("scripts/dev"));
+        std::fs::write(
+            &file,
+            r#"{"connection_string":"postgres://a@filehost/db?sslmode=disable"}"#,
+        )
+        .unwrap();
+        let t = database_target(&env(&[(LINK_FILE_VAR, &path)])).unwrap();
+        assert_eq!(
+            t.info.config.get_hosts(),
+            &[tokio_postgres::config::Host::Tcp("filehost".into())]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,7 +12,15 @@ use harness::paths::{target_profile_dir, workspace_root};
 use harness::pg::free_port;
 use harness::process::Spawned;
 
-/// Copies the workspace without build output, git data or local state.
+/// A fresh clone: the workspace without build output, git data or local state (but with
+/// the committed `.deployer/dev.env`).
+fn clone_workspace(to: &Path) {
+    let from = workspace_root();
+    copy_workspace(&from, to);
+    std::fs::create_dir(to.join(".deployer")).unwrap();
+    std::fs::copy(from.join(".deployer/dev.env"), to.join(".deployer/dev.env")).unwrap();
+}
+
 fn copy_workspace(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -44,7 +52,7 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
         .unwrap();
     // The postgres account (used when the tests run as root) must be able to enter it.
     std::fs::set_permissions(copy.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    copy_workspace(&workspace_root(), copy.path());
+    clone_workspace(copy.path());
     let (pg_port, port) = (free_port(), free_port());
 
     let mut cmd = Command::new(copy.path().join("scripts/dev"));
@@ -96,9 +104,20 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
         .unwrap();
     assert_eq!(prefixed.status(), 200);
 
-    let env_file = copy.path().join(".deployer/dev.env");
-    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "the env file holds a password");
+    for secret in [".deployer/dev/watch.env", ".deployer/dev/env/LINK_NeonDB"] {
+        let mode = std::fs::metadata(copy.path().join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret} holds a password");
+    }
+    let committed = std::fs::read_to_string(copy.path().join(".deployer/dev.env")).unwrap();
+    assert_eq!(
+        committed,
+        std::fs::read_to_string(workspace_root().join(".deployer/dev.env")).unwrap(),
+        "the committed env file was rewritten"
+    );
+    let env_file = copy.path().join(".deployer/dev/watch.env");
     let passwords: std::collections::BTreeMap<String, String> = serde_json::from_str(
         &std::fs::read_to_string(copy.path().join(".deployer/dev/passwords.json")).unwrap(),
     )
@@ -130,5 +149,54 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
         "PostgreSQL still running after scripts/dev stopped"
+    );
+}
+
+#[tokio::test]
+async fn on_a_fresh_clone_cargo_lambda_watch_starts_and_version_says_what_to_run() {
+    let copy = tempfile::Builder::new()
+        .prefix("fresh-watch-")
+        .tempdir()
+        .unwrap();
+    clone_workspace(copy.path());
+    let port = free_port();
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(copy.path())
+        .args([
+            "lambda",
+            "watch",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .env(
+            "CARGO_TARGET_DIR",
+            target_profile_dir().parent().expect("target/"),
+        )
+        .env_remove("DATABASE_URL")
+        .env_remove("LINK_NeonDB");
+    let mut watch = Spawned::start(cmd);
+    watch.wait_for(Duration::from_secs(300), |out| {
+        out.contains("starting Runtime server").then_some(())
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let version = client.get(format!("{base}/version")).send().await.unwrap();
+    assert_eq!(version.status(), 503, "{}", watch.output());
+    let body = version.text().await.unwrap();
+    assert!(
+        body.contains("database not configured") && body.contains("scripts/dev"),
+        "{body}"
+    );
+    let root = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(root.text().await.unwrap(), "Hello Hono!");
+    assert!(
+        watch.output().contains("LINK_NeonDB_FILE"),
+        "the log names what is missing:\n{}",
+        watch.output()
     );
 }

@@ -3,9 +3,14 @@
 //! Without NEON_API_KEY (or with `--local`) it needs no account: a PostgreSQL cluster under
 //! `.deployer/dev/pgdata` (kept between runs) gets the roles and databases infra.toml
 //! declares, and the links point there. With a key it deploys the stage's Neon resources
-//! (not the function) and links those. The links go to `.deployer/dev.env`, the env file
-//! cargo-lambda.toml names; then `cargo lambda watch -A 127.0.0.1` runs (or the command
-//! after `--`, with the links in its environment).
+//! (not the function) and links those. Then `cargo lambda watch -A 127.0.0.1` runs with
+//! them (or the command after `--`, with the links in its environment).
+//!
+//! Where the values go (all 0600, under the gitignored `.deployer/dev/`): `watch.env`, the
+//! whole environment, passed to `cargo lambda watch --env-file`; and `env/<VAR>`, one file
+//! per variable, which the committed `.deployer/dev.env` (the env file cargo-lambda.toml
+//! names) points at with `LINK_NeonDB_FILE`, so a plain `cargo lambda watch` finds the link
+//! too, and the committed file never holds a secret.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -59,10 +64,14 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
     };
 
     let vars = link_environment(&config, &outputs)?;
-    let env_file = dir.join(".deployer").join("dev.env");
-    write_env_file(&env_file, &vars)?;
+    let dev_dir = dir.join(".deployer").join("dev");
+    let watch_env = dev_dir.join("watch.env");
+    write_env_file(&watch_env, &vars)?;
+    for (k, v) in &vars {
+        write_private(&dev_dir.join("env").join(k), v)?;
+    }
     eprintln!(
-        "wrote .deployer/dev.env ({} variable{}; secrets stay in that file)",
+        "wrote .deployer/dev/watch.env ({} variable{}; secrets stay in .deployer/dev)",
         vars.len(),
         if vars.len() == 1 { "" } else { "s" }
     );
@@ -73,14 +82,9 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
             args.port
         );
         let mut c = tokio::process::Command::new("cargo");
-        c.args([
-            "lambda",
-            "watch",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &args.port.to_string(),
-        ]);
+        c.args(["lambda", "watch", "--env-file"])
+            .arg(&watch_env)
+            .args(["-A", "127.0.0.1", "-P", &args.port.to_string()]);
         c
     } else {
         let mut c = tokio::process::Command::new(&args.command[0]);
@@ -180,6 +184,11 @@ fn write_env_file(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), Cl
         }
         text.push_str(&format!("{k}='{v}'\n"));
     }
+    write_private(path, &text)
+}
+
+/// Writes `text` to `path` (creating folders), readable by the owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
     let write = || -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
