@@ -77,3 +77,31 @@ pub fn parse_dotenv(text: &str, file: &str) -> Result<BTreeMap<String, String>, 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_wins_over_stage_file_which_wins_over_dotenv() {
+        let dir = std::env::temp_dir().join(format!("dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".env"),
+            "# comment\nA=from-env\nexport B='from env'\nC=\"c\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".env.prod"), "B=from-stage\n").unwrap();
+        let mut env = EnvSource::load(&dir, Some("prod")).unwrap();
+        env.process.insert("C".into(), "from-process".into());
+        assert_eq!(env.get("A").as_deref(), Some("from-env"));
+        assert_eq!(env.get("B").as_deref(), Some("from-stage"));
+        assert_eq!(env.get("C").as_deref(), Some("from-process"));
+        let other = EnvSource::load(&dir, Some("dev")).unwrap();
+        assert_eq!(other.get("B").as_deref(), Some("from env"));
+        std::fs::write(dir.join(".env"), "NOT A PAIR\n").unwrap();
+        let err = EnvSource::load(&dir, None).unwrap_err();
+        assert_eq!(err.to_string(), ".env:1: expected KEY=VALUE");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -560,3 +560,150 @@ async fn the_guides_full_neon_stack_deploys_and_its_database_connects() {
         .collect();
     assert!(names.contains(&"feature-x-development"), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_dropped_from_infra_toml_is_deleted_or_retained_by_policy() {
+    let stack = DeployStack::start(|_| {}).await;
+    let full = std::fs::read_to_string(fixture(GUIDE_FULL)).unwrap();
+    let without_db = full[..full.find("[neon.database.ServiceDb]").unwrap()].to_owned();
+    let (_a, full_config) = temp_config(&full);
+    let (_b, smaller) = temp_config(&without_db);
+    let database = "/projects/{project_id}/branches/{branch_id}/databases/{database_name}";
+
+    // `[stages.default] removal = "remove"`: the database is deleted.
+    stack
+        .run(&full_config, &["deploy", "--stage", "shrink"])
+        .await
+        .ok();
+    let state = stack.state_json("shrink");
+    let ids = &state["resources"]["ServiceDb"]["ids"];
+    let (pid, bid) = (
+        ids["project_id"].as_str().unwrap().to_owned(),
+        ids["branch_id"].as_str().unwrap().to_owned(),
+    );
+    let run = stack
+        .run(&smaller, &["deploy", "--stage", "shrink"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("Deleted   ServiceDb neon:Database"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        stack
+            .neon
+            .client
+            .call("GET", database, &[&pid, &bid, "service_database"], "", None)
+            .await
+            .status,
+        404
+    );
+
+    // `[stages.production] removal = "retain"` (and protected): kept, and how to adopt it.
+    stack
+        .run(&full_config, &["deploy", "--stage", "production"])
+        .await
+        .ok();
+    let state = stack.state_json("production");
+    let ids = &state["resources"]["ServiceDb"]["ids"];
+    let (pid, bid) = (
+        ids["project_id"].as_str().unwrap().to_owned(),
+        ids["branch_id"].as_str().unwrap().to_owned(),
+    );
+    let run = stack
+        .run(&smaller, &["deploy", "--stage", "production"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains("Retained  ServiceDb neon:Database"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("import = \"{pid}/{bid}/service_database\"")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        stack
+            .neon
+            .client
+            .call("GET", database, &[&pid, &bid, "service_database"], "", None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_api_key_fails_at_once_with_a_hint() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_text());
+    let out = stack
+        .command(&config, &["deploy", "--stage", "badkey"])
+        .env("NEON_API_KEY", "not-the-key")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Neon answered 401"), "{stderr}");
+    assert!(stderr.contains("hint: check NEON_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("not-the-key"), "the key was printed");
+    // No retry of a 401.
+    assert_eq!(
+        stack.neon.emulator.requests().len(),
+        1,
+        "{:?}",
+        stack.neon.emulator.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_provisions_the_stages_neon_resources_and_runs_a_command_with_the_links() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (dir, config) = temp_config(&guide_text());
+    let out_file = dir.path().join("link.json");
+    let script = format!("printf %s \"$LINK_NeonDB\" > {}", out_file.display());
+    let run = stack
+        .run(
+            &config,
+            &["dev", "--stage", "devx", "--", "sh", "-c", &script],
+        )
+        .await
+        .ok();
+    let link: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let uri = link["connection_string"].as_str().unwrap();
+    let db = connect_uri(uri)
+        .await
+        .expect("the linked database connects");
+    db.batch_execute("SELECT 1").await.unwrap();
+    let password = uri.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(
+        !run.all().contains(password),
+        "dev printed the password:\n{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("Created   MyAppProject neon:Project"),
+        "{}",
+        run.stdout
+    );
+    // dev leaves the function alone.
+    assert!(
+        stack
+            .lambda
+            .get_function()
+            .function_name("aws-hono-devx-MyApi")
+            .send()
+            .await
+            .is_err()
+    );
+    let mode = std::fs::metadata(dir.path().join(".deployer/dev/env/LINK_NeonDB"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
