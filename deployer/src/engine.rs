@@ -363,23 +363,19 @@ impl Deployer<'_> {
 
     /// Carries out the plan; returns how many resources changed.
     pub async fn apply(&mut self, plan: &Plan) -> Result<usize, CliError> {
+        // The config outlives `self`'s borrow: resources are read from it, not cloned.
+        let config = self.config;
         let mut changed = 0;
         for step in &plan.steps {
             let started = Instant::now();
+            let declared = || config.resource(&step.name).expect("planned from config");
             let verb = match (&step.action, step.kind) {
-                (Action::Unchanged, Kind::Function) => {
-                    // Code and the live configuration are compared with what AWS has.
-                    let r = self
-                        .config
-                        .resource(&step.name)
-                        .expect("planned from config")
-                        .clone();
-                    if self.apply_function(&r).await? {
-                        "Updated"
-                    } else {
-                        continue;
-                    }
-                }
+                // Code and the live configuration are compared with what AWS has.
+                (Action::Unchanged, Kind::Function) => match self.apply_function(declared()).await?
+                {
+                    true => "Updated",
+                    false => continue,
+                },
                 (Action::Unchanged, _) => continue,
                 (Action::Delete, _) => {
                     self.delete(&step.name).await?;
@@ -389,10 +385,9 @@ impl Deployer<'_> {
                     let id = self
                         .state
                         .resources
-                        .get(&step.name)
-                        .map(ResourceState::import_id)
+                        .remove(&step.name)
+                        .map(|r| r.import_id())
                         .unwrap_or_default();
-                    self.state.resources.remove(&step.name);
                     self.save()?;
                     output::step("Retained", &step.name, step.kind.label(), started.elapsed());
                     println!("          kept in Neon; to manage it again: import = \"{id}\"");
@@ -401,39 +396,19 @@ impl Deployer<'_> {
                 }
                 (Action::Replace(_), _) => {
                     self.delete(&step.name).await?;
-                    let r = self
-                        .config
-                        .resource(&step.name)
-                        .expect("planned from config")
-                        .clone();
-                    self.create(&r, None).await?;
+                    self.create(declared(), None).await?;
                     "Replaced"
                 }
                 (Action::Create, _) => {
-                    let r = self
-                        .config
-                        .resource(&step.name)
-                        .expect("planned from config")
-                        .clone();
-                    self.create(&r, None).await?;
+                    self.create(declared(), None).await?;
                     "Created"
                 }
                 (Action::Import(id), _) => {
-                    let r = self
-                        .config
-                        .resource(&step.name)
-                        .expect("planned from config")
-                        .clone();
-                    self.create(&r, Some(id)).await?;
+                    self.create(declared(), Some(id)).await?;
                     "Imported"
                 }
                 (Action::Update(_), _) => {
-                    let r = self
-                        .config
-                        .resource(&step.name)
-                        .expect("planned from config")
-                        .clone();
-                    self.update(&r).await?;
+                    self.update(declared()).await?;
                     "Updated"
                 }
             };
