@@ -212,6 +212,8 @@ struct LocalCluster {
     dev_dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Whether there is a server to stop when this is dropped.
+    running: bool,
 }
 
 fn pg_bindir() -> Option<PathBuf> {
@@ -300,12 +302,13 @@ impl LocalCluster {
             std::fs::Permissions::from_mode(0o711),
         );
         let _ = std::fs::set_permissions(&dev_dir, std::fs::Permissions::from_mode(0o711));
-        let c = LocalCluster {
+        let mut c = LocalCluster {
             bindir,
             data: data.clone(),
             dev_dir,
             port,
             as_postgres,
+            running: false,
         };
         if as_postgres {
             c.run(
@@ -317,6 +320,20 @@ impl LocalCluster {
                 "chown",
             )?;
             let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
+        }
+        if as_postgres {
+            // Every folder above the cluster must let the postgres account pass.
+            let reachable = Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-x"])
+                .arg(&data)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !reachable {
+                return Err(CliError::bad_input(
+                    format!("PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}", data.display()),
+                    Some("move the checkout under a folder others may enter (not /root), or run as a normal user".into()),
+                ));
+            }
         }
         if !data.join("PG_VERSION").exists() {
             eprintln!("creating a PostgreSQL cluster in .deployer/dev/pgdata");
@@ -363,6 +380,7 @@ impl LocalCluster {
                 )
             })?;
         }
+        c.running = true;
         Ok(c)
     }
 
@@ -537,6 +555,9 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        if !self.running {
+            return;
+        }
         eprintln!("stopping PostgreSQL");
         let mut stop = self.tool("pg_ctl");
         stop.arg("-D")
