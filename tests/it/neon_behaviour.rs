@@ -231,7 +231,7 @@ async fn deletes_really_drop_roles_and_databases() {
 
 #[tokio::test]
 async fn a_running_operation_locks_the_project_with_423_until_it_finishes() {
-    let neon = NeonStack::start(|c| c.operation_delay = Duration::from_millis(800)).await;
+    let neon = NeonStack::start(|c| c.operation_delay = Duration::from_millis(2000)).await;
     let project = new_project(&neon, json!({"project": {"name": "p"}})).await;
     assert_eq!(project["operations"][0]["status"], "running");
     let pid = s(&project["project"]["id"]);
@@ -249,7 +249,7 @@ async fn a_running_operation_locks_the_project_with_423_until_it_finishes() {
         )
         .await;
     assert!(
-        started.elapsed() < Duration::from_millis(800),
+        started.elapsed() < Duration::from_millis(2000),
         "test too slow to see the lock"
     );
     assert_eq!(locked.status, 423);
