@@ -200,7 +200,7 @@ async fn a_deploy_killed_at_any_step_converges_on_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deploys_of_one_stage_one_wins_the_other_is_told_who_holds_the_lock() {
-    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(200)).await;
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(500)).await;
     let config = fixture(GUIDE_FULL);
     let (a, b) = tokio::join!(
         stack.run(&config, &["deploy", "--stage", "race"]),
