@@ -707,3 +707,27 @@ async fn dev_provisions_the_stages_neon_resources_and_runs_a_command_with_the_li
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_over_lambdas_4_kb_is_refused_before_aws_is_touched() {
+    let stack = DeployStack::start(|_| {}).await;
+    let text = format!(
+        "[app]\nname = \"big\"\nregion = \"us-east-1\"\n[link.Big]\nblob = \"{}\"\n[function.MyApi]\npackage = \"api\"\nlink = [\"Big\"]\n",
+        "x".repeat(5000)
+    );
+    let (_dir, config) = temp_config(&text);
+    let run = stack.run(&config, &["deploy", "--stage", "big"]).await;
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("function `MyApi`: its environment would be"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Lambda allows 4096"), "{}", run.stderr);
+    assert!(
+        stack.aws.calls().iter().all(|c| !c.mutating()),
+        "{:?}",
+        stack.aws.calls()
+    );
+}
