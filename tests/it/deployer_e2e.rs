@@ -570,71 +570,45 @@ async fn a_resource_dropped_from_infra_toml_is_deleted_or_retained_by_policy() {
     let (_b, smaller) = temp_config(&without_db);
     let database = "/projects/{project_id}/branches/{branch_id}/databases/{database_name}";
 
-    // `[stages.default] removal = "remove"`: the database is deleted.
-    stack
-        .run(&full_config, &["deploy", "--stage", "shrink"])
-        .await
-        .ok();
-    let state = stack.state_json("shrink");
-    let ids = &state["resources"]["ServiceDb"]["ids"];
-    let (pid, bid) = (
-        ids["project_id"].as_str().unwrap().to_owned(),
-        ids["branch_id"].as_str().unwrap().to_owned(),
-    );
-    let run = stack
-        .run(&smaller, &["deploy", "--stage", "shrink"])
-        .await
-        .ok();
-    assert!(
-        run.stdout.contains("Deleted   ServiceDb neon:Database"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
+    // `[stages.default] removal = "remove"`: the database is deleted; `[stages.production]`
+    // removal = "retain" (and protected): it is kept, with the line that adopts it again.
+    for (stage, verb, status_after) in [("shrink", "Deleted", 404), ("production", "Retained", 200)]
+    {
         stack
+            .run(&full_config, &["deploy", "--stage", stage])
+            .await
+            .ok();
+        let state = stack.state_json(stage);
+        let ids = &state["resources"]["ServiceDb"]["ids"];
+        let (pid, bid) = (
+            ids["project_id"].as_str().unwrap().to_owned(),
+            ids["branch_id"].as_str().unwrap().to_owned(),
+        );
+        let run = stack
+            .run(&smaller, &["deploy", "--stage", stage])
+            .await
+            .ok();
+        assert!(
+            run.stdout
+                .contains(&format!("{verb:<9} ServiceDb neon:Database")),
+            "{}",
+            run.stdout
+        );
+        if verb == "Retained" {
+            assert!(
+                run.stdout
+                    .contains(&format!("import = \"{pid}/{bid}/service_database\"")),
+                "{}",
+                run.stdout
+            );
+        }
+        let after = stack
             .neon
             .client
             .call("GET", database, &[&pid, &bid, "service_database"], "", None)
-            .await
-            .status,
-        404
-    );
-
-    // `[stages.production] removal = "retain"` (and protected): kept, and how to adopt it.
-    stack
-        .run(&full_config, &["deploy", "--stage", "production"])
-        .await
-        .ok();
-    let state = stack.state_json("production");
-    let ids = &state["resources"]["ServiceDb"]["ids"];
-    let (pid, bid) = (
-        ids["project_id"].as_str().unwrap().to_owned(),
-        ids["branch_id"].as_str().unwrap().to_owned(),
-    );
-    let run = stack
-        .run(&smaller, &["deploy", "--stage", "production"])
-        .await
-        .ok();
-    assert!(
-        run.stdout.contains("Retained  ServiceDb neon:Database"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains(&format!("import = \"{pid}/{bid}/service_database\"")),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
-        stack
-            .neon
-            .client
-            .call("GET", database, &[&pid, &bid, "service_database"], "", None)
-            .await
-            .status,
-        200
-    );
+            .await;
+        assert_eq!(after.status, status_after, "{stage}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
