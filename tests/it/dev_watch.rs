@@ -12,6 +12,10 @@ use harness::paths::{target_profile_dir, workspace_root};
 use harness::pg::free_port;
 use harness::process::Spawned;
 
+/// These tests compile the api (and scripts/dev the deployer) for a copy of the workspace,
+/// and may wait for cargo's lock while another test builds the Lambda zip in release mode.
+const BUILD_WAIT: Duration = Duration::from_secs(900);
+
 /// A fresh clone: the workspace without build output, git data or local state (but with
 /// the committed `.deployer/dev.env`).
 fn clone_workspace(to: &Path) {
@@ -69,14 +73,14 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
         .env_remove("NEON_API_KEY")
         .env_remove("NEON_ORG_ID");
     let mut dev = Spawned::start(cmd);
-    dev.wait_for(Duration::from_secs(300), |out| {
+    dev.wait_for(BUILD_WAIT, |out| {
         out.contains("starting Runtime server").then_some(())
     });
 
     // The function compiles when watch starts; the first request waits for it.
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(BUILD_WAIT)
         .build()
         .unwrap();
     let started = Instant::now();
@@ -86,7 +90,7 @@ async fn scripts_dev_serves_version_under_cargo_lambda_watch() {
             Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
             other => {
                 assert!(
-                    started.elapsed() < Duration::from_secs(300),
+                    started.elapsed() < BUILD_WAIT,
                     "no 200 from /version: {other:?}\n{}",
                     dev.output()
                 );
@@ -177,11 +181,11 @@ async fn on_a_fresh_clone_cargo_lambda_watch_starts_and_version_says_what_to_run
         .env_remove("DATABASE_URL")
         .env_remove("LINK_NeonDB");
     let mut watch = Spawned::start(cmd);
-    watch.wait_for(Duration::from_secs(300), |out| {
+    watch.wait_for(BUILD_WAIT, |out| {
         out.contains("starting Runtime server").then_some(())
     });
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(BUILD_WAIT)
         .build()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
