@@ -8,6 +8,7 @@ const EXAMPLES: &str = "\
 Examples:
   deployer deploy --stage prod        create or update everything in infra.toml
   deployer diff --stage prod          show what deploy would change, field by field
+  deployer diff --stage prod --json   the same plan as JSON, for CI
   deployer outputs --stage prod       the function URL and other outputs (secrets masked)
   deployer remove --stage pr-42 --yes delete a stage (retained Neon data is kept)
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
@@ -34,7 +35,7 @@ pub enum Command {
     /// Create or update the stage's resources (prints each change, then the outputs).
     Deploy(DeployArgs),
     /// Show what `deploy` would change, without changing anything.
-    Diff(StageArgs),
+    Diff(DiffArgs),
     /// Delete the stage's resources (Neon data is kept where removal = "retain").
     Remove(RemoveArgs),
     /// Print the stage's outputs.
@@ -59,6 +60,22 @@ pub struct DeployArgs {
     /// On a protected stage, allow deleting or replacing Neon resources.
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// How many independent steps may run at once (1: one after another, in plan order).
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// Enough for the widest graph infra.toml usually declares; Neon calls on one project are
+/// serialized whatever this is.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Print the plan as JSON (for CI and pull-request comments); secrets are never included.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

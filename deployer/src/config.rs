@@ -35,7 +35,7 @@ impl fmt::Display for ConfigError {
             self.message
         )?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\nhint: {hint}")?;
         }
         Ok(())
     }
@@ -47,9 +47,10 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The caller prints `error: ` before the first; each further one gets its own.
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
-                writeln!(f)?;
+                write!(f, "\nerror: ")?;
             }
             write!(f, "{e}")?;
         }

@@ -1,16 +1,18 @@
 //! `deployer`: parses the command line, runs the command, prints the error and exits with
 //! 0 (ok), 1 (a remote service failed) or 2 (bad input; nothing was changed).
 
+mod apply;
 mod aws;
 mod build;
 mod cli;
 mod commands;
 mod config;
-mod engine;
 mod env;
 mod error;
 mod neon;
 mod output;
+mod plan;
+mod retry;
 mod state;
 
 use std::process::ExitCode;
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime\ncaused by: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -58,9 +60,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.code)
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(failure.code)
         }
     }
 }

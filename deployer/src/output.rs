@@ -15,25 +15,21 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Now as RFC 3339 (UTC, seconds).
+/// Now as RFC 3339 (UTC, whole seconds).
 pub fn now_rfc3339() -> String {
-    let secs = now_unix() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp (Neon's `created_at`); `None` if it is
+/// not one.
+pub fn parse_rfc3339(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|d| d.unix_timestamp())
 }
 
 /// Masks a secret for display: `npg_…(16 chars)`.
@@ -45,5 +41,22 @@ pub fn mask(secret: &str) -> String {
             "****** ({} chars; --reveal to show)",
             secret.chars().count()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_neon_timestamps_and_refuses_others() {
+        assert_eq!(
+            super::parse_rfc3339("2026-11-27T03:20:00Z"),
+            Some(1_795_749_600)
+        );
+        assert_eq!(
+            super::parse_rfc3339("2026-11-27T04:20:00+01:00"),
+            Some(1_795_749_600)
+        );
+        assert_eq!(super::parse_rfc3339("yesterday"), None);
+        assert_eq!(super::now_rfc3339().len(), 20);
     }
 }

@@ -40,7 +40,17 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the state file `{path}` has version {version}; this deployer reads up to {CURRENT_VERSION}"
+    )]
+    UnknownVersion { path: PathBuf, version: u32 },
+    #[error("the state of `{resource}` has no `{key}`; was the state file edited by hand?")]
+    MissingId { resource: String, key: &'static str },
 }
+
+/// The state file format this deployer writes. Version 1 is the first (and current) one;
+/// a later format migrates older files in [`StageState::load`].
+pub const CURRENT_VERSION: u32 = 1;
 
 /// One resource as deployed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,6 +68,18 @@ pub struct ResourceState {
 }
 
 impl ResourceState {
+    /// A remote identifier recorded under `key` (`project_id`, `branch_id`...).
+    pub fn id(&self, resource: &str, key: &'static str) -> Result<&str, StateError> {
+        self.ids
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| StateError::MissingId {
+                resource: resource.to_owned(),
+                key,
+            })
+    }
+
     /// The value to write as `import = "..."` to adopt this resource again.
     pub fn import_id(&self) -> String {
         let id = |k: &str| self.ids.get(k).cloned().unwrap_or_default();
@@ -86,12 +108,18 @@ pub struct Pending {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StageState {
+    /// The file format; files written before it was recorded are version 1.
+    #[serde(default = "first_version")]
     pub version: u32,
     pub app: String,
     pub stage: String,
     pub resources: BTreeMap<String, ResourceState>,
     #[serde(default)]
     pub pending: BTreeMap<String, Pending>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// The `.deployer/` folder beside infra.toml, or `DEPLOYER_STATE_DIR`.
@@ -112,10 +140,24 @@ impl StageState {
         let path = state_path(project_dir, stage);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                serde_json::from_str(&text).map_err(|source| StateError::Parse { path, source })
+                let state: StageState =
+                    serde_json::from_str(&text).map_err(|source| StateError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if state.version > CURRENT_VERSION {
+                    return Err(StateError::UnknownVersion {
+                        path,
+                        version: state.version,
+                    });
+                }
+                Ok(StageState {
+                    version: CURRENT_VERSION,
+                    ..state
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StageState {
-                version: 1,
+                version: CURRENT_VERSION,
                 app: app.to_owned(),
                 stage: stage.to_owned(),
                 ..Default::default()
@@ -263,5 +305,63 @@ impl StageLock {
 impl Drop for StageLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file exactly as the first deployer (before the core was rebuilt) wrote it.
+    #[test]
+    fn a_state_file_from_the_first_deployer_still_loads() {
+        let dir = tempfile_dir();
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/state/v1-guide.state.json"
+        );
+        std::fs::create_dir_all(dir.join(".deployer")).unwrap();
+        std::fs::copy(fixture, dir.join(".deployer/prod.state.json")).unwrap();
+        let state = StageState::load(&dir, "aws-hono", "prod").unwrap();
+        assert_eq!(state.version, CURRENT_VERSION);
+        let project = &state.resources["MyAppProject"];
+        assert_eq!(project.kind, Kind::Project);
+        assert_eq!(
+            project.id("MyAppProject", "project_id").unwrap(),
+            "shiny-wind-028834"
+        );
+        assert_eq!(
+            state.resources["MyApi"].outputs["url"],
+            "https://abcdefghij.lambda-url.us-east-1.on.aws/"
+        );
+        assert!(matches!(
+            state.resources["NeonDB"].id("NeonDB", "project_id"),
+            Err(StateError::MissingId { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_state_file_is_refused_not_misread() {
+        let dir = tempfile_dir();
+        std::fs::create_dir_all(dir.join(".deployer")).unwrap();
+        std::fs::write(
+            dir.join(".deployer/prod.state.json"),
+            r#"{"version":9,"app":"a","stage":"prod","resources":{}}"#,
+        )
+        .unwrap();
+        let err = StageState::load(&dir, "a", "prod").unwrap_err();
+        assert!(
+            matches!(err, StateError::UnknownVersion { version: 9, .. }),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let mut b = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut b).unwrap();
+        let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        std::env::temp_dir().join(format!("deployer-state-{name}"))
     }
 }

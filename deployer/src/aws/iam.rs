@@ -2,21 +2,20 @@
 
 use aws_sdk_iam::Client;
 
+use super::{AwsError, is_code};
+
 pub const BASIC_EXECUTION_POLICY: &str =
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 /// The role's ARN, and whether this call created it (IAM then needs time to propagate).
-pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), String> {
+pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), AwsError> {
     let (arn, created) = match iam.get_role().role_name(name).send().await {
         Ok(out) => (
             out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
             false,
         ),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
+        Err(e) if is_code(&e, "NoSuchEntity") => {
             let out = iam
                 .create_role()
                 .role_name(name)
@@ -24,35 +23,20 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
                 .description("Execution role created by deployer")
                 .send()
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot create IAM role `{name}`: {}",
-                        crate::aws::describe(&e)
-                    )
-                })?;
+                .map_err(|e| AwsError::sdk(format!("create IAM role `{name}`"), &e))?;
             (
                 out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
                 true,
             )
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot read IAM role `{name}`: {}",
-                crate::aws::describe(&e)
-            ));
-        }
+        Err(e) => return Err(AwsError::sdk(format!("read IAM role `{name}`"), &e)),
     };
     let attached = iam
         .list_attached_role_policies()
         .role_name(name)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "cannot list the policies of IAM role `{name}`: {}",
-                crate::aws::describe(&e)
-            )
-        })?;
+        .map_err(|e| AwsError::sdk(format!("list the policies of IAM role `{name}`"), &e))?;
     let has_basic = attached
         .attached_policies()
         .iter()
@@ -64,9 +48,9 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
             .send()
             .await
             .map_err(|e| {
-                format!(
-                    "cannot attach AWSLambdaBasicExecutionRole to `{name}`: {}",
-                    crate::aws::describe(&e)
+                AwsError::sdk(
+                    format!("attach AWSLambdaBasicExecutionRole to `{name}`"),
+                    &e,
                 )
             })?;
     }
@@ -74,7 +58,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<(String, bool), Str
 }
 
 /// Detaches the policy and deletes the role; a role already gone counts as deleted.
-pub async fn delete_role(iam: &Client, name: &str) -> Result<(), String> {
+pub async fn delete_role(iam: &Client, name: &str) -> Result<(), AwsError> {
     match iam
         .detach_role_policy()
         .role_name(name)
@@ -83,27 +67,17 @@ pub async fn delete_role(iam: &Client, name: &str) -> Result<(), String> {
         .await
     {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+        Err(e) if is_code(&e, "NoSuchEntity") => {}
         Err(e) => {
-            return Err(format!(
-                "cannot detach the policy of IAM role `{name}`: {}",
-                crate::aws::describe(&e)
+            return Err(AwsError::sdk(
+                format!("detach the policy of IAM role `{name}`"),
+                &e,
             ));
         }
     }
     match iam.delete_role().role_name(name).send().await {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "cannot delete IAM role `{name}`: {}",
-            crate::aws::describe(&e)
-        )),
+        Err(e) if is_code(&e, "NoSuchEntity") => Ok(()),
+        Err(e) => Err(AwsError::sdk(format!("delete IAM role `{name}`"), &e)),
     }
 }

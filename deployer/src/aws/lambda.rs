@@ -3,23 +3,30 @@
 //! Lambda quirks handled here: a new IAM role is not usable for a while ("The role defined
 //! for the function cannot be assumed by Lambda"), so creating the function is retried; a
 //! function accepts one update at a time (ResourceConflictException while `InProgress`), so
-//! each change waits until the function is Active and its last update Successful.
+//! each change waits, with the SDK's waiters (`FunctionActiveV2`, `FunctionUpdatedV2`), until
+//! the function is Active and its last update Successful.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_lambda::Client;
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    Architecture, Environment, FunctionCode, FunctionUrlAuthType, LastUpdateStatus, Runtime, State,
+    Architecture, Environment, FunctionCode, FunctionUrlAuthType, Runtime,
 };
 
-use super::describe;
+use super::{AwsError, is_code};
+use crate::retry::{self, Policy, Verdict};
 
 /// Statement IDs of the two public-access permissions a NONE-auth URL needs (since October
 /// 2025 AWS requires both), named as the console names them.
 pub const URL_PERMISSION_SID: &str = "FunctionURLAllowPublicAccess";
 pub const INVOKE_PERMISSION_SID: &str = "FunctionURLInvokeAllowPublicAccess";
+
+/// How long one wait for the function's state may take.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// What the function should be.
 #[derive(Debug, Clone)]
@@ -58,44 +65,68 @@ fn architecture(arm64: bool) -> Architecture {
     }
 }
 
-/// Waits until the function is Active and not being updated.
-async fn wait_ready(lambda: &Client, name: &str) -> Result<(), String> {
-    let started = Instant::now();
-    loop {
-        let conf = lambda
-            .get_function_configuration()
+/// Which state a wait is for.
+#[derive(Debug, Clone, Copy)]
+enum Ready {
+    /// A new function: `State` Active.
+    Active,
+    /// After an update: `LastUpdateStatus` Successful.
+    Updated,
+}
+
+/// Waits with the SDK's waiter; on failure says the state the function is in, and why.
+async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError> {
+    let result = match ready {
+        Ready::Active => lambda
+            .wait_until_function_active_v2()
             .function_name(name)
-            .send()
+            .wait(MAX_WAIT)
             .await
-            .map_err(|e| format!("cannot read function `{name}`: {}", describe(&e)))?;
-        let state = conf.state().cloned().unwrap_or(State::Active);
-        let update = conf
-            .last_update_status()
-            .cloned()
-            .unwrap_or(LastUpdateStatus::Successful);
-        match (&state, &update) {
-            (State::Failed, _) => {
-                return Err(format!(
-                    "function `{name}` failed: {}",
-                    conf.state_reason().unwrap_or("no reason given")
-                ));
-            }
-            (_, LastUpdateStatus::Failed) => {
-                return Err(format!(
-                    "the last update of function `{name}` failed: {}",
-                    conf.last_update_status_reason()
-                        .unwrap_or("no reason given")
-                ));
-            }
-            (State::Active, LastUpdateStatus::Successful) => return Ok(()),
-            _ => {}
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err(format!(
-                "function `{name}` did not become ready within 5 minutes"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string()),
+        Ready::Updated => lambda
+            .wait_until_function_updated_v2()
+            .function_name(name)
+            .wait(MAX_WAIT)
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string()),
+    };
+    let Err(waiter) = result else {
+        return Ok(());
+    };
+    let action = match ready {
+        Ready::Active => format!("wait for function `{name}` to become Active"),
+        Ready::Updated => format!("wait for the update of function `{name}` to finish"),
+    };
+    // Name the state and Lambda's reason, which the waiter's error does not carry.
+    let detail = match lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+    {
+        Ok(conf) => format!(
+            "state {}, last update {}: {} (waiter: {waiter})",
+            conf.state().map_or("unknown", |s| s.as_str()),
+            conf.last_update_status().map_or("unknown", |s| s.as_str()),
+            conf.state_reason()
+                .or(conf.last_update_status_reason())
+                .unwrap_or("no reason given"),
+        ),
+        Err(_) => waiter,
+    };
+    Err(AwsError::other(action, detail))
+}
+
+fn conflict<E, R>(e: &aws_sdk_lambda::error::SdkError<E, R>) -> Verdict
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata,
+{
+    if is_code(e, "ResourceConflictException") {
+        Verdict::Retry
+    } else {
+        Verdict::Stop
     }
 }
 
@@ -105,7 +136,7 @@ pub async fn upsert_function(
     lambda: &Client,
     spec: &FunctionSpec,
     role_is_new: bool,
-) -> Result<(String, Changes), String> {
+) -> Result<(String, Changes), AwsError> {
     let name = &spec.name;
     let mut changes = Changes::default();
     let existing = match lambda
@@ -115,69 +146,60 @@ pub async fn upsert_function(
         .await
     {
         Ok(conf) => Some(conf),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            None
-        }
-        Err(e) => return Err(format!("cannot read function `{name}`: {}", describe(&e))),
+        Err(e) if is_code(&e, "ResourceNotFoundException") => None,
+        Err(e) => return Err(AwsError::sdk(format!("read function `{name}`"), &e)),
     };
     let environment = Environment::builder()
         .set_variables(Some(spec.environment.clone()))
         .build();
 
     let Some(conf) = existing else {
-        let started = Instant::now();
-        let mut delay = Duration::from_secs(1);
-        let arn = loop {
-            let result = lambda
-                .create_function()
-                .function_name(name)
-                .runtime(Runtime::Providedal2023)
-                .handler("bootstrap")
-                .role(&spec.role_arn)
-                .architectures(architecture(spec.arm64))
-                .memory_size(spec.memory)
-                .timeout(spec.timeout)
-                .environment(environment.clone())
-                .code(
-                    FunctionCode::builder()
-                        .zip_file(Blob::new(spec.zip.clone()))
-                        .build(),
-                )
-                .send()
-                .await;
-            match result {
-                Ok(out) => break out.function_arn().unwrap_or_default().to_owned(),
-                // IAM propagation: the new role is not assumable yet. Only retried for a
-                // role this run created, and for at most three minutes.
-                Err(e)
-                    if role_is_new
-                        && e.as_service_error()
-                            .is_some_and(|s| s.is_invalid_parameter_value_exception())
-                        && started.elapsed() < Duration::from_secs(180) =>
-                {
-                    tracing::info!("IAM role not assumable yet; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(15));
+        let created = retry::retry(
+            Policy::IAM_PROPAGATION,
+            || {
+                lambda
+                    .create_function()
+                    .function_name(name)
+                    .runtime(Runtime::Providedal2023)
+                    .handler("bootstrap")
+                    .role(&spec.role_arn)
+                    .architectures(architecture(spec.arm64))
+                    .memory_size(spec.memory)
+                    .timeout(spec.timeout)
+                    .environment(environment.clone())
+                    .code(
+                        FunctionCode::builder()
+                            .zip_file(Blob::new(spec.zip.clone()))
+                            .build(),
+                    )
+                    .send()
+            },
+            // IAM propagation: the new role is not assumable yet. Only retried for a role
+            // this run created.
+            |e| {
+                if role_is_new && is_code(e, "InvalidParameterValueException") {
+                    tracing::info!("IAM role not assumable yet; retrying");
+                    Verdict::Retry
+                } else {
+                    Verdict::Stop
                 }
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_conflict_exception()) =>
-                {
-                    // Created by an earlier, interrupted attempt: converge on it below.
-                    return Box::pin(upsert_function(lambda, spec, false)).await;
-                }
-                Err(e) => return Err(format!("cannot create function `{name}`: {}", describe(&e))),
+            },
+        )
+        .await;
+        let arn = match created {
+            Ok(out) => out.function_arn().unwrap_or_default().to_owned(),
+            // Created by an earlier, interrupted attempt: converge on it.
+            Err(e) if is_code(&e, "ResourceConflictException") => {
+                return Box::pin(upsert_function(lambda, spec, false)).await;
             }
+            Err(e) => return Err(AwsError::sdk(format!("create function `{name}`"), &e)),
         };
-        wait_ready(lambda, name).await?;
+        wait(lambda, name, Ready::Active).await?;
         changes.created = true;
         return Ok((arn, changes));
     };
 
-    wait_ready(lambda, name).await?;
+    wait(lambda, name, Ready::Updated).await?;
     let current_env = conf
         .environment()
         .and_then(|e| e.variables())
@@ -190,75 +212,47 @@ pub async fn upsert_function(
         || conf.handler() != Some("bootstrap")
         || conf.runtime() != Some(&Runtime::Providedal2023);
     if config_differs {
-        retry_conflicts(|| async {
-            lambda
-                .update_function_configuration()
-                .function_name(name)
-                .role(&spec.role_arn)
-                .handler("bootstrap")
-                .runtime(Runtime::Providedal2023)
-                .memory_size(spec.memory)
-                .timeout(spec.timeout)
-                .environment(environment.clone())
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| {
-                    (
-                        e.as_service_error()
-                            .is_some_and(|s| s.is_resource_conflict_exception()),
-                        describe(&e),
-                    )
-                })
-        })
+        retry::retry(
+            Policy::LAMBDA_CONFLICT,
+            || {
+                lambda
+                    .update_function_configuration()
+                    .function_name(name)
+                    .role(&spec.role_arn)
+                    .handler("bootstrap")
+                    .runtime(Runtime::Providedal2023)
+                    .memory_size(spec.memory)
+                    .timeout(spec.timeout)
+                    .environment(environment.clone())
+                    .send()
+            },
+            conflict,
+        )
         .await
-        .map_err(|e| format!("cannot update the configuration of function `{name}`: {e}"))?;
-        wait_ready(lambda, name).await?;
+        .map_err(|e| AwsError::sdk(format!("update the configuration of function `{name}`"), &e))?;
+        wait(lambda, name, Ready::Updated).await?;
         changes.configuration = true;
     }
     let arch_differs = !conf.architectures().contains(&architecture(spec.arm64));
     if conf.code_sha256() != Some(spec.code_sha256.as_str()) || arch_differs {
-        retry_conflicts(|| async {
-            lambda
-                .update_function_code()
-                .function_name(name)
-                .architectures(architecture(spec.arm64))
-                .zip_file(Blob::new(spec.zip.clone()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| {
-                    (
-                        e.as_service_error()
-                            .is_some_and(|s| s.is_resource_conflict_exception()),
-                        describe(&e),
-                    )
-                })
-        })
+        retry::retry(
+            Policy::LAMBDA_CONFLICT,
+            || {
+                lambda
+                    .update_function_code()
+                    .function_name(name)
+                    .architectures(architecture(spec.arm64))
+                    .zip_file(Blob::new(spec.zip.clone()))
+                    .send()
+            },
+            conflict,
+        )
         .await
-        .map_err(|e| format!("cannot update the code of function `{name}`: {e}"))?;
-        wait_ready(lambda, name).await?;
+        .map_err(|e| AwsError::sdk(format!("update the code of function `{name}`"), &e))?;
+        wait(lambda, name, Ready::Updated).await?;
         changes.code = true;
     }
     Ok((conf.function_arn().unwrap_or_default().to_owned(), changes))
-}
-
-async fn retry_conflicts<F, Fut>(mut call: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), (bool, String)>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call().await {
-            Ok(()) => return Ok(()),
-            Err((true, _)) if attempt < 20 => {
-                tokio::time::sleep(Duration::from_millis(500 * attempt)).await
-            }
-            Err((_, message)) => return Err(message),
-        }
-    }
 }
 
 /// Makes the function's URL public (auth NONE, both permissions) and returns it; or, with
@@ -268,7 +262,7 @@ pub async fn converge_url(
     name: &str,
     wanted: bool,
     changes: &mut Changes,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, AwsError> {
     let current = match lambda
         .get_function_url_config()
         .function_name(name)
@@ -276,16 +270,11 @@ pub async fn converge_url(
         .await
     {
         Ok(out) => Some((out.function_url().to_owned(), out.auth_type().clone())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            None
-        }
+        Err(e) if is_code(&e, "ResourceNotFoundException") => None,
         Err(e) => {
-            return Err(format!(
-                "cannot read the URL of function `{name}`: {}",
-                describe(&e)
+            return Err(AwsError::sdk(
+                format!("read the URL of function `{name}`"),
+                &e,
             ));
         }
     };
@@ -297,12 +286,7 @@ pub async fn converge_url(
                 .function_name(name)
                 .send()
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot delete the URL of function `{name}`: {}",
-                        describe(&e)
-                    )
-                })?;
+                .map_err(|e| AwsError::sdk(format!("delete the URL of function `{name}`"), &e))?;
             changes.url = true;
         }
         for sid in [URL_PERMISSION_SID, INVOKE_PERMISSION_SID] {
@@ -314,10 +298,7 @@ pub async fn converge_url(
                     .send()
                     .await
                     .map_err(|e| {
-                        format!(
-                            "cannot remove permission `{sid}` of `{name}`: {}",
-                            describe(&e)
-                        )
+                        AwsError::sdk(format!("remove permission `{sid}` of `{name}`"), &e)
                     })?;
                 changes.url = true;
             }
@@ -333,7 +314,7 @@ pub async fn converge_url(
                 .auth_type(FunctionUrlAuthType::None)
                 .send()
                 .await
-                .map_err(|e| format!("cannot make the URL of `{name}` public: {}", describe(&e)))?;
+                .map_err(|e| AwsError::sdk(format!("make the URL of `{name}` public"), &e))?;
             changes.url = true;
             out.function_url().to_owned()
         }
@@ -344,7 +325,7 @@ pub async fn converge_url(
                 .auth_type(FunctionUrlAuthType::None)
                 .send()
                 .await
-                .map_err(|e| format!("cannot create the URL of `{name}`: {}", describe(&e)))?;
+                .map_err(|e| AwsError::sdk(format!("create the URL of `{name}`"), &e))?;
             changes.url = true;
             out.function_url().to_owned()
         }
@@ -359,12 +340,7 @@ pub async fn converge_url(
             .function_url_auth_type(FunctionUrlAuthType::None)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot allow public calls of `{name}`'s URL: {}",
-                    describe(&e)
-                )
-            })?;
+            .map_err(|e| AwsError::sdk(format!("allow public calls to the URL of `{name}`"), &e))?;
         changes.url = true;
     }
     if !sids.iter().any(|s| s == INVOKE_PERMISSION_SID) {
@@ -378,45 +354,40 @@ pub async fn converge_url(
             .send()
             .await
             .map_err(|e| {
-                format!(
-                    "cannot allow invocations of `{name}` through its URL: {}",
-                    describe(&e)
-                )
+                AwsError::sdk(format!("allow invocation of `{name}` through its URL"), &e)
             })?;
         changes.url = true;
     }
     Ok(Some(url))
 }
 
-async fn policy_sids(lambda: &Client, name: &str) -> Result<Vec<String>, String> {
+/// The statement IDs in the function's resource policy.
+async fn policy_sids(lambda: &Client, name: &str) -> Result<Vec<String>, AwsError> {
+    #[derive(serde::Deserialize)]
+    struct Policy {
+        #[serde(rename = "Statement", default)]
+        statement: Vec<Statement>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Statement {
+        #[serde(rename = "Sid", default)]
+        sid: Option<String>,
+    }
     match lambda.get_policy().function_name(name).send().await {
         Ok(out) => {
-            let policy: serde_json::Value =
-                serde_json::from_str(out.policy().unwrap_or("{}")).unwrap_or_default();
-            Ok(policy["Statement"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|st| st["Sid"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default())
+            let policy: Policy =
+                serde_json::from_str(out.policy().unwrap_or("{}")).map_err(|e| {
+                    AwsError::other(format!("read the policy of `{name}`"), e.to_string())
+                })?;
+            Ok(policy.statement.into_iter().filter_map(|s| s.sid).collect())
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(format!(
-            "cannot read the policy of `{name}`: {}",
-            describe(&e)
-        )),
+        Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(Vec::new()),
+        Err(e) => Err(AwsError::sdk(format!("read the policy of `{name}`"), &e)),
     }
 }
 
 /// Deletes the function (and with it its URL and permissions); one already gone is fine.
-pub async fn delete_function(lambda: &Client, name: &str) -> Result<(), String> {
+pub async fn delete_function(lambda: &Client, name: &str) -> Result<(), AwsError> {
     match lambda
         .delete_function_url_config()
         .function_name(name)
@@ -424,24 +395,12 @@ pub async fn delete_function(lambda: &Client, name: &str) -> Result<(), String> 
         .await
     {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-        Err(e) => {
-            return Err(format!(
-                "cannot delete the URL of `{name}`: {}",
-                describe(&e)
-            ));
-        }
+        Err(e) if is_code(&e, "ResourceNotFoundException") => {}
+        Err(e) => return Err(AwsError::sdk(format!("delete the URL of `{name}`"), &e)),
     }
     match lambda.delete_function().function_name(name).send().await {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot delete function `{name}`: {}", describe(&e))),
+        Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(()),
+        Err(e) => Err(AwsError::sdk(format!("delete function `{name}`"), &e)),
     }
 }

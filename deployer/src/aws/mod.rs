@@ -5,6 +5,7 @@ pub mod iam;
 pub mod lambda;
 
 use aws_config::BehaviorVersion;
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
 /// The SDK clients, built once per run.
 pub struct Aws {
@@ -12,18 +13,27 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
 }
 
+impl std::fmt::Debug for Aws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Aws")
+    }
+}
+
+/// No region anywhere: infra.toml's `[app] region`, AWS_REGION and the profile are all unset.
+#[derive(Debug, thiserror::Error)]
+#[error("no AWS region: set `region` under [app] in infra.toml, or AWS_REGION")]
+pub struct NoRegion;
+
 impl Aws {
     /// Loads the shared AWS configuration for `region` (or the default chain's region).
-    pub async fn connect(region: Option<&str>) -> Result<Aws, String> {
+    pub async fn connect(region: Option<&str>) -> Result<Aws, NoRegion> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r.to_owned()));
         }
         let config = loader.load().await;
         if config.region().is_none() {
-            return Err(
-                "no AWS region: set `region` under [app] in infra.toml, or AWS_REGION".to_owned(),
-            );
+            return Err(NoRegion);
         }
         Ok(Aws {
             iam: aws_sdk_iam::Client::new(&config),
@@ -32,30 +42,82 @@ impl Aws {
     }
 }
 
-/// An SDK error (Lambda's or IAM's: the SDKs share the type) with its service code and
-/// message, for humans (never a secret: AWS does not echo the environment we send).
-pub fn describe<E, R>(e: &aws_sdk_lambda::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("error"),
-            service.message().unwrap_or("(no message)")
-        ),
-        None => {
-            let mut out = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                out.push_str(": ");
-                out.push_str(&s.to_string());
-                source = s.source();
+/// A failed AWS call: what we were doing, and what AWS (or the SDK) said.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action}")]
+pub struct AwsError {
+    pub action: String,
+    /// The service's error code (`AccessDeniedException`...), when AWS answered.
+    pub code: Option<String>,
+    #[source]
+    pub detail: Detail,
+}
+
+/// AWS's own words (`Code: message`), or the SDK's chain for failures without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Detail(pub String);
+
+impl AwsError {
+    /// From an SDK error (Lambda's or IAM's: the SDKs share the type).
+    pub fn sdk<E, R>(action: impl Into<String>, e: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let (code, detail) = match e.as_service_error() {
+            Some(service) => (
+                service.code().map(str::to_owned),
+                format!(
+                    "{}: {}",
+                    service.code().unwrap_or("error"),
+                    service.message().unwrap_or("(no message)")
+                ),
+            ),
+            None => {
+                let mut out = e.to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    out.push_str(": ");
+                    out.push_str(&s.to_string());
+                    source = s.source();
+                }
+                (None, out)
             }
-            out
+        };
+        AwsError {
+            action: action.into(),
+            code,
+            detail: Detail(detail),
         }
     }
+
+    /// An error of ours about an AWS resource (a waiter's verdict, say).
+    pub fn other(action: impl Into<String>, detail: impl Into<String>) -> Self {
+        AwsError {
+            action: action.into(),
+            code: None,
+            detail: Detail(detail.into()),
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self.code.as_deref()? {
+            "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
+            | "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException" => Some(
+                "check the AWS credentials in use (AWS_PROFILE, `aws sts get-caller-identity`) and that they may manage Lambda and IAM".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an SDK error is this service error code.
+pub fn is_code<E, R>(e: &SdkError<E, R>, code: &str) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code()) == Some(code)
 }
 
 /// `<app>-<stage>-<Name>`, shortened with a stable hash to fit AWS's 64 characters.

@@ -2,30 +2,48 @@
 
 use std::path::Path;
 
+use crate::apply::{Applier, Recorder};
 use crate::cli::DeployArgs;
-use crate::error::CliError;
+use crate::error::Failure;
+use crate::plan::{self, Scope};
 use crate::state::StageLock;
 
-pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), CliError> {
+pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
-    let mut deployer = super::deployer(&config, &env, &stage).await?;
-    let _lock = StageLock::acquire(&deployer.project_dir, &stage, "deploy")
-        .map_err(CliError::from_state)?;
+    let dir = super::project_dir(config_path);
+    let clients = super::clients(&config, &env, &super::load_state(&config, &stage)?, true).await?;
+    let _lock = StageLock::acquire(&dir, &stage, "deploy")?;
     // Another run may have finished while we waited for the lock: read the state again.
-    deployer.state = crate::state::StageState::load(&deployer.project_dir, &config.app, &stage)
-        .map_err(CliError::from_state)?;
-    let plan = deployer.plan();
-    deployer.check_protection(&plan, args.allow_data_loss)?;
+    let state = super::load_state(&config, &stage)?;
+    let policy = config.policy(&stage);
+    let plan = plan::plan(&config, &state, policy, Scope::All);
+    plan.check_protection(policy, args.allow_data_loss)
+        .map_err(|e| {
+            let hint = e.hint();
+            Failure::bad_input(e).hint(hint)
+        })?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
-    let changed = deployer.apply(&plan).await?;
-    if changed == 0 {
-        println!("No changes.");
-    }
-    if let Some(neon) = &deployer.neon {
+    let recorder = Recorder::new(state, &dir);
+    let applier = Applier {
+        config: &config,
+        stage: &stage,
+        project_dir: &dir,
+        clients: &clients,
+        concurrency: usize::from(args.concurrency),
+    };
+    let result = applier.apply(&plan, &recorder).await;
+    if let Some(neon) = &clients.neon {
         let (calls, mutating) = neon.call_counts();
         tracing::info!(calls, mutating, "Neon API calls");
     }
-    super::print_outputs(&deployer.state, false);
+    let changed = result.map_err(|errors| {
+        Failure::many(errors.into_iter().map(Failure::from).collect())
+            .expect("a failed apply names its failures")
+    })?;
+    if changed == 0 {
+        println!("No changes.");
+    }
+    super::print_outputs(&recorder.into_state(), false);
     Ok(())
 }

@@ -17,13 +17,16 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::cli::DevArgs;
-use crate::config::{Config, Kind, Spec};
-use crate::engine::{Action, resolve_template};
-use crate::error::CliError;
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+
+use crate::apply::{Applier, Recorder};
+use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
+use crate::config::{Config, Spec};
+use crate::error::Failure;
+use crate::plan::{self, Scope, resolve_template};
 use crate::state::StageLock;
 
-pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
+pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
     let dir = super::project_dir(config_path);
     let local = args.local
         || std::env::var_os("NEON_API_KEY").is_none() && {
@@ -46,17 +49,30 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
         cluster = Some(c);
         outputs
     } else {
-        let mut deployer = super::deployer(&config, &env, &stage).await?;
-        deployer.aws = None;
-        let _lock = StageLock::acquire(&dir, &stage, "dev").map_err(CliError::from_state)?;
-        let mut plan = deployer.plan();
-        plan.steps.retain(|s| {
-            s.kind != Kind::Function && !matches!(s.action, Action::Delete | Action::Retain)
-        });
-        deployer.check_protection(&plan, false)?;
-        deployer.apply(&plan).await?;
-        deployer
-            .state
+        let clients =
+            super::clients(&config, &env, &super::load_state(&config, &stage)?, false).await?;
+        let _lock = StageLock::acquire(&dir, &stage, "dev")?;
+        let state = super::load_state(&config, &stage)?;
+        let policy = config.policy(&stage);
+        let plan = plan::plan(&config, &state, policy, Scope::Neon);
+        plan.check_protection(policy, false).map_err(|e| {
+            let hint = e.hint();
+            Failure::bad_input(e).hint(hint)
+        })?;
+        let recorder = Recorder::new(state, &dir);
+        let applier = Applier {
+            config: &config,
+            stage: &stage,
+            project_dir: &dir,
+            clients: &clients,
+            concurrency: usize::from(DEFAULT_CONCURRENCY),
+        };
+        applier.apply(&plan, &recorder).await.map_err(|errors| {
+            Failure::many(errors.into_iter().map(Failure::from).collect())
+                .expect("a failed apply names its failures")
+        })?;
+        recorder
+            .into_state()
             .resources
             .into_iter()
             .map(|(k, v)| (k, v.outputs))
@@ -99,12 +115,12 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, CliError> {
 
 /// Runs the child to its end, as a shell would: Ctrl-C reaches it through the terminal
 /// (we wait, then clean up), and SIGTERM sent to us is passed on to it.
-async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::ExitStatus, CliError> {
+async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::ExitStatus, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .spawn()
-        .map_err(|e| CliError::bad_input(format!("cannot run `{program}`: {e}"), None))?;
+        .map_err(|e| Failure::bad_input(format!("cannot run `{program}`: {e}")))?;
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -112,15 +128,15 @@ async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::Exi
         return child
             .wait()
             .await
-            .map_err(|e| CliError::remote(e.to_string(), None));
+            .map_err(|e| Failure::remote(e.to_string()));
     };
     loop {
         tokio::select! {
-            status = child.wait() => return status.map_err(|e| CliError::remote(e.to_string(), None)),
+            status = child.wait() => return status.map_err(|e| Failure::remote(e.to_string())),
             _ = int.recv() => {}
             _ = term.recv() => {
-                if let Some(pid) = child.id() {
-                    let _ = std::process::Command::new("kill").args(["-s", "TERM", "--", &pid.to_string()]).status();
+                if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                 }
             }
         }
@@ -131,7 +147,7 @@ async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::Exi
 fn link_environment(
     config: &Config,
     outputs: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<BTreeMap<String, String>, CliError> {
+) -> Result<BTreeMap<String, String>, Failure> {
     let mut resolved: BTreeMap<String, BTreeMap<String, String>> = outputs.clone();
     let mut vars = BTreeMap::new();
     for r in &config.resources {
@@ -140,13 +156,10 @@ fn link_environment(
                 let mut props = BTreeMap::new();
                 for (k, t) in properties {
                     let v = resolve_template(t, |n| resolved.get(n)).ok_or_else(|| {
-                        CliError::bad_input(
-                            format!(
-                                "link `{}`: `{k}` refers to an output that local runs do not have",
-                                r.name
-                            ),
-                            None,
-                        )
+                        Failure::bad_input(format!(
+                            "link `{}`: `{k}` refers to an output that local runs do not have",
+                            r.name
+                        ))
                     })?;
                     props.insert(k.clone(), v);
                 }
@@ -171,16 +184,15 @@ fn link_environment(
 
 /// Writes the env file cargo-lambda reads (mode 0600): values single-quoted, because
 /// cargo-lambda rejects unquoted values holding `=` or `?`, and JSON holds double quotes.
-fn write_env_file(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), CliError> {
+fn write_env_file(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), Failure> {
     let mut text = String::from(
         "# Written by `deployer dev` for cargo lambda watch. Holds passwords; never commit it.\n",
     );
     for (k, v) in vars {
         if v.contains('\'') || v.contains('\n') {
-            return Err(CliError::bad_input(
-                format!("`{k}` holds a quote or newline, which the env file cannot carry"),
-                None,
-            ));
+            return Err(Failure::bad_input(format!(
+                "`{k}` holds a quote or newline, which the env file cannot carry"
+            )));
         }
         text.push_str(&format!("{k}='{v}'\n"));
     }
@@ -188,7 +200,7 @@ fn write_env_file(path: &Path, vars: &BTreeMap<String, String>) -> Result<(), Cl
 }
 
 /// Writes `text` to `path` (creating folders), readable by the owner only.
-fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
+fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
     let write = || -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -202,7 +214,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         std::io::Write::write_all(&mut f, text.as_bytes())
     };
-    write().map_err(|e| CliError::remote(format!("cannot write `{}`: {e}", path.display()), None))
+    write().map_err(|e| Failure::remote(format!("cannot write `{}`: {e}", path.display())))
 }
 
 /// A PostgreSQL cluster for local runs, stopped when dropped.
@@ -242,15 +254,7 @@ fn pg_bindir() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Uid:")
-                    .map(|u| u.split_whitespace().next() == Some("0"))
-            })
-        })
-        .unwrap_or(false)
+    rustix::process::getuid().is_root()
 }
 
 impl LocalCluster {
@@ -264,37 +268,31 @@ impl LocalCluster {
         }
     }
 
-    fn run(&self, mut cmd: Command, what: &str) -> Result<String, CliError> {
+    fn run(&self, mut cmd: Command, what: &str) -> Result<String, Failure> {
         let out = cmd
             .output()
-            .map_err(|e| CliError::remote(format!("cannot run {what}: {e}"), None))?;
+            .map_err(|e| Failure::remote(format!("cannot run {what}: {e}")))?;
         if !out.status.success() {
-            return Err(CliError::remote(
-                format!(
-                    "{what} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                None,
-            ));
+            return Err(Failure::remote(format!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn start(project_dir: &Path, port: u16) -> Result<LocalCluster, CliError> {
+    fn start(project_dir: &Path, port: u16) -> Result<LocalCluster, Failure> {
         let bindir = pg_bindir().ok_or_else(|| {
-            CliError::bad_input(
-                "PostgreSQL's server (initdb, pg_ctl) is not installed".into(),
-                Some("apt-get install postgresql, or set PG_BINDIR".into()),
-            )
+            Failure::bad_input("PostgreSQL's server (initdb, pg_ctl) is not installed")
+                .hint("apt-get install postgresql, or set PG_BINDIR")
         })?;
         let dev_dir = std::fs::canonicalize(project_dir)
             .unwrap_or(project_dir.to_owned())
             .join(".deployer")
             .join("dev");
         let data = dev_dir.join("pgdata");
-        std::fs::create_dir_all(&data).map_err(|e| {
-            CliError::remote(format!("cannot create {}: {e}", data.display()), None)
-        })?;
+        std::fs::create_dir_all(&data)
+            .map_err(|e| Failure::remote(format!("cannot create {}: {e}", data.display())))?;
         let as_postgres = is_root();
         // The cluster runs as `postgres` when we are root; it only needs to pass through.
         let _ = std::fs::set_permissions(
@@ -329,10 +327,9 @@ impl LocalCluster {
                 .status()
                 .is_ok_and(|s| s.success());
             if !reachable {
-                return Err(CliError::bad_input(
+                return Err(Failure::bad_input(
                     format!("PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}", data.display()),
-                    Some("move the checkout under a folder others may enter (not /root), or run as a normal user".into()),
-                ));
+                ).hint("move the checkout under a folder others may enter (not /root), or run as a normal user"));
             }
         }
         if !data.join("PG_VERSION").exists() {
@@ -356,9 +353,8 @@ impl LocalCluster {
             let path = data.join("postgresql.conf");
             let mut existing = std::fs::read_to_string(&path).unwrap_or_default();
             existing.push_str(&conf);
-            std::fs::write(&path, existing).map_err(|e| {
-                CliError::remote(format!("cannot write postgresql.conf: {e}"), None)
-            })?;
+            std::fs::write(&path, existing)
+                .map_err(|e| Failure::remote(format!("cannot write postgresql.conf: {e}")))?;
         }
         let mut status = c.tool("pg_ctl");
         status.arg("-D").arg(&data).arg("status");
@@ -373,18 +369,14 @@ impl LocalCluster {
                 .args(["-w", "-o"])
                 .arg(format!("-p {port}"))
                 .arg("start");
-            c.run(start, "pg_ctl start").map_err(|e| {
-                CliError::remote(
-                    e.message,
-                    Some(format!("is port {port} taken? pass --pg-port")),
-                )
-            })?;
+            c.run(start, "pg_ctl start")
+                .map_err(|e| e.hint(format!("is port {port} taken? pass --pg-port")))?;
         }
         c.running = true;
         Ok(c)
     }
 
-    fn psql(&self, sql: &str) -> Result<String, CliError> {
+    fn psql(&self, sql: &str) -> Result<String, Failure> {
         let mut cmd = self.tool("psql");
         cmd.args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.data)
@@ -401,28 +393,25 @@ impl LocalCluster {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| CliError::remote(format!("cannot run psql: {e}"), None))?;
+            .map_err(|e| Failure::remote(format!("cannot run psql: {e}")))?;
         // SQL (with passwords) goes through stdin, never the process list.
         if let Some(mut stdin) = child.stdin.take() {
             let _ = std::io::Write::write_all(&mut stdin, sql.as_bytes());
         }
         let out = child
             .wait_with_output()
-            .map_err(|e| CliError::remote(format!("psql: {e}"), None))?;
+            .map_err(|e| Failure::remote(format!("psql: {e}")))?;
         if !out.status.success() {
-            return Err(CliError::remote(
-                format!(
-                    "psql failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                None,
-            ));
+            return Err(Failure::remote(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// A password per role, made once and kept (0600) so the env file stays valid.
-    fn password(&self, role: &str) -> Result<String, CliError> {
+    fn password(&self, role: &str) -> Result<String, Failure> {
         let path = self.dev_dir.join("passwords.json");
         let mut all: BTreeMap<String, String> = std::fs::read_to_string(&path)
             .ok()
@@ -432,8 +421,7 @@ impl LocalCluster {
             return Ok(p.clone());
         }
         let mut bytes = [0u8; 18];
-        aws_lc_rs::rand::fill(&mut bytes)
-            .map_err(|_| CliError::remote("no randomness".into(), None))?;
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Failure::remote("no randomness"))?;
         let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         all.insert(role.to_owned(), password.clone());
         let text = serde_json::to_string_pretty(&all).unwrap_or_default();
@@ -443,43 +431,44 @@ impl LocalCluster {
             .truncate(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| CliError::remote(format!("cannot write {}: {e}", path.display()), None))?;
+            .map_err(|e| Failure::remote(format!("cannot write {}: {e}", path.display())))?;
         std::io::Write::write_all(&mut f, text.as_bytes())
-            .map_err(|e| CliError::remote(e.to_string(), None))?;
+            .map_err(|e| Failure::remote(e.to_string()))?;
         Ok(password)
     }
 
-    fn ensure_role(&self, role: &str) -> Result<String, CliError> {
+    fn ensure_role(&self, role: &str) -> Result<String, Failure> {
         let password = self.password(role)?;
-        let ident = role.replace('"', "\"\"");
         let exists = self.psql(&format!(
-            "SELECT 1 FROM pg_roles WHERE rolname = '{}'",
-            role.replace('\'', "''")
+            "SELECT 1 FROM pg_roles WHERE rolname = {}",
+            escape_literal(role)
         ))?;
         let verb = if exists == "1" { "ALTER" } else { "CREATE" };
         self.psql(&format!(
-            "{verb} ROLE \"{ident}\" LOGIN PASSWORD '{password}'"
+            "{verb} ROLE {} LOGIN PASSWORD {}",
+            escape_identifier(role),
+            escape_literal(&password)
         ))?;
         Ok(password)
     }
 
-    fn ensure_database(&self, db: &str, owner: &str) -> Result<(), CliError> {
+    fn ensure_database(&self, db: &str, owner: &str) -> Result<(), Failure> {
         let exists = self.psql(&format!(
-            "SELECT 1 FROM pg_database WHERE datname = '{}'",
-            db.replace('\'', "''")
+            "SELECT 1 FROM pg_database WHERE datname = {}",
+            escape_literal(db)
         ))?;
         if exists != "1" {
             self.psql(&format!(
-                "CREATE DATABASE \"{}\" OWNER \"{}\"",
-                db.replace('"', "\"\""),
-                owner.replace('"', "\"\"")
+                "CREATE DATABASE {} OWNER {}",
+                escape_identifier(db),
+                escape_identifier(owner)
             ))?;
         }
         Ok(())
     }
 
     fn uri(&self, role: &str, password: &str, db: &str) -> String {
-        let enc = crate::neon::url_encode;
+        let enc = crate::neon::encode;
         format!(
             "postgresql://{}:{password}@127.0.0.1:{}/{}?sslmode=disable",
             enc(role),
@@ -492,7 +481,7 @@ impl LocalCluster {
     fn provision(
         &self,
         config: &Config,
-    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, CliError> {
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failure> {
         let mut outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let literal = |t: &crate::config::Template| t.as_literal().unwrap_or_default();
         for r in &config.resources {

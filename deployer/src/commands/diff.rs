@@ -1,18 +1,25 @@
-//! `deployer diff`: the plan, field by field; changes nothing.
+//! `deployer diff`: the plan, field by field (or as JSON with `--json`); changes nothing.
 
 use std::path::Path;
 
-use crate::cli::StageArgs;
-use crate::error::CliError;
+use crate::cli::DiffArgs;
+use crate::error::Failure;
+use crate::plan::{self, Scope};
 
-pub async fn run(config_path: &Path, args: &StageArgs) -> Result<(), CliError> {
-    let stage = super::resolve_stage(args)?;
-    let (env, config) = super::load(config_path, &stage)?;
-    let deployer = super::deployer(&config, &env, &stage).await?;
-    let plan = deployer.plan();
+pub async fn run(config_path: &Path, args: &DiffArgs) -> Result<(), Failure> {
+    let stage = super::resolve_stage(&args.stage)?;
+    let (_env, config) = super::load(config_path, &stage)?;
+    let state = super::load_state(&config, &stage)?;
+    let policy = config.policy(&stage);
+    let plan = plan::plan(&config, &state, policy, Scope::All);
+    if args.json {
+        let json = serde_json::to_string_pretty(&plan).expect("a plan serializes");
+        println!("{json}");
+        return Ok(());
+    }
     println!("Stage `{stage}` of {}:", config.app);
     println!("{plan}");
-    if let Err(e) = deployer.check_protection(&plan, false) {
+    if let Err(e) = plan.check_protection(policy, false) {
         println!("note: {e}");
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! The subcommands, one file each, and what they share: reading the stage, the environment
-//! and infra.toml (all before any remote call), then the clients.
+//! and infra.toml (all before any remote call), then the clients and the stage's state.
 
 pub mod deploy;
 pub mod dev;
@@ -10,12 +10,12 @@ pub mod unlock;
 
 use std::path::{Path, PathBuf};
 
+use crate::apply::Clients;
 use crate::aws::Aws;
 use crate::cli::StageArgs;
 use crate::config::{self, Config, Kind};
-use crate::engine::Deployer;
 use crate::env::EnvSource;
-use crate::error::CliError;
+use crate::error::Failure;
 use crate::neon::{DEFAULT_API_HOST, Neon};
 use crate::state::StageState;
 
@@ -31,7 +31,7 @@ pub fn project_dir(config: &Path) -> PathBuf {
 }
 
 /// `--stage`, else `DEPLOYER_STAGE` (clap reads it), else the user name.
-pub fn resolve_stage(args: &StageArgs) -> Result<String, CliError> {
+pub fn resolve_stage(args: &StageArgs) -> Result<String, Failure> {
     let stage = match &args.stage {
         Some(s) => s.clone(),
         None => {
@@ -44,29 +44,25 @@ pub fn resolve_stage(args: &StageArgs) -> Result<String, CliError> {
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
             if user.is_empty() || user == "root" || SHARED_STAGES.contains(&user.as_str()) {
-                return Err(CliError::bad_input(
-                    format!(
-                        "no stage given, and the user name `{user}` cannot be a personal stage"
-                    ),
-                    Some("pass --stage <name> or set DEPLOYER_STAGE".into()),
-                ));
+                return Err(Failure::bad_input(format!(
+                    "no stage given, and the user name `{user}` cannot be a personal stage"
+                ))
+                .hint("pass --stage <name> or set DEPLOYER_STAGE"));
             }
             user
         }
     };
     if !config::valid_stage_name(&stage) {
-        return Err(CliError::bad_input(
-            format!("`{stage}` is not a valid stage name"),
-            Some(
-                "use lowercase letters, digits and `-`, starting with a letter (at most 24)".into(),
-            ),
-        ));
+        return Err(
+            Failure::bad_input(format!("`{stage}` is not a valid stage name"))
+                .hint("use lowercase letters, digits and `-`, starting with a letter (at most 24)"),
+        );
     }
     Ok(stage)
 }
 
 /// Environment (process, .env, .env.<stage>) and the checked infra.toml.
-pub fn load(config_path: &Path, stage: &str) -> Result<(EnvSource, Config), CliError> {
+pub fn load(config_path: &Path, stage: &str) -> Result<(EnvSource, Config), Failure> {
     load_with(config_path, stage, false)
 }
 
@@ -75,34 +71,47 @@ pub fn load_with(
     config_path: &Path,
     stage: &str,
     lenient: bool,
-) -> Result<(EnvSource, Config), CliError> {
+) -> Result<(EnvSource, Config), Failure> {
     let dir = project_dir(config_path);
     let mut env = EnvSource::load(&dir, Some(stage))
-        .map_err(|e| CliError::bad_input(e.to_string(), Some("fix or remove that line".into())))?;
+        .map_err(|e| Failure::bad_input(e).hint("fix or remove that line"))?;
     env.lenient = lenient;
-    let config =
-        config::load(config_path, &env).map_err(|e| CliError::bad_input(e.to_string(), None))?;
+    let config = config::load(config_path, &env)?;
     Ok((env, config))
 }
 
-/// The engine for a stage, with clients for the services its resources need.
-pub async fn deployer<'a>(
-    config: &'a Config,
-    env: &EnvSource,
-    stage: &str,
-) -> Result<Deployer<'a>, CliError> {
-    let dir = project_dir(&config.path);
-    let state = StageState::load(&dir, &config.app, stage).map_err(CliError::from_state)?;
+/// The stage's recorded state.
+pub fn load_state(config: &Config, stage: &str) -> Result<StageState, Failure> {
+    Ok(StageState::load(
+        &project_dir(&config.path),
+        &config.app,
+        stage,
+    )?)
+}
+
+/// Which services a stage touches: what infra.toml declares and what its state recorded.
+fn needs(config: &Config, state: &StageState) -> (bool, bool) {
     let kinds = config
         .resources
         .iter()
         .map(|r| r.kind)
         .chain(state.resources.values().map(|r| r.kind));
-    let (mut needs_neon, mut needs_aws) = (false, false);
+    let (mut neon, mut aws) = (false, false);
     for k in kinds {
-        needs_neon |= k.is_neon();
-        needs_aws |= k == Kind::Function;
+        neon |= k.is_neon();
+        aws |= k == Kind::Function;
     }
+    (neon, aws)
+}
+
+/// Clients for the services the stage needs (`with_aws = false`: Neon only, for `dev`).
+pub async fn clients(
+    config: &Config,
+    env: &EnvSource,
+    state: &StageState,
+    with_aws: bool,
+) -> Result<Clients, Failure> {
+    let (needs_neon, needs_aws) = needs(config, state);
     let neon = match env.get("NEON_API_KEY") {
         Some(key) => Some(Neon::new(
             &env.get("NEON_API_HOST")
@@ -110,31 +119,23 @@ pub async fn deployer<'a>(
             &key,
         )),
         None if needs_neon => {
-            return Err(CliError::bad_input(
-                "NEON_API_KEY is not set, and this stage has Neon resources".into(),
-                Some("create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env); `deployer dev` works without one".into()),
-            ));
+            return Err(Failure::bad_input(
+                "NEON_API_KEY is not set, and this stage has Neon resources",
+            )
+            .hint("create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env); `deployer dev` works without one"));
         }
         None => None,
     };
-    let aws = if needs_aws {
+    let aws = if needs_aws && with_aws {
         Some(
             Aws::connect(config.region.as_deref())
                 .await
-                .map_err(|m| CliError::bad_input(m, None))?,
+                .map_err(Failure::bad_input)?,
         )
     } else {
         None
     };
-    Ok(Deployer {
-        config,
-        stage: stage.to_owned(),
-        project_dir: dir,
-        policy: config.policy(stage),
-        state,
-        neon,
-        aws,
-    })
+    Ok(Clients { neon, aws })
 }
 
 /// Prints outputs, secrets masked unless `reveal`.

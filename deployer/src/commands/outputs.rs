@@ -4,19 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::cli::OutputsArgs;
-use crate::error::CliError;
-use crate::state::StageState;
+use crate::error::Failure;
 
-pub fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), CliError> {
+pub fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (_, config) = super::load(config_path, &stage)?;
-    let dir = super::project_dir(config_path);
-    let state = StageState::load(&dir, &config.app, &stage).map_err(CliError::from_state)?;
+    let state = super::load_state(&config, &stage)?;
     if state.resources.is_empty() {
-        return Err(CliError::bad_input(
-            format!("stage `{stage}` has not been deployed"),
-            Some(format!("deployer deploy --stage {stage}")),
-        ));
+        return Err(
+            Failure::bad_input(format!("stage `{stage}` has not been deployed"))
+                .hint(format!("deployer deploy --stage {stage}")),
+        );
     }
     if args.json {
         let mut all = BTreeMap::new();
@@ -25,14 +23,12 @@ pub fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), CliError> {
                 .outputs
                 .iter()
                 .map(|(k, v)| {
-                    (
-                        k,
-                        if r.kind.is_secret(k) && !args.reveal {
-                            crate::output::mask(v)
-                        } else {
-                            v.clone()
-                        },
-                    )
+                    let shown = if r.kind.is_secret(k) && !args.reveal {
+                        crate::output::mask(v)
+                    } else {
+                        v.clone()
+                    };
+                    (k, shown)
                 })
                 .collect();
             all.insert(name, outputs);

@@ -1,58 +1,52 @@
-//! `deployer remove`: deletes a stage. Lists what goes first and asks unless `--yes`;
-//! protected stages refuse; with removal = "retain" the Neon resources stay.
+//! `deployer remove`: deletes a stage: the plan of an empty infra.toml under the stage's
+//! policy. Lists what goes first and asks unless `--yes`; protected stages refuse; with
+//! removal = "retain" the Neon resources stay.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
+use crate::apply::{Applier, Recorder};
 use crate::cli::RemoveArgs;
-use crate::config::Removal;
-use crate::error::CliError;
-use crate::output;
+use crate::error::Failure;
+use crate::plan::{self, Action, ProtectionError, Scope};
 use crate::state::{StageLock, StageState};
 
-pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), CliError> {
+pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
     let policy = config.policy(&stage);
     if policy.protect {
-        return Err(CliError::bad_input(
-            format!("stage `{stage}` is protected; `remove` would delete its resources"),
-            Some(format!(
-                "set protect = false under [stages.{stage}] first, if you really mean it"
-            )),
-        ));
+        let e = ProtectionError::Remove {
+            stage: stage.clone(),
+        };
+        let hint = e.hint();
+        return Err(Failure::bad_input(e).hint(hint));
     }
-    let mut deployer = super::deployer(&config, &env, &stage).await?;
-    let _lock = StageLock::acquire(&deployer.project_dir, &stage, "remove")
-        .map_err(CliError::from_state)?;
-    deployer.state = StageState::load(&deployer.project_dir, &config.app, &stage)
-        .map_err(CliError::from_state)?;
-    if deployer.state.resources.is_empty() {
+    let dir = super::project_dir(config_path);
+    let clients = super::clients(&config, &env, &super::load_state(&config, &stage)?, true).await?;
+    let _lock = StageLock::acquire(&dir, &stage, "remove")?;
+    let state = super::load_state(&config, &stage)?;
+    if state.resources.is_empty() {
         println!("Stage `{stage}` has nothing deployed.");
         return Ok(());
     }
-    let mut order: Vec<(String, crate::config::Kind)> = deployer
-        .state
-        .resources
-        .iter()
-        .map(|(n, r)| (n.clone(), r.kind))
-        .collect();
-    order.sort_by_key(|(_, k)| std::cmp::Reverse(*k));
+    let mut empty = config.clone();
+    empty.resources.clear();
+    let plan = plan::plan(&empty, &state, policy, Scope::All);
     println!("Removing stage `{stage}` of {}:", config.app);
-    for (name, kind) in &order {
-        let fate = if kind.is_neon() && policy.removal == Removal::Retain {
+    for c in &plan.changes {
+        let fate = if c.action == Action::Retain {
             "retain"
         } else {
             "delete"
         };
-        println!("  {fate:<7} {name} {}", kind.label());
+        println!("  {fate:<7} {} {}", c.resource, c.kind.label());
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            return Err(CliError::bad_input(
-                "refusing to remove without confirmation".into(),
-                Some("pass --yes".into()),
-            ));
+            return Err(
+                Failure::bad_input("refusing to remove without confirmation").hint("pass --yes"),
+            );
         }
         print!("Remove? [y/N] ");
         let _ = std::io::stdout().flush();
@@ -63,28 +57,19 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), CliError> 
             return Ok(());
         }
     }
-    for (name, kind) in order {
-        let started = std::time::Instant::now();
-        if kind.is_neon() && policy.removal == Removal::Retain {
-            let ids = deployer
-                .state
-                .resources
-                .get(&name)
-                .map(crate::state::ResourceState::import_id)
-                .unwrap_or_default();
-            deployer.state.resources.remove(&name);
-            deployer
-                .state
-                .save(&deployer.project_dir)
-                .map_err(CliError::from_state)?;
-            output::step("Retained", &name, kind.label(), started.elapsed());
-            println!("          kept in Neon; to manage it again: import = \"{ids}\"");
-        } else {
-            deployer.delete(&name).await?;
-            output::step("Deleted", &name, kind.label(), started.elapsed());
-        }
-    }
-    StageState::delete(&deployer.project_dir, &stage).map_err(CliError::from_state)?;
+    let recorder = Recorder::new(state, &dir);
+    let applier = Applier {
+        config: &empty,
+        stage: &stage,
+        project_dir: &dir,
+        clients: &clients,
+        concurrency: 1,
+    };
+    applier.apply(&plan, &recorder).await.map_err(|errors| {
+        Failure::many(errors.into_iter().map(Failure::from).collect())
+            .expect("a failed apply names its failures")
+    })?;
+    StageState::delete(&dir, &stage)?;
     println!("Removed stage `{stage}`.");
     Ok(())
 }

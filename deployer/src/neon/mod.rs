@@ -1,45 +1,77 @@
 //! The Neon API v2: one JSON helper that authenticates, retries what is safe to retry and
-//! waits for the operations a change starts, and one method per call the deployer makes.
+//! waits for the operations a change starts, and one method per call the deployer makes,
+//! each returning the typed model of its answer (`models`).
 //!
 //! Neon quirks handled here: a project with a running operation answers 423 to every change
 //! (so each change waits for its operations before the next one); 429 carries Retry-After;
 //! a 5xx on a POST may still have created the resource, so creates are not blindly retried:
-//! callers look for what they meant to create first.
+//! callers look for what they meant to create first (`apply::adopt`).
+
+pub mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+use crate::retry::{self, Policy, Verdict};
+use models::*;
 
 /// Neon's public API.
 pub const DEFAULT_API_HOST: &str = "https://console.neon.tech/api/v2";
-const MAX_ATTEMPTS: u32 = 12;
+
+/// How long one operation may run before the deployer stops waiting.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Path segments and query values: everything but RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NeonError {
     #[error("Neon answered {status} to {method} {path}: {message}")]
     Api {
-        method: String,
+        method: Method,
         path: String,
         status: u16,
         message: String,
+        /// Seconds, from a 429's `Retry-After`.
+        retry_after: Option<u64>,
     },
     #[error("cannot reach the Neon API ({method} {path})")]
     Transport {
-        method: String,
+        method: Method,
         path: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("Neon operation `{action}` ({id}) ended `{status}`")]
+    #[error("Neon's answer to {method} {path} is not what its API documents")]
+    Decode {
+        method: Method,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("Neon operation `{action}` ({id}) ended `{status}`{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Operation {
-        id: String,
+        id: OperationId,
         action: String,
         status: String,
+        message: Option<String>,
     },
-    #[error("Neon operation `{0}` did not finish within 10 minutes")]
-    OperationTimeout(String),
+    #[error("Neon operation `{action}` ({id}) did not finish within {} minutes", OPERATION_TIMEOUT.as_secs() / 60)]
+    OperationTimeout { id: OperationId, action: String },
 }
 
 impl NeonError {
@@ -64,11 +96,35 @@ impl NeonError {
     }
 
     /// What the user should do, for errors retrying cannot fix.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub fn hint(&self) -> Option<String> {
         match self.status() {
-            Some(401) => Some("check NEON_API_KEY (environment or .env): Neon did not accept it"),
-            Some(403) => Some("the API key has no access to this project or organisation"),
+            Some(401) => {
+                Some("check NEON_API_KEY (environment or .env): Neon did not accept it".to_owned())
+            }
+            Some(403) => {
+                Some("the API key has no access to this project or organisation".to_owned())
+            }
             _ => None,
+        }
+    }
+
+    /// Whether one call is worth repeating: 423 and 429 always; 5xx and lost connections
+    /// unless the call was a POST, which may have been carried out (callers look first).
+    fn verdict(&self) -> Verdict {
+        match self {
+            NeonError::Api {
+                status: 429,
+                retry_after: Some(secs),
+                ..
+            } => Verdict::RetryAfter(Duration::from_secs(*secs)),
+            NeonError::Api {
+                status: 423 | 429, ..
+            } => Verdict::Retry,
+            NeonError::Api { status, method, .. } if *status >= 500 && method != Method::POST => {
+                Verdict::Retry
+            }
+            NeonError::Transport { method, .. } if method != Method::POST => Verdict::Retry,
+            _ => Verdict::Stop,
         }
     }
 }
@@ -81,8 +137,10 @@ pub struct Neon {
     mutating_calls: AtomicU64,
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+impl std::fmt::Debug for Neon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neon").field("base", &self.base).finish()
+    }
 }
 
 impl Neon {
@@ -108,137 +166,146 @@ impl Neon {
         )
     }
 
-    /// One call with retries: 423, 429 and 5xx and lost connections are retried with backoff,
-    /// except a POST that may have been carried out (5xx, no answer), which is returned.
-    async fn request(
+    /// One HTTP exchange, no retry.
+    async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<String, NeonError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if method != Method::GET {
+            self.mutating_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let transport = |source| NeonError::Transport {
+            method: method.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = resp.text().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| text.chars().take(200).collect());
+        Err(NeonError::Api {
+            method: method.clone(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            message,
+            retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
+                .then_some(retry_after)
+                .flatten(),
+        })
+    }
+
+    /// One call with retries ([`NeonError::verdict`]), its answer decoded as `T`.
+    async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, NeonError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            if method != Method::GET {
-                self.mutating_calls.fetch_add(1, Ordering::Relaxed);
-            }
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&self.key)
-                .header("accept", "application/json");
-            if let Some(body) = body {
-                req = req.json(body);
-            }
-            let (status, retry_after, text) = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    (status, retry_after, resp.text().await.unwrap_or_default())
-                }
-                Err(source) => {
-                    let error = NeonError::Transport {
-                        method: method.to_string(),
-                        path: path.to_owned(),
-                        source,
-                    };
-                    if method == Method::POST || attempt >= MAX_ATTEMPTS {
-                        return Err(error);
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-            };
-            if status.is_success() {
-                return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-            }
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| text.chars().take(200).collect());
-            let error = NeonError::Api {
-                method: method.to_string(),
-                path: path.to_owned(),
-                status: status.as_u16(),
-                message,
-            };
-            let retry = match status {
-                StatusCode::LOCKED | StatusCode::TOO_MANY_REQUESTS => true,
-                s if s.is_server_error() => method != Method::POST,
-                _ => false,
-            };
-            if !retry || attempt >= MAX_ATTEMPTS {
-                return Err(error);
-            }
-            let wait = match retry_after {
-                Some(secs) if status == StatusCode::TOO_MANY_REQUESTS => {
-                    Duration::from_secs(secs.min(60))
-                }
-                _ => backoff(attempt),
-            };
-            tracing::debug!(%status, ?wait, path, "retrying Neon call");
-            tokio::time::sleep(wait).await;
-        }
+    ) -> Result<T, NeonError> {
+        let text = retry::retry(
+            Policy::NEON,
+            || self.send(&method, path, body),
+            NeonError::verdict,
+        )
+        .await?;
+        serde_json::from_str(&text).map_err(|source| NeonError::Decode {
+            method,
+            path: path.to_owned(),
+            source,
+        })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, NeonError> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NeonError> {
         self.request(Method::GET, path, None).await
     }
 
     /// A change: the call, then every operation it started, until finished.
-    pub async fn change(
+    async fn change<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, NeonError> {
-        let answer = self.request(method, path, body).await?;
-        self.wait_for(&answer).await?;
-        Ok(answer)
+    ) -> Result<T, NeonError> {
+        let text = retry::retry(
+            Policy::NEON,
+            || self.send(&method, path, body),
+            NeonError::verdict,
+        )
+        .await?;
+        let decode = |source| NeonError::Decode {
+            method: method.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        let ops: Operations = serde_json::from_str(&text).map_err(decode)?;
+        self.wait_for(&ops.operations).await?;
+        serde_json::from_str(&text).map_err(decode)
     }
 
-    /// Polls the operations listed in an answer until each has finished.
-    pub async fn wait_for(&self, answer: &Value) -> Result<(), NeonError> {
-        let Some(ops) = answer["operations"].as_array() else {
-            return Ok(());
-        };
+    /// Deletes what `path` names and waits for its operations; already gone counts as deleted.
+    async fn delete(&self, path: &str) -> Result<(), NeonError> {
+        match self.change::<Operations>(Method::DELETE, path, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Polls each operation until it has finished; bounded, and says which one failed.
+    async fn wait_for(&self, ops: &[Operation]) -> Result<(), NeonError> {
         for op in ops {
-            let (Some(project), Some(id)) = (op["project_id"].as_str(), op["id"].as_str()) else {
-                continue;
-            };
-            let action = op["action"].as_str().unwrap_or("operation").to_owned();
-            let mut status = op["status"].as_str().unwrap_or("running").to_owned();
-            let started = std::time::Instant::now();
+            let started = Instant::now();
+            let mut status = op.status.clone();
+            let mut message = op.error.clone();
             let mut delay = Duration::from_millis(50);
             loop {
-                match status.as_str() {
-                    "finished" | "skipped" => break,
-                    "failed" | "error" | "cancelled" => {
+                match status {
+                    OperationStatus::Finished | OperationStatus::Skipped => break,
+                    OperationStatus::Failed
+                    | OperationStatus::Error
+                    | OperationStatus::Cancelled => {
                         return Err(NeonError::Operation {
-                            id: id.to_owned(),
-                            action,
-                            status,
+                            id: op.id.clone(),
+                            action: op.action.clone(),
+                            status: format!("{status:?}").to_lowercase(),
+                            message,
                         });
                     }
                     _ => {}
                 }
-                if started.elapsed() > Duration::from_secs(600) {
-                    return Err(NeonError::OperationTimeout(action));
+                if started.elapsed() > OPERATION_TIMEOUT {
+                    return Err(NeonError::OperationTimeout {
+                        id: op.id.clone(),
+                        action: op.action.clone(),
+                    });
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
-                let current = self
-                    .get(&format!("/projects/{project}/operations/{id}"))
+                let current: OperationResponse = self
+                    .get(&format!("/projects/{}/operations/{}", op.project_id, op.id))
                     .await?;
-                status = current["operation"]["status"]
-                    .as_str()
-                    .unwrap_or("running")
-                    .to_owned();
+                status = current.operation.status;
+                message = current.operation.error;
             }
         }
         Ok(())
@@ -246,7 +313,7 @@ impl Neon {
 
     // ---- projects -----------------------------------------------------------------------
 
-    pub async fn create_project(&self, project: Value) -> Result<Value, NeonError> {
+    pub async fn create_project(&self, project: Value) -> Result<CreatedProject, NeonError> {
         self.change(
             Method::POST,
             "/projects",
@@ -255,21 +322,34 @@ impl Neon {
         .await
     }
 
-    /// Projects whose name contains `name` (Neon searches by substring).
-    pub async fn find_projects(&self, name: &str) -> Result<Vec<Value>, NeonError> {
-        let query: String = url_encode(name);
-        let answer = self
-            .get(&format!("/projects?search={query}&limit=400"))
-            .await?;
-        Ok(answer["projects"].as_array().cloned().unwrap_or_default())
+    /// Projects whose name contains `name` (Neon searches by substring), every page.
+    pub async fn find_projects(&self, name: &str) -> Result<Vec<Project>, NeonError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/projects?search={}&limit=400", encode(name));
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={}", encode(c)));
+            }
+            let page: ProjectsResponse = self.get(&path).await?;
+            let full = page.projects.len() == 400;
+            all.extend(page.projects);
+            match page.pagination {
+                Some(p) if full && !p.cursor.is_empty() && cursor.as_ref() != Some(&p.cursor) => {
+                    cursor = Some(p.cursor)
+                }
+                _ => return Ok(all),
+            }
+        }
     }
 
-    pub async fn get_project(&self, id: &str) -> Result<Value, NeonError> {
-        Ok(self.get(&format!("/projects/{id}")).await?["project"].take())
+    pub async fn get_project(&self, id: &ProjectId) -> Result<Project, NeonError> {
+        let answer: ProjectResponse = self.get(&format!("/projects/{id}")).await?;
+        Ok(answer.project)
     }
 
-    pub async fn update_project(&self, id: &str, patch: Value) -> Result<(), NeonError> {
-        self.change(
+    pub async fn update_project(&self, id: &ProjectId, patch: Value) -> Result<(), NeonError> {
+        self.change::<Operations>(
             Method::PATCH,
             &format!("/projects/{id}"),
             Some(&json!({ "project": patch })),
@@ -279,43 +359,50 @@ impl Neon {
     }
 
     /// Deletes a project; one already gone counts as deleted.
-    pub async fn delete_project(&self, id: &str) -> Result<(), NeonError> {
-        ignore_not_found(
-            self.request(Method::DELETE, &format!("/projects/{id}"), None)
-                .await,
-        )
+    pub async fn delete_project(&self, id: &ProjectId) -> Result<(), NeonError> {
+        self.delete(&format!("/projects/{id}")).await
     }
 
     // ---- branches -----------------------------------------------------------------------
 
-    pub async fn list_branches(&self, project: &str) -> Result<Vec<Value>, NeonError> {
-        let answer = self.get(&format!("/projects/{project}/branches")).await?;
-        Ok(answer["branches"].as_array().cloned().unwrap_or_default())
+    pub async fn list_branches(&self, project: &ProjectId) -> Result<Vec<Branch>, NeonError> {
+        let answer: BranchesResponse = self.get(&format!("/projects/{project}/branches")).await?;
+        Ok(answer.branches)
     }
 
-    pub async fn get_branch(&self, project: &str, id: &str) -> Result<Value, NeonError> {
-        Ok(self
+    pub async fn get_branch(
+        &self,
+        project: &ProjectId,
+        id: &BranchId,
+    ) -> Result<Branch, NeonError> {
+        let answer: BranchResponse = self
             .get(&format!("/projects/{project}/branches/{id}"))
-            .await?["branch"]
-            .take())
+            .await?;
+        Ok(answer.branch)
     }
 
-    pub async fn create_branch(&self, project: &str, branch: Value) -> Result<Value, NeonError> {
-        self.change(
-            Method::POST,
-            &format!("/projects/{project}/branches"),
-            Some(&json!({ "branch": branch })),
-        )
-        .await
+    pub async fn create_branch(
+        &self,
+        project: &ProjectId,
+        branch: Value,
+    ) -> Result<Branch, NeonError> {
+        let answer: BranchResponse = self
+            .change(
+                Method::POST,
+                &format!("/projects/{project}/branches"),
+                Some(&json!({ "branch": branch })),
+            )
+            .await?;
+        Ok(answer.branch)
     }
 
     pub async fn update_branch(
         &self,
-        project: &str,
-        id: &str,
+        project: &ProjectId,
+        id: &BranchId,
         patch: Value,
     ) -> Result<(), NeonError> {
-        self.change(
+        self.change::<Operations>(
             Method::PATCH,
             &format!("/projects/{project}/branches/{id}"),
             Some(&json!({ "branch": patch })),
@@ -324,228 +411,210 @@ impl Neon {
         .map(drop)
     }
 
-    pub async fn delete_branch(&self, project: &str, id: &str) -> Result<(), NeonError> {
-        let path = format!("/projects/{project}/branches/{id}");
-        self.delete(&path).await
+    pub async fn delete_branch(&self, project: &ProjectId, id: &BranchId) -> Result<(), NeonError> {
+        self.delete(&format!("/projects/{project}/branches/{id}"))
+            .await
     }
 
     // ---- endpoints ----------------------------------------------------------------------
 
-    pub async fn list_endpoints(&self, project: &str) -> Result<Vec<Value>, NeonError> {
-        let answer = self.get(&format!("/projects/{project}/endpoints")).await?;
-        Ok(answer["endpoints"].as_array().cloned().unwrap_or_default())
+    pub async fn list_endpoints(&self, project: &ProjectId) -> Result<Vec<Endpoint>, NeonError> {
+        let answer: EndpointsResponse = self.get(&format!("/projects/{project}/endpoints")).await?;
+        Ok(answer.endpoints)
     }
 
-    pub async fn get_endpoint(&self, project: &str, id: &str) -> Result<Value, NeonError> {
-        Ok(self
+    pub async fn get_endpoint(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+    ) -> Result<Endpoint, NeonError> {
+        let answer: EndpointResponse = self
             .get(&format!("/projects/{project}/endpoints/{id}"))
-            .await?["endpoint"]
-            .take())
+            .await?;
+        Ok(answer.endpoint)
     }
 
     pub async fn create_endpoint(
         &self,
-        project: &str,
-        endpoint: Value,
-    ) -> Result<Value, NeonError> {
-        self.change(
-            Method::POST,
-            &format!("/projects/{project}/endpoints"),
-            Some(&json!({ "endpoint": endpoint })),
-        )
-        .await
+        project: &ProjectId,
+        branch: &BranchId,
+        kind: &EndpointType,
+    ) -> Result<Endpoint, NeonError> {
+        let answer: EndpointResponse = self
+            .change(
+                Method::POST,
+                &format!("/projects/{project}/endpoints"),
+                Some(&json!({ "endpoint": { "branch_id": branch, "type": kind } })),
+            )
+            .await?;
+        Ok(answer.endpoint)
     }
 
-    pub async fn delete_endpoint(&self, project: &str, id: &str) -> Result<(), NeonError> {
-        let path = format!("/projects/{project}/endpoints/{id}");
-        self.delete(&path).await
+    pub async fn delete_endpoint(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+    ) -> Result<(), NeonError> {
+        self.delete(&format!("/projects/{project}/endpoints/{id}"))
+            .await
     }
 
     // ---- roles and databases --------------------------------------------------------------
 
-    fn branch_path(project: &str, branch: &str) -> String {
+    fn branch_path(project: &ProjectId, branch: &BranchId) -> String {
         format!("/projects/{project}/branches/{branch}")
+    }
+
+    fn role_path(project: &ProjectId, branch: &BranchId, name: &str) -> String {
+        format!(
+            "{}/roles/{}",
+            Self::branch_path(project, branch),
+            encode(name)
+        )
+    }
+
+    fn database_path(project: &ProjectId, branch: &BranchId, name: &str) -> String {
+        format!(
+            "{}/databases/{}",
+            Self::branch_path(project, branch),
+            encode(name)
+        )
     }
 
     pub async fn get_role(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
-    ) -> Result<Value, NeonError> {
-        let path = format!(
-            "{}/roles/{}",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        Ok(self.get(&path).await?["role"].take())
+    ) -> Result<Role, NeonError> {
+        let answer: RoleResponse = self.get(&Self::role_path(project, branch, name)).await?;
+        Ok(answer.role)
     }
 
     pub async fn create_role(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
-    ) -> Result<Value, NeonError> {
+    ) -> Result<Role, NeonError> {
         let path = format!("{}/roles", Self::branch_path(project, branch));
-        Ok(self
+        let answer: RoleResponse = self
             .change(
                 Method::POST,
                 &path,
                 Some(&json!({ "role": { "name": name } })),
             )
-            .await?["role"]
-            .take())
+            .await?;
+        Ok(answer.role)
     }
 
     pub async fn reveal_password(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
     ) -> Result<String, NeonError> {
-        let path = format!(
-            "{}/roles/{}/reveal_password",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        Ok(self.get(&path).await?["password"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        let path = format!("{}/reveal_password", Self::role_path(project, branch, name));
+        let answer: RolePasswordResponse = self.get(&path).await?;
+        Ok(answer.password)
     }
 
     pub async fn delete_role(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
     ) -> Result<(), NeonError> {
-        let path = format!(
-            "{}/roles/{}",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        self.delete(&path).await
+        self.delete(&Self::role_path(project, branch, name)).await
     }
 
     pub async fn list_databases(
         &self,
-        project: &str,
-        branch: &str,
-    ) -> Result<Vec<Value>, NeonError> {
-        let answer = self
+        project: &ProjectId,
+        branch: &BranchId,
+    ) -> Result<Vec<Database>, NeonError> {
+        let answer: DatabasesResponse = self
             .get(&format!("{}/databases", Self::branch_path(project, branch)))
             .await?;
-        Ok(answer["databases"].as_array().cloned().unwrap_or_default())
+        Ok(answer.databases)
     }
 
     pub async fn get_database(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
-    ) -> Result<Value, NeonError> {
-        let path = format!(
-            "{}/databases/{}",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        Ok(self.get(&path).await?["database"].take())
+    ) -> Result<Database, NeonError> {
+        let answer: DatabaseResponse = self
+            .get(&Self::database_path(project, branch, name))
+            .await?;
+        Ok(answer.database)
     }
 
     pub async fn create_database(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
         owner: &str,
-    ) -> Result<Value, NeonError> {
+    ) -> Result<Database, NeonError> {
         let path = format!("{}/databases", Self::branch_path(project, branch));
         let body = json!({ "database": { "name": name, "owner_name": owner } });
-        Ok(self.change(Method::POST, &path, Some(&body)).await?["database"].take())
+        let answer: DatabaseResponse = self.change(Method::POST, &path, Some(&body)).await?;
+        Ok(answer.database)
     }
 
     pub async fn update_database(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
         patch: Value,
     ) -> Result<(), NeonError> {
-        let path = format!(
-            "{}/databases/{}",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        self.change(Method::PATCH, &path, Some(&json!({ "database": patch })))
-            .await
-            .map(drop)
+        self.change::<Operations>(
+            Method::PATCH,
+            &Self::database_path(project, branch, name),
+            Some(&json!({ "database": patch })),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn delete_database(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         name: &str,
     ) -> Result<(), NeonError> {
-        let path = format!(
-            "{}/databases/{}",
-            Self::branch_path(project, branch),
-            url_encode(name)
-        );
-        self.delete(&path).await
+        self.delete(&Self::database_path(project, branch, name))
+            .await
     }
 
     /// The connection URI for a role and database through the branch's read-write endpoint.
     pub async fn connection_uri(
         &self,
-        project: &str,
-        branch: &str,
+        project: &ProjectId,
+        branch: &BranchId,
         database: &str,
         role: &str,
         pooled: bool,
     ) -> Result<String, NeonError> {
         let path = format!(
-            "/projects/{project}/connection_uri?branch_id={branch}&database_name={}&role_name={}&pooled={pooled}",
-            url_encode(database),
-            url_encode(role)
+            "/projects/{project}/connection_uri?branch_id={}&database_name={}&role_name={}&pooled={pooled}",
+            encode(&branch.0),
+            encode(database),
+            encode(role)
         );
-        Ok(self.get(&path).await?["uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        let answer: ConnectionUriResponse = self.get(&path).await?;
+        Ok(answer.uri)
     }
 }
 
-impl Neon {
-    /// Deletes what `path` names and waits for the operations; already gone counts as deleted.
-    async fn delete(&self, path: &str) -> Result<(), NeonError> {
-        match self.request(Method::DELETE, path, None).await {
-            Ok(answer) => self.wait_for(&answer).await,
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes_like_rfc_3986_components() {
+        assert_eq!(super::encode("my db/ü?x=1"), "my%20db%2F%C3%BC%3Fx%3D1");
+        assert_eq!(super::encode("a-b_c.d~e"), "a-b_c.d~e");
     }
-}
-
-fn ignore_not_found(r: Result<Value, NeonError>) -> Result<(), NeonError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Percent-encodes a path segment or query value.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
