@@ -53,7 +53,7 @@ impl Failure {
         self
     }
 
-    fn maybe_hint(mut self, hint: Option<String>) -> Self {
+    pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
         self
     }

@@ -90,29 +90,14 @@ impl From<StepError> for Failure {
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),
-            StepCause::Neon(ref n) => {
-                let hint = n.hint();
-                let f = Failure::remote(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
-            }
-            StepCause::Aws(ref a) => {
-                let hint = a.hint();
-                let f = Failure::remote(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
-            }
-            StepCause::Build(ref b) => {
-                let hint = b.hint();
-                let f = Failure::remote(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
+            StepCause::Neon(_) | StepCause::Aws(_) | StepCause::Build(_) => {
+                let hint = match &e.cause {
+                    StepCause::Neon(n) => n.hint(),
+                    StepCause::Aws(a) => a.hint(),
+                    StepCause::Build(b) => b.hint(),
+                    _ => None,
+                };
+                Failure::remote(e).maybe_hint(hint)
             }
             _ => Failure::remote(e),
         }
@@ -270,6 +255,14 @@ pub struct Applier<'a> {
 }
 
 impl Applier<'_> {
+    /// [`Applier::apply`], its failures as one [`Failure`] for the command to print.
+    pub async fn run(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Failure> {
+        self.apply(plan, recorder).await.map_err(|errors| {
+            Failure::many(errors.into_iter().map(Failure::from).collect())
+                .expect("a failed apply names its failures")
+        })
+    }
+
     pub async fn apply(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Vec<StepError>> {
         let locks = ProjectLocks::default();
         let n = plan.changes.len();

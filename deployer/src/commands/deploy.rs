@@ -32,15 +32,12 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
         clients: &clients,
         concurrency: usize::from(args.concurrency),
     };
-    let result = applier.apply(&plan, &recorder).await;
+    let result = applier.run(&plan, &recorder).await;
     if let Some(neon) = &clients.neon {
         let (calls, mutating) = neon.call_counts();
         tracing::info!(calls, mutating, "Neon API calls");
     }
-    let changed = result.map_err(|errors| {
-        Failure::many(errors.into_iter().map(Failure::from).collect())
-            .expect("a failed apply names its failures")
-    })?;
+    let changed = result?;
     if changed == 0 {
         println!("No changes.");
     }

@@ -67,10 +67,7 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
             clients: &clients,
             concurrency: usize::from(DEFAULT_CONCURRENCY),
         };
-        applier.apply(&plan, &recorder).await.map_err(|errors| {
-            Failure::many(errors.into_iter().map(Failure::from).collect())
-                .expect("a failed apply names its failures")
-        })?;
+        applier.run(&plan, &recorder).await?;
         recorder
             .into_state()
             .resources

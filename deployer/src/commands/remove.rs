@@ -65,10 +65,7 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
         clients: &clients,
         concurrency: 1,
     };
-    applier.apply(&plan, &recorder).await.map_err(|errors| {
-        Failure::many(errors.into_iter().map(Failure::from).collect())
-            .expect("a failed apply names its failures")
-    })?;
+    applier.run(&plan, &recorder).await?;
     StageState::delete(&dir, &stage)?;
     println!("Removed stage `{stage}`.");
     Ok(())

@@ -5,7 +5,8 @@
 //! Neon quirks handled here: a project with a running operation answers 423 to every change
 //! (so each change waits for its operations before the next one); 429 carries Retry-After;
 //! a 5xx on a POST may still have created the resource, so creates are not blindly retried:
-//! callers look for what they meant to create first (`apply::adopt`).
+//! callers look for what they meant to create first (`apply::create_or_adopt`). One
+//! concept, long because it has one method per endpoint.
 
 pub mod models;
 

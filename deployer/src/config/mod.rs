@@ -1,0 +1,312 @@
+//! `infra.toml`: the app as the user writes it, read and checked before any remote call.
+//!
+//! Every error names the file, line and column, says what is wrong and ends with a hint.
+//! Templates (`${env.VAR}`, `${Name.attr}`) are parsed here; `env` ones are resolved for
+//! the stage being deployed, resource ones during the deploy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::env::EnvSource;
+
+mod check;
+mod raw;
+
+/// One problem in the file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in the file (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The caller prints `error: ` before the first; each further one gets its own.
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "\nerror: ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---- the checked model ----------------------------------------------------------------------
+
+/// What kind of thing a resource is, as printed (`neon:Project`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Kind {
+    Project,
+    Branch,
+    Endpoint,
+    Role,
+    Database,
+    Link,
+    Function,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Project => "neon:Project",
+            Kind::Branch => "neon:Branch",
+            Kind::Endpoint => "neon:Endpoint",
+            Kind::Role => "neon:Role",
+            Kind::Database => "neon:Database",
+            Kind::Link => "Linkable",
+            Kind::Function => "aws:Function",
+        }
+    }
+
+    /// The outputs other resources may reference as `${Name.output}`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Project => &[
+                "id",
+                "connection_uri",
+                "connection_uri_pooler",
+                "default_branch_id",
+                "database_host",
+                "database_name",
+                "database_user",
+                "database_password",
+            ],
+            Kind::Branch => &["id"],
+            Kind::Endpoint => &["id", "host"],
+            Kind::Role => &["name", "password"],
+            Kind::Database => &["name", "connection_uri"],
+            Kind::Link => &[],
+            Kind::Function => &["name", "arn", "url"],
+        }
+    }
+
+    /// Outputs that hold secrets, masked unless `--reveal`.
+    pub fn is_secret(self, output: &str) -> bool {
+        matches!(
+            (self, output),
+            (
+                Kind::Project,
+                "connection_uri" | "connection_uri_pooler" | "database_password"
+            ) | (Kind::Role, "password")
+                | (Kind::Database, "connection_uri")
+                | (Kind::Link, _)
+        )
+    }
+
+    pub fn is_neon(self) -> bool {
+        matches!(
+            self,
+            Kind::Project | Kind::Branch | Kind::Endpoint | Kind::Role | Kind::Database
+        )
+    }
+}
+
+/// A string with `${Name.attr}` references left to resolve at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Template(pub Vec<Part>);
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Part {
+    Text(String),
+    Ref { resource: String, output: String },
+}
+
+impl Template {
+    pub fn literal(s: &str) -> Self {
+        Template(vec![Part::Text(s.to_owned())])
+    }
+
+    pub fn refs(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            Part::Ref { resource, .. } => Some(resource.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The text, if it has no references left.
+    pub fn as_literal(&self) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Ref { .. } => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Removal {
+    Remove,
+    Retain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagePolicy {
+    pub removal: Removal,
+    pub protect: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Project {
+        name: Template,
+        pg_version: i64,
+        region_id: Template,
+        org_id: Option<Template>,
+        history_retention_seconds: Option<i64>,
+    },
+    Branch {
+        project: String,
+        name: Template,
+        parent: Option<String>,
+    },
+    Endpoint {
+        branch: String,
+        read_write: bool,
+    },
+    Role {
+        branch: String,
+        name: Template,
+    },
+    Database {
+        branch: String,
+        name: Template,
+        owner: String,
+    },
+    Link {
+        properties: BTreeMap<String, Template>,
+    },
+    Function {
+        package: String,
+        links: Vec<String>,
+        url: bool,
+        memory: i64,
+        timeout: i64,
+        arm64: bool,
+        environment: BTreeMap<String, Template>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub name: String,
+    pub kind: Kind,
+    pub spec: Spec,
+    pub import: Option<String>,
+    /// Resources this one needs first (structure and `${...}` references).
+    pub deps: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub app: String,
+    pub region: Option<String>,
+    pub stages: BTreeMap<String, StagePolicy>,
+    /// In dependency order.
+    pub resources: Vec<Resource>,
+}
+
+impl Config {
+    /// The policy for `stage`: `[stages.<stage>]` over `[stages.default]` over
+    /// `removal = "remove"`, unprotected.
+    pub fn policy(&self, stage: &str) -> StagePolicy {
+        let default = self.stages.get("default").copied().unwrap_or(StagePolicy {
+            removal: Removal::Remove,
+            protect: false,
+        });
+        self.stages.get(stage).copied().unwrap_or(default)
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// Reads and checks `path`, resolving `${env.VAR}` from `env`.
+pub fn load(path: &Path, env: &EnvSource) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {e}"),
+            hint: Some(
+                "run deployer in the folder that holds infra.toml, or pass --config <path>".into(),
+            ),
+        }])
+    })?;
+    parse(path, &text, env)
+}
+
+/// Checks the text of an infra.toml (`path` is only used in messages).
+pub fn parse(path: &Path, text: &str, env: &EnvSource) -> Result<Config, ConfigErrors> {
+    let mut cx = check::Checker {
+        file: path.to_owned(),
+        text,
+        env,
+        errors: Vec::new(),
+    };
+    let raw: raw::RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_owned();
+            let hint = if message.contains("unknown field") {
+                Some(
+                    "remove the key or fix its spelling; README lists every key of infra.toml"
+                        .to_owned(),
+                )
+            } else if message.contains("missing field") {
+                Some("add the key; README lists what each table needs".to_owned())
+            } else {
+                Some("fix the TOML syntax at that place".to_owned())
+            };
+            cx.error(span, message, hint);
+            return Err(ConfigErrors(cx.errors));
+        }
+    };
+    let config = cx.check(raw);
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        cx.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+pub use check::valid_stage_name;

@@ -1,0 +1,111 @@
+//! `infra.toml` as written: the serde schema, with a span on every value so each error can
+//! say where it is. Unknown keys are refused here (`deny_unknown_fields`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) app: Spanned<RawApp>,
+    #[serde(default)]
+    pub(super) stages: BTreeMap<Spanned<String>, RawStage>,
+    #[serde(default)]
+    pub(super) neon: RawNeon,
+    #[serde(default)]
+    pub(super) link: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    #[serde(default)]
+    pub(super) function: BTreeMap<Spanned<String>, RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    pub(super) name: Spanned<String>,
+    pub(super) region: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStage {
+    pub(super) removal: Option<Spanned<String>>,
+    pub(super) protect: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNeon {
+    #[serde(default)]
+    pub(super) project: BTreeMap<Spanned<String>, RawProject>,
+    #[serde(default)]
+    pub(super) branch: BTreeMap<Spanned<String>, RawBranch>,
+    #[serde(default)]
+    pub(super) endpoint: BTreeMap<Spanned<String>, RawEndpoint>,
+    #[serde(default)]
+    pub(super) role: BTreeMap<Spanned<String>, RawRole>,
+    #[serde(default)]
+    pub(super) database: BTreeMap<Spanned<String>, RawDatabase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProject {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) pg_version: Option<Spanned<i64>>,
+    pub(super) region_id: Option<Spanned<String>>,
+    pub(super) org_id: Option<Spanned<String>>,
+    pub(super) history_retention_seconds: Option<Spanned<i64>>,
+    pub(super) import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBranch {
+    pub(super) project: Spanned<String>,
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) parent: Option<Spanned<String>>,
+    pub(super) import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpoint {
+    pub(super) branch: Spanned<String>,
+    #[serde(rename = "type")]
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRole {
+    pub(super) branch: Spanned<String>,
+    pub(super) name: Spanned<String>,
+    pub(super) import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub(super) branch: Spanned<String>,
+    pub(super) name: Spanned<String>,
+    pub(super) owner: Spanned<String>,
+    pub(super) import: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFunction {
+    pub(super) package: Spanned<String>,
+    #[serde(default)]
+    pub(super) link: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) url: bool,
+    pub(super) memory: Option<Spanned<i64>>,
+    pub(super) timeout: Option<Spanned<i64>>,
+    pub(super) architecture: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,
+}
