@@ -7,6 +7,7 @@ mod api_process;
 mod api_routes;
 mod api_tls;
 mod deployer_e2e;
+mod deployer_errors;
 mod deployer_input;
 mod deployer_resilience;
 mod dev_watch;

@@ -2,6 +2,7 @@
 //! tests can count the calls (and the mutating ones) a deployer run makes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,22 +77,26 @@ struct ProxyState {
     target: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    deny: Arc<AtomicBool>,
 }
 
 /// A pass-through proxy to moto that records every call.
 pub struct AwsProxy {
     pub endpoint: String,
     calls: Arc<Mutex<Vec<AwsCall>>>,
+    deny: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl AwsProxy {
     pub async fn start(target: &str) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let deny = Arc::new(AtomicBool::new(false));
         let state = ProxyState {
             target: target.to_owned(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
+            deny: deny.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -104,6 +109,7 @@ impl AwsProxy {
         AwsProxy {
             endpoint,
             calls,
+            deny,
             server,
         }
     }
@@ -114,6 +120,13 @@ impl AwsProxy {
 
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
+    }
+
+    /// While on, every call is answered as AWS answers credentials that lack the permission
+    /// (moto does not check permissions): 403 `AccessDenied` in IAM's XML, 403
+    /// `AccessDeniedException` in Lambda's JSON, with AWS's wording.
+    pub fn deny_all(&self, on: bool) {
+        self.deny.store(on, Ordering::SeqCst);
     }
 }
 
@@ -143,8 +156,11 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     state.calls.lock().unwrap().push(AwsCall {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
-        action,
+        action: action.clone(),
     });
+    if state.deny.load(Ordering::SeqCst) {
+        return access_denied(action.as_deref(), parts.uri.path());
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
         if k != "host" && k != "content-length" {
@@ -173,6 +189,34 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             out
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// AWS's answer to a caller without the permission (IAM: query protocol, XML; Lambda:
+/// REST-JSON with `x-amzn-ErrorType`), as documented in each service's API reference.
+fn access_denied(iam_action: Option<&str>, path: &str) -> Response {
+    const CALLER: &str = "arn:aws:iam::123456789012:user/ci";
+    match iam_action {
+        Some(action) => {
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: {CALLER} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action</Message></Error><RequestId>4c0e6f5a-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+            );
+            (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response()
+        }
+        None => {
+            let body = format!(
+                "{{\"Message\":\"User: {CALLER} is not authorized to perform: lambda on resource: {path} because no identity-based policy allows the action\"}}"
+            );
+            (
+                StatusCode::FORBIDDEN,
+                [
+                    ("content-type", "application/json"),
+                    ("x-amzn-errortype", "AccessDeniedException"),
+                ],
+                body,
+            )
+                .into_response()
+        }
     }
 }
 
