@@ -314,8 +314,9 @@ impl Applier<'_> {
                     });
                 }
             }
-            // Unchanged steps finish without running: look for newly ready ones.
             let Some((i, result, took)) = running.next().await else {
+                // Nothing running: unchanged steps finished without running may have made
+                // others ready.
                 let ready_left = failures.is_empty()
                     && (0..n).any(|i| !started[i] && prerequisites[i].iter().all(|&p| done[p]));
                 if ready_left {
