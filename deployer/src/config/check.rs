@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::raw::*;
+use super::values::{Architecture, EndpointKind, RemovalWord};
 use super::*;
 use crate::env::EnvSource;
 
@@ -139,19 +140,7 @@ impl Checker<'_> {
 
     pub(super) fn check(&mut self, raw: RawFile) -> Config {
         let app = raw.app.into_inner();
-        let app_name = app.name.get_ref().clone();
-        if !app_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            || app_name.is_empty()
-            || app_name.len() > 32
-        {
-            self.error(
-                app.name.span(),
-                format!("app name `{app_name}` must be 1 to 32 letters, digits or `-`"),
-                Some("AWS names are built from it: <app>-<stage>-<Function>".into()),
-            );
-        }
+        let app_name = app.name.0;
         let region = app.region.map(|r| r.into_inner());
 
         let mut stages = BTreeMap::new();
@@ -163,21 +152,9 @@ impl Checker<'_> {
                     Some("for example [stages.prod]".into()),
                 );
             }
-            let removal = match stage
-                .removal
-                .as_ref()
-                .map(|r| (r.get_ref().as_str(), r.span()))
-            {
-                None | Some(("remove", _)) => Removal::Remove,
-                Some(("retain", _)) => Removal::Retain,
-                Some((other, span)) => {
-                    self.error(
-                        span,
-                        format!("`removal = \"{other}\"` is not a removal policy"),
-                        Some("use \"remove\" (delete everything on remove) or \"retain\" (keep the Neon data)".into()),
-                    );
-                    Removal::Remove
-                }
+            let removal = match stage.removal {
+                None | Some(RemovalWord::Remove) => Removal::Remove,
+                Some(RemovalWord::Retain) => Removal::Retain,
             };
             stages.insert(
                 name.into_inner(),
@@ -213,33 +190,8 @@ impl Checker<'_> {
                 "project ID, e.g. import = \"shiny-wind-028834\"",
                 false,
             );
-            let pg_version = match p.pg_version {
-                Some(v) if !(14..=18).contains(v.get_ref()) => {
-                    self.error(
-                        v.span(),
-                        format!("pg_version {} is not offered by Neon", v.get_ref()),
-                        Some("use 14, 15, 16, 17 or 18".into()),
-                    );
-                    17
-                }
-                Some(v) => v.into_inner(),
-                None => 17,
-            };
-            let history = match p.history_retention_seconds {
-                Some(v) if !(0..=2_592_000).contains(v.get_ref()) => {
-                    self.error(
-                        v.span(),
-                        format!("history_retention_seconds {} is out of range", v.get_ref()),
-                        Some(
-                            "use 0 to 2592000 (30 days); Neon's Free plan allows at most 21600"
-                                .into(),
-                        ),
-                    );
-                    None
-                }
-                Some(v) => Some(v.into_inner()),
-                None => None,
-            };
+            let pg_version = p.pg_version.map_or(17, |v| v.0);
+            let history = p.history_retention_seconds.map(|h| h.0);
             let spec = Spec::Project {
                 name: p.name.as_ref().map_or_else(
                     || Template::literal(&format!("{app_name}-{}", name.get_ref())),
@@ -295,18 +247,7 @@ impl Checker<'_> {
                 "endpoint ID, e.g. import = \"ep-cool-darkness-12345678\"",
                 false,
             );
-            let read_write = match e.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
-                None | Some(("read_write", _)) => true,
-                Some(("read_only", _)) => false,
-                Some((other, span)) => {
-                    self.error(
-                        span,
-                        format!("endpoint type `{other}` is not one of Neon's"),
-                        Some("use \"read_write\" or \"read_only\"".into()),
-                    );
-                    true
-                }
-            };
+            let read_write = e.kind != Some(EndpointKind::ReadOnly);
             let deps = BTreeSet::from([e.branch.get_ref().clone()]);
             add(
                 name.span(),
@@ -389,46 +330,9 @@ impl Checker<'_> {
             );
         }
         for (name, f) in raw.function {
-            let memory = match f.memory {
-                Some(m) if !(128..=10_240).contains(m.get_ref()) => {
-                    self.error(
-                        m.span(),
-                        format!("memory {} MB is outside what Lambda allows", m.get_ref()),
-                        Some("use 128 to 10240 (MB)".into()),
-                    );
-                    128
-                }
-                Some(m) => m.into_inner(),
-                None => 128,
-            };
-            let timeout = match f.timeout {
-                Some(t) if !(1..=900).contains(t.get_ref()) => {
-                    self.error(
-                        t.span(),
-                        format!("timeout {} s is outside what Lambda allows", t.get_ref()),
-                        Some("use 1 to 900 (seconds)".into()),
-                    );
-                    10
-                }
-                Some(t) => t.into_inner(),
-                None => 10,
-            };
-            let arm64 = match f
-                .architecture
-                .as_ref()
-                .map(|a| (a.get_ref().as_str(), a.span()))
-            {
-                None | Some(("x86_64", _)) => false,
-                Some(("arm64", _)) => true,
-                Some((other, span)) => {
-                    self.error(
-                        span,
-                        format!("architecture `{other}` is not one of Lambda's"),
-                        Some("use \"x86_64\" or \"arm64\"".into()),
-                    );
-                    false
-                }
-            };
+            let memory = f.memory.map_or(128, |m| m.0);
+            let timeout = f.timeout.map_or(10, |t| t.0);
+            let arm64 = f.architecture == Some(Architecture::Arm64);
             if f.package.get_ref().trim().is_empty() {
                 self.error(
                     f.package.span(),

@@ -12,6 +12,7 @@ use crate::env::EnvSource;
 
 mod check;
 mod raw;
+mod values;
 
 /// One problem in the file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +287,14 @@ pub fn parse(path: &Path, text: &str, env: &EnvSource) -> Result<Config, ConfigE
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_owned();
-            let hint = if message.contains("unknown field") {
+            // Values with a fixed form (`values`) carry their own hint.
+            let (message, own_hint) = match message.split_once(values::HINT) {
+                Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+                None => (message, None),
+            };
+            let hint = if own_hint.is_some() {
+                own_hint
+            } else if message.contains("unknown field") {
                 Some(
                     "remove the key or fix its spelling; README lists every key of infra.toml"
                         .to_owned(),

@@ -1,10 +1,16 @@
 //! `infra.toml` as written: the serde schema, with a span on every value so each error can
-//! say where it is. Unknown keys are refused here (`deny_unknown_fields`).
+//! say where it is. Unknown keys are refused here (`deny_unknown_fields`), and values with a
+//! fixed form are checked here too (`values`).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::values::{
+    AppName, Architecture, EndpointKind, HistoryRetention, MemoryMb, PgVersion, RemovalWord,
+    TimeoutSecs,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,14 +29,14 @@ pub(super) struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApp {
-    pub(super) name: Spanned<String>,
+    pub(super) name: AppName,
     pub(super) region: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStage {
-    pub(super) removal: Option<Spanned<String>>,
+    pub(super) removal: Option<RemovalWord>,
     pub(super) protect: Option<bool>,
 }
 
@@ -53,10 +59,10 @@ pub(super) struct RawNeon {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProject {
     pub(super) name: Option<Spanned<String>>,
-    pub(super) pg_version: Option<Spanned<i64>>,
+    pub(super) pg_version: Option<PgVersion>,
     pub(super) region_id: Option<Spanned<String>>,
     pub(super) org_id: Option<Spanned<String>>,
-    pub(super) history_retention_seconds: Option<Spanned<i64>>,
+    pub(super) history_retention_seconds: Option<HistoryRetention>,
     pub(super) import: Option<Spanned<String>>,
 }
 
@@ -74,7 +80,7 @@ pub(super) struct RawBranch {
 pub(super) struct RawEndpoint {
     pub(super) branch: Spanned<String>,
     #[serde(rename = "type")]
-    pub(super) kind: Option<Spanned<String>>,
+    pub(super) kind: Option<EndpointKind>,
     pub(super) import: Option<Spanned<String>>,
 }
 
@@ -103,9 +109,9 @@ pub(super) struct RawFunction {
     pub(super) link: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) url: bool,
-    pub(super) memory: Option<Spanned<i64>>,
-    pub(super) timeout: Option<Spanned<i64>>,
-    pub(super) architecture: Option<Spanned<String>>,
+    pub(super) memory: Option<MemoryMb>,
+    pub(super) timeout: Option<TimeoutSecs>,
+    pub(super) architecture: Option<Architecture>,
     #[serde(default)]
     pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,
 }
