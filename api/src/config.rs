@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::conninfo::{self, ConnInfo, ConnInfoError};
+use crate::conninfo::{self, ConnInfoError};
 use crate::tls::{self, TlsSetupError};
 
 /// The link the deployer injects for `[link.NeonDB]` in `infra.toml`.
@@ -86,11 +86,7 @@ impl ConfigError {
 }
 
 /// A database the api can connect to: where, and how TLS is set up.
-#[derive(Clone)]
-pub struct DatabaseTarget {
-    pub info: ConnInfo,
-    pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-}
+pub use pgconn::DatabaseTarget;
 
 /// Everything the api reads from its environment.
 pub struct Settings {

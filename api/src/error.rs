@@ -1,8 +1,6 @@
 //! How failures reach clients and logs: generic JSON bodies for clients, the full cause
 //! chain for the log.
 
-use std::fmt;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -59,17 +57,4 @@ impl From<DbError> for ApiError {
     }
 }
 
-/// Displays an error with all its sources, `outer: inner: innermost`.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
+pub use pgconn::Chain;

@@ -3,12 +3,14 @@
 //! `main` wires these together; tests build the same router with [`routes::app`].
 
 pub mod config;
-pub mod conninfo;
 pub mod db;
 pub mod error;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
-pub mod tls;
+
+// Connection strings and TLS live in the shared `pgconn` crate; re-exported so the api
+// keeps one path for them.
+pub use pgconn::{conninfo, tls};
 
 pub use routes::{AppState, app};

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    api::tls::install_default_provider();
+    pgconn::tls::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -168,7 +168,7 @@ async fn outputs(neon: &Neon, id: &ProjectId) -> Result<BTreeMap<String, String>
         let pooled = neon
             .connection_uri(id, &default, &db.name, &db.owner_name, true)
             .await?;
-        if let Ok(info) = api::conninfo::parse(&uri) {
+        if let Ok(info) = pgconn::conninfo::parse(&uri) {
             outputs.insert("database_host".into(), host_of(&uri));
             outputs.insert(
                 "database_name".into(),

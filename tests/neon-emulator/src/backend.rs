@@ -3,8 +3,8 @@
 //! refuse connections from roles of other branches, and a new branch gets copies of its
 //! parent's roles (same passwords) and databases (same data), as Neon's branches do.
 
-use api::config::DatabaseTarget;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use pgconn::DatabaseTarget;
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +107,8 @@ async fn connect(target: &DatabaseTarget, dbname: Option<&str>) -> Result<Client
 impl Backend {
     /// Connects with a superuser connection string.
     pub async fn connect(admin_uri: &str) -> Result<Backend, BackendError> {
-        let target = api::config::database_target(&|k: &str| {
-            (k == api::config::DATABASE_URL_VAR).then(|| admin_uri.to_owned())
-        })
-        .map_err(|e| BackendError::Config(api::error::Chain(&e).to_string()))?;
+        let target = DatabaseTarget::parse(admin_uri)
+            .map_err(|e| BackendError::Config(pgconn::Chain(&e).to_string()))?;
         let host = match target.info.config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => {

@@ -94,7 +94,7 @@ async fn main() -> ExitCode {
     let emulator = match Emulator::start(config).await {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {}", api::error::Chain(&e));
+            eprintln!("error: {}", pgconn::Chain(&e));
             return ExitCode::from(2);
         }
     };
