@@ -5,11 +5,11 @@
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use localpg::{Init, Tools};
+use pgconn::{Chain, DatabaseTarget};
 use tempfile::TempDir;
 
 use crate::certs::TestCa;
@@ -44,114 +44,22 @@ impl Default for PgOptions {
     }
 }
 
-struct PgTools {
-    bindir: PathBuf,
-    /// When the tests run as root: the `postgres` account's uid and gid, because `initdb`
-    /// and `postgres` refuse to run as root.
-    run_as: Option<(u32, u32)>,
-}
-
-fn tools() -> &'static PgTools {
-    static TOOLS: OnceLock<PgTools> = OnceLock::new();
-    TOOLS.get_or_init(|| PgTools {
-        bindir: find_bindir(),
-        run_as: if current_uid() == 0 {
-            Some(account_ids("postgres").unwrap_or_else(|| {
-                panic!(
-                    "PostgreSQL refuses to run as root and there is no `postgres` account; \
-                     install Debian's server with `apt-get install postgresql` (scripts/test does this)"
-                )
-            }))
-        } else {
-            None
-        },
-    })
-}
-
-fn find_bindir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return PathBuf::from(dir);
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join("initdb"))
-        .find(|p| p.is_file());
-    if let Some(initdb) = on_path {
-        // Debian links /usr/local/bin/initdb (or the user does) to the versioned bindir.
-        let initdb = fs::canonicalize(&initdb).unwrap_or(initdb);
-        return initdb.parent().expect("initdb has a folder").to_owned();
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
+/// The server tools for every cluster of this test run (as `postgres` when we are root).
+fn tools() -> &'static Tools {
+    static TOOLS: OnceLock<Tools> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        Tools::find().unwrap_or_else(|e| {
+            panic!(
+                "{e}; install Debian's server with `apt-get install postgresql` (scripts/test does this) or set PG_BINDIR"
+            )
         })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
-        panic!(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
-             /usr/lib/postgresql/*/bin; install them with `apt-get install postgresql` \
-             (scripts/test does this) or set PG_BINDIR"
-        )
     })
-}
-
-fn current_uid() -> u32 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-fn account_ids(name: &str) -> Option<(u32, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&name))
-            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
-    })
-}
-
-/// Runs a PostgreSQL tool, as the `postgres` account when we are root.
-fn pg_command(tool: &str) -> Command {
-    let tools = tools();
-    let mut cmd = Command::new(tools.bindir.join(tool));
-    if let Some((uid, gid)) = tools.run_as {
-        cmd.uid(uid).gid(gid);
-    }
-    cmd.env_remove("PGDATA").env("LC_ALL", "C");
-    cmd
 }
 
 fn give_to_postgres(path: &Path) {
-    if let Some((uid, gid)) = tools().run_as {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
-    }
-}
-
-fn check(what: &str, output: std::io::Result<Output>, log: Option<&Path>) {
-    let output = output.unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    if !output.status.success() {
-        let log = log
-            .and_then(|p| fs::read_to_string(p).ok())
-            .unwrap_or_default();
-        panic!(
-            "{what} failed ({}):\n{}{}\n{log}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    tools()
+        .give(path)
+        .unwrap_or_else(|e| panic!("{}", Chain(&e)));
 }
 
 /// A loopback port nobody listens on right now.
@@ -182,22 +90,16 @@ impl PgCluster {
         fs::write(&pwfile, &superuser_password).expect("write pwfile");
         give_to_postgres(&pwfile);
 
-        check(
-            "initdb",
-            pg_command("initdb")
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-U",
-                    SUPERUSER,
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                ])
-                .arg(format!("--pwfile={}", pwfile.display()))
-                .args(["--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"])
-                .output(),
-            None,
-        );
+        tools()
+            .initdb(
+                &data,
+                &Init {
+                    superuser: SUPERUSER.to_owned(),
+                    pwfile: Some(pwfile),
+                    no_sync: true,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}", Chain(&e)));
 
         let ca = TestCa::new("pg test CA");
         let ca_path = dir.path().join("ca.crt");
@@ -255,27 +157,11 @@ impl PgCluster {
     }
 
     fn try_start(&mut self) -> Result<(), String> {
-        let log = self.log_path();
-        let output = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!("-p {}", self.port))
-            .arg("start")
-            .output()
-            .expect("run pg_ctl");
-        if output.status.success() {
-            self.running = true;
-            Ok(())
-        } else {
-            Err(format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stderr),
-                fs::read_to_string(&log).unwrap_or_default()
-            ))
-        }
+        tools()
+            .start(&self.data(), &self.log_path(), self.port)
+            .map_err(|e| Chain(&e).to_string())?;
+        self.running = true;
+        Ok(())
     }
 
     /// Starts a stopped cluster again on the same port.
@@ -287,15 +173,9 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown: sessions are disconnected, as in a real restart).
     pub fn stop(&mut self) {
-        check(
-            "pg_ctl stop",
-            pg_command("pg_ctl")
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "fast", "-w", "stop"])
-                .output(),
-            Some(&self.log_path()),
-        );
+        tools()
+            .stop(&self.data())
+            .unwrap_or_else(|e| panic!("{}", Chain(&e)));
         self.running = false;
     }
 
@@ -364,7 +244,8 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.running {
-            let _ = pg_command("pg_ctl")
+            let _ = tools()
+                .command("pg_ctl")
                 .arg("-D")
                 .arg(self.data())
                 .args(["-m", "immediate", "-w", "stop"])
@@ -388,12 +269,9 @@ pub fn rand_u64() -> u64 {
 
 /// Connects with any libpq connection string (TLS per its `sslmode`), as the api would.
 pub async fn connect_uri(uri: &str) -> Result<tokio_postgres::Client, String> {
-    api::tls::install_default_provider();
-    let target = api::config::database_target(&|k: &str| {
-        (k == api::config::DATABASE_URL_VAR).then(|| uri.to_owned())
-    })
-    .map_err(|e| api::error::Chain(&e).to_string())?;
-    let chain = |e: tokio_postgres::Error| api::error::Chain(&e).to_string();
+    pgconn::tls::install_default_provider();
+    let target = DatabaseTarget::parse(uri).map_err(|e| Chain(&e).to_string())?;
+    let chain = |e: tokio_postgres::Error| Chain(&e).to_string();
     let client = match target.tls {
         Some(tls) => {
             let (client, conn) = target.info.config.connect(tls).await.map_err(chain)?;

@@ -15,8 +15,9 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use localpg::{Init, LocalPgError, Tools};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
 use crate::apply::{Applier, Recorder};
@@ -216,73 +217,32 @@ fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
 
 /// A PostgreSQL cluster for local runs, stopped when dropped.
 struct LocalCluster {
-    bindir: PathBuf,
+    tools: Tools,
     data: PathBuf,
     dev_dir: PathBuf,
     port: u16,
-    as_postgres: bool,
     /// Whether there is a server to stop when this is dropped.
     running: bool,
 }
 
-fn pg_bindir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for p in std::env::split_paths(&paths) {
-            let initdb = p.join("initdb");
-            if initdb.is_file() {
-                return std::fs::canonicalize(&initdb)
-                    .ok()?
-                    .parent()
-                    .map(Path::to_owned);
-            }
-        }
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").is_file())
-        .collect();
-    found.sort();
-    found.pop().map(|(_, p)| p)
-}
-
-fn is_root() -> bool {
-    rustix::process::getuid().is_root()
+/// A local PostgreSQL failure, with its hint.
+fn local_pg(e: LocalPgError) -> Failure {
+    let hint = e.hint().map(str::to_owned);
+    let bad_input = matches!(
+        e,
+        LocalPgError::NotInstalled | LocalPgError::NoPostgresAccount
+    );
+    let f = if bad_input {
+        Failure::bad_input(e)
+    } else {
+        Failure::remote(e)
+    };
+    f.maybe_hint(hint)
 }
 
 impl LocalCluster {
-    fn tool(&self, name: &str) -> Command {
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bindir.join(name));
-            c
-        } else {
-            Command::new(self.bindir.join(name))
-        }
-    }
-
-    fn run(&self, mut cmd: Command, what: &str) -> Result<String, Failure> {
-        let out = cmd
-            .output()
-            .map_err(|e| Failure::remote(format!("cannot run {what}: {e}")))?;
-        if !out.status.success() {
-            return Err(Failure::remote(format!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
     fn start(project_dir: &Path, port: u16) -> Result<LocalCluster, Failure> {
-        let bindir = pg_bindir().ok_or_else(|| {
-            Failure::bad_input("PostgreSQL's server (initdb, pg_ctl) is not installed")
-                .hint("apt-get install postgresql, or set PG_BINDIR")
-        })?;
+        let tools = Tools::find().map_err(local_pg)?;
         let dev_dir = std::fs::canonicalize(project_dir)
             .unwrap_or(project_dir.to_owned())
             .join(".deployer")
@@ -290,91 +250,59 @@ impl LocalCluster {
         let data = dev_dir.join("pgdata");
         std::fs::create_dir_all(&data)
             .map_err(|e| Failure::remote(format!("cannot create {}: {e}", data.display())))?;
-        let as_postgres = is_root();
-        // The cluster runs as `postgres` when we are root; it only needs to pass through.
-        let _ = std::fs::set_permissions(
-            dev_dir.parent().unwrap_or(&dev_dir),
-            std::fs::Permissions::from_mode(0o711),
-        );
-        let _ = std::fs::set_permissions(&dev_dir, std::fs::Permissions::from_mode(0o711));
+        if tools.as_postgres() {
+            // The cluster runs as `postgres` when we are root; it only needs to pass through.
+            let _ = std::fs::set_permissions(
+                dev_dir.parent().unwrap_or(&dev_dir),
+                std::fs::Permissions::from_mode(0o711),
+            );
+            let _ = std::fs::set_permissions(&dev_dir, std::fs::Permissions::from_mode(0o711));
+            tools.give(&data).map_err(local_pg)?;
+            let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
+            if !tools.can_enter(&data) {
+                return Err(Failure::bad_input(format!(
+                    "PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}",
+                    data.display()
+                ))
+                .hint("move the checkout under a folder others may enter (not /root), or run as a normal user"));
+            }
+        }
         let mut c = LocalCluster {
-            bindir,
+            tools,
             data: data.clone(),
             dev_dir,
             port,
-            as_postgres,
             running: false,
         };
-        if as_postgres {
-            c.run(
-                {
-                    let mut cmd = Command::new("chown");
-                    cmd.args(["postgres:", &data.to_string_lossy()]);
-                    cmd
-                },
-                "chown",
-            )?;
-            let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
-        }
-        if as_postgres {
-            // Every folder above the cluster must let the postgres account pass.
-            let reachable = Command::new("runuser")
-                .args(["-u", "postgres", "--", "test", "-x"])
-                .arg(&data)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !reachable {
-                return Err(Failure::bad_input(
-                    format!("PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}", data.display()),
-                ).hint("move the checkout under a folder others may enter (not /root), or run as a normal user"));
-            }
-        }
         if !data.join("PG_VERSION").exists() {
             eprintln!("creating a PostgreSQL cluster in .deployer/dev/pgdata");
-            let mut init = c.tool("initdb");
-            init.arg("-D").arg(&data).args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-instructions",
-            ]);
-            c.run(init, "initdb")?;
-            let conf = format!(
-                "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
-                data.display()
-            );
-            let path = data.join("postgresql.conf");
-            let mut existing = std::fs::read_to_string(&path).unwrap_or_default();
-            existing.push_str(&conf);
-            std::fs::write(&path, existing)
-                .map_err(|e| Failure::remote(format!("cannot write postgresql.conf: {e}")))?;
+            let init = Init {
+                superuser: "postgres".to_owned(),
+                pwfile: None,
+                no_sync: false,
+            };
+            c.tools.initdb(&data, &init).map_err(local_pg)?;
+            localpg::append_conf(
+                &data,
+                &format!(
+                    "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+                    data.display()
+                ),
+            )
+            .map_err(local_pg)?;
         }
-        let mut status = c.tool("pg_ctl");
-        status.arg("-D").arg(&data).arg("status");
-        if !status.output().is_ok_and(|o| o.status.success()) {
+        if !c.tools.is_running(&data) {
             eprintln!("starting PostgreSQL on 127.0.0.1:{port}");
-            let mut start = c.tool("pg_ctl");
-            start
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(data.join("server.log"))
-                .args(["-w", "-o"])
-                .arg(format!("-p {port}"))
-                .arg("start");
-            c.run(start, "pg_ctl start")
-                .map_err(|e| e.hint(format!("is port {port} taken? pass --pg-port")))?;
+            c.tools
+                .start(&data, &data.join("server.log"), port)
+                .map_err(|e| local_pg(e).hint(format!("is port {port} taken? pass --pg-port")))?;
         }
         c.running = true;
         Ok(c)
     }
 
     fn psql(&self, sql: &str) -> Result<String, Failure> {
-        let mut cmd = self.tool("psql");
+        let mut cmd = self.tools.command("psql");
         cmd.args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.data)
             .args([
@@ -545,10 +473,6 @@ impl Drop for LocalCluster {
             return;
         }
         eprintln!("stopping PostgreSQL");
-        let mut stop = self.tool("pg_ctl");
-        stop.arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"]);
-        let _ = stop.output();
+        let _ = self.tools.stop(&self.data);
     }
 }
