@@ -1,5 +1,8 @@
 //! Where `${env.VAR}` comes from: the process environment, then `.env.<stage>`, then `.env`
 //! beside infra.toml (loaded automatically, as SST does; the process wins, as dotenv does).
+//! Values are taken literally, as Node's dotenv (which SST uses) takes them: `dotenvy`
+//! would expand `$VAR` inside unquoted and double-quoted values, silently changing a
+//! password that holds a `$`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

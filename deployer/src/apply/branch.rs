@@ -1,10 +1,9 @@
 //! A Neon branch: create (from the project's default branch or a declared parent) or adopt
 //! by name, import by ID, rename, delete.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
+use super::records::{BranchIds, BranchOutputs};
 use super::{Recorded, Step, StepCause, create_or_adopt, warn_import_differences};
 use crate::config::{Resource, Spec};
 use crate::neon::NeonError;
@@ -59,13 +58,13 @@ pub async fn converge(
             .await?
         }
     };
-    Ok(Recorded {
-        ids: BTreeMap::from([
-            ("project_id".into(), pid.0),
-            ("branch_id".into(), id.0.clone()),
-        ]),
-        outputs: BTreeMap::from([("id".into(), id.0)]),
-    })
+    Ok(Recorded::typed(
+        &BranchIds {
+            project_id: pid,
+            branch_id: id.clone(),
+        },
+        &BranchOutputs { id },
+    ))
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {

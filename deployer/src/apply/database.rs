@@ -2,10 +2,9 @@
 //! `project_id/branch_id/name`, rename or change owner, delete. Its connection URI goes
 //! through the branch's read-write endpoint.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
+use super::records::{BranchObjectIds, DatabaseOutputs};
 use super::role::place;
 use super::{Recorded, Step, StepCause, create_or_adopt};
 use crate::config::{Resource, Spec};
@@ -64,14 +63,17 @@ pub async fn converge(
         }
     }
     let uri = connection_uri(neon, &pid, &bid, &name, &owner_name).await?;
-    Ok(Recorded {
-        ids: BTreeMap::from([
-            ("project_id".into(), pid.0),
-            ("branch_id".into(), bid.0),
-            ("name".into(), name.clone()),
-        ]),
-        outputs: BTreeMap::from([("name".into(), name), ("connection_uri".into(), uri)]),
-    })
+    Ok(Recorded::typed(
+        &BranchObjectIds {
+            project_id: pid,
+            branch_id: bid,
+            name: name.clone(),
+        },
+        &DatabaseOutputs {
+            name,
+            connection_uri: uri,
+        },
+    ))
 }
 
 /// The URI through the branch's read-write endpoint; empty while the branch has none.

@@ -1,8 +1,7 @@
 //! A Neon compute endpoint: create (or adopt the branch's read-write one), import, delete.
 //! Neither setting can change in place (a change replaces it), so there is no update.
 
-use std::collections::BTreeMap;
-
+use super::records::{EndpointIds, EndpointOutputs};
 use super::{Recorded, Step, StepCause, create_or_adopt};
 use crate::config::{Resource, Spec};
 use crate::neon::NeonError;
@@ -51,13 +50,16 @@ pub async fn converge(
             create_or_adopt(lookup, || neon.create_endpoint(&pid, &bid, &kind)).await?
         }
     };
-    Ok(Recorded {
-        ids: BTreeMap::from([
-            ("project_id".into(), pid.0),
-            ("endpoint_id".into(), endpoint.id.0.clone()),
-        ]),
-        outputs: BTreeMap::from([("id".into(), endpoint.id.0), ("host".into(), endpoint.host)]),
-    })
+    Ok(Recorded::typed(
+        &EndpointIds {
+            project_id: pid,
+            endpoint_id: endpoint.id.clone(),
+        },
+        &EndpointOutputs {
+            id: endpoint.id,
+            host: endpoint.host,
+        },
+    ))
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {

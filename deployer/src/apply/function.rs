@@ -2,8 +2,9 @@
 //! 4 KB limit before any AWS call), its code (built with cargo-lambda off the async
 //! threads), its IAM role, the function itself and its public URL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use super::records::{FunctionIds, FunctionOutputs};
 use super::{Recorded, Step, StepCause};
 use crate::aws::{self, lambda};
 use crate::config::{Resource, Spec};
@@ -54,15 +55,18 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
     };
     let (arn, mut changes) = lambda::upsert_function(&aws.lambda, &spec, role_is_new).await?;
     let url = lambda::converge_url(&aws.lambda, &name, *url, &mut changes).await?;
-    let mut outputs = BTreeMap::from([("name".into(), name.clone()), ("arn".into(), arn)]);
-    if let Some(url) = url {
-        outputs.insert("url".into(), url);
-    }
+    let outputs = FunctionOutputs {
+        name: name.clone(),
+        arn,
+        url,
+    };
     Ok((
-        Recorded {
-            ids: BTreeMap::from([("function_name".into(), name)]),
-            outputs,
-        },
+        Recorded::typed(
+            &FunctionIds {
+                function_name: name,
+            },
+            &outputs,
+        ),
         changes.any() || role_is_new,
     ))
 }

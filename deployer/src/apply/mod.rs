@@ -13,6 +13,7 @@ mod endpoint;
 mod function;
 mod link;
 mod project;
+mod records;
 mod role;
 
 use std::collections::{BTreeMap, HashMap};

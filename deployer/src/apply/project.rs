@@ -1,10 +1,9 @@
 //! A Neon project: create (or adopt the one an interrupted run created), import, update its
 //! name and history retention, delete. Its outputs describe the default branch's database.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
+use super::records::{DefaultDatabase, ProjectIds, ProjectOutputs};
 use super::{Recorded, Step, StepCause, warn_import_differences};
 use crate::config::Resource;
 use crate::neon::models::{Project, ProjectId};
@@ -56,12 +55,8 @@ pub async fn converge(
         }
         (None, None) => create(step, r, neon, &name, inputs).await?,
     };
-    let mut outputs = outputs(neon, &id).await?;
-    outputs.insert("name".into(), name);
-    Ok(Recorded {
-        ids: BTreeMap::from([("project_id".into(), id.0)]),
-        outputs,
-    })
+    let outputs = outputs(neon, &id, name).await?;
+    Ok(Recorded::typed(&ProjectIds { project_id: id }, &outputs))
 }
 
 async fn create(
@@ -147,18 +142,22 @@ async fn create(
 }
 
 /// The project's outputs: its ID, default branch, and the default database's connection.
-async fn outputs(neon: &Neon, id: &ProjectId) -> Result<BTreeMap<String, String>, NeonError> {
+async fn outputs(neon: &Neon, id: &ProjectId, name: String) -> Result<ProjectOutputs, NeonError> {
     let branches = neon.list_branches(id).await?;
     let default = branches
         .iter()
         .find(|b| b.default)
         .or(branches.first())
         .map(|b| b.id.clone());
-    let mut outputs = BTreeMap::from([("id".to_owned(), id.0.clone())]);
+    let mut outputs = ProjectOutputs {
+        id: id.clone(),
+        name,
+        default_branch_id: default.clone(),
+        database: None,
+    };
     let Some(default) = default else {
         return Ok(outputs);
     };
-    outputs.insert("default_branch_id".into(), default.0.clone());
     let mut dbs = neon.list_databases(id, &default).await?;
     dbs.sort_by_key(|d| d.id);
     if let Some(db) = dbs.first() {
@@ -168,26 +167,25 @@ async fn outputs(neon: &Neon, id: &ProjectId) -> Result<BTreeMap<String, String>
         let pooled = neon
             .connection_uri(id, &default, &db.name, &db.owner_name, true)
             .await?;
-        if let Ok(info) = pgconn::conninfo::parse(&uri) {
-            outputs.insert("database_host".into(), host_of(&uri));
-            outputs.insert(
-                "database_name".into(),
-                info.config.get_dbname().unwrap_or_default().to_owned(),
-            );
-            outputs.insert(
-                "database_user".into(),
-                info.config.get_user().unwrap_or_default().to_owned(),
-            );
-            outputs.insert(
-                "database_password".into(),
-                info.config
-                    .get_password()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        outputs.insert("connection_uri".into(), uri);
-        outputs.insert("connection_uri_pooler".into(), pooled);
+        let info = pgconn::conninfo::parse(&uri).ok();
+        let config = info.as_ref().map(|i| &i.config);
+        outputs.database = Some(DefaultDatabase {
+            database_host: host_of(&uri),
+            database_name: config
+                .and_then(|c| c.get_dbname())
+                .unwrap_or(&db.name)
+                .to_owned(),
+            database_user: config
+                .and_then(|c| c.get_user())
+                .unwrap_or(&db.owner_name)
+                .to_owned(),
+            database_password: config
+                .and_then(|c| c.get_password())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default(),
+            connection_uri: uri,
+            connection_uri_pooler: pooled,
+        });
     }
     Ok(outputs)
 }

@@ -2,10 +2,9 @@
 //! `project_id/branch_id/name`, delete. Its password is read back with `reveal_password`
 //! when the create's answer is not ours to read (adopted or imported).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
+use super::records::{BranchObjectIds, RoleOutputs};
 use super::{Recorded, Step, StepCause, create_or_adopt};
 use crate::config::{Resource, Spec};
 use crate::neon::models::{BranchId, ProjectId};
@@ -77,14 +76,14 @@ pub async fn converge(
         Some(p) => p,
         None => neon.reveal_password(&pid, &bid, &name).await?,
     };
-    Ok(Recorded {
-        ids: BTreeMap::from([
-            ("project_id".into(), pid.0),
-            ("branch_id".into(), bid.0),
-            ("name".into(), name.clone()),
-        ]),
-        outputs: BTreeMap::from([("name".into(), name), ("password".into(), password)]),
-    })
+    Ok(Recorded::typed(
+        &BranchObjectIds {
+            project_id: pid,
+            branch_id: bid,
+            name: name.clone(),
+        },
+        &RoleOutputs { name, password },
+    ))
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
