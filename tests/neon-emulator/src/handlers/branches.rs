@@ -1,0 +1,236 @@
+//! Branches: list, get, create (a copy of the parent's roles and databases), update, delete.
+
+use super::*;
+
+pub(super) async fn list_branches(State(ctx): Ctx_, Path(id): Path<String>) -> Answer {
+    let st = ctx.state.lock().await;
+    let p = project(&st, &id)?;
+    let branches: Vec<Value> = p.branches.values().map(|b| p.branch_json(b)).collect();
+    ok(
+        StatusCode::OK,
+        json!({ "branches": branches, "annotations": {} }),
+    )
+}
+
+pub(super) async fn get_branch(
+    State(ctx): Ctx_,
+    Path((id, branch_id)): Path<(String, String)>,
+) -> Answer {
+    let st = ctx.state.lock().await;
+    let p = project(&st, &id)?;
+    let b = branch(p, &branch_id)?;
+    ok(
+        StatusCode::OK,
+        json!({
+            "branch": p.branch_json(b),
+            "annotation": { "object": { "type": "console/branch", "id": b.id }, "value": {} },
+        }),
+    )
+}
+
+pub(super) async fn create_branch(
+    State(ctx): Ctx_,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    let body = ctx.body("POST", "/projects/{project_id}/branches", &bytes)?;
+    let mut st = ctx.state.lock().await;
+    let next_db_id = st.next_database_id;
+    let p = project_for_change(&mut st, &id)?;
+    let parent_id = match body["branch"]["parent_id"].as_str() {
+        Some(pid) if !pid.is_empty() => pid.to_owned(),
+        _ => p.default_branch_id.clone(),
+    };
+    let parent = branch(p, &parent_id).map_err(|_| not_found("parent branch"))?;
+    let branch_id = ctx.rng.lock().unwrap().resource_id("br");
+    let name = body["branch"]["name"]
+        .as_str()
+        .unwrap_or(&branch_id)
+        .to_owned();
+    if p.branches.values().any(|b| b.name == name) {
+        return Err(conflict(format!(
+            "branch with name `{name}` already exists"
+        )));
+    }
+    let endpoint_requests = body["endpoints"].as_array().cloned().unwrap_or_default();
+    if endpoint_requests
+        .iter()
+        .filter(|e| e["type"] == "read_write")
+        .count()
+        > 1
+    {
+        return Err(bad_request(
+            "endpoints: a branch can have only one read_write endpoint",
+        ));
+    }
+
+    // Copy the parent's roles (same passwords) and databases (same data).
+    let now = now_rfc3339();
+    let mut roles = BTreeMap::new();
+    let mut renames = Vec::new();
+    for r in parent.roles.values() {
+        let physical = physical_name(&r.name, &ctx.suffix());
+        ctx.backend
+            .create_role(&physical, &r.password)
+            .await
+            .map_err(internal)?;
+        renames.push((r.physical.clone(), physical.clone()));
+        roles.insert(
+            r.name.clone(),
+            Role {
+                name: r.name.clone(),
+                physical,
+                password: r.password.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            },
+        );
+    }
+    let members: Vec<String> = roles.values().map(|r: &Role| r.physical.clone()).collect();
+    let mut databases = BTreeMap::new();
+    let mut db_id = next_db_id;
+    for d in parent.databases.values() {
+        let physical = physical_name(&d.name, &ctx.suffix());
+        let owner = &roles[&d.owner_name];
+        ctx.backend
+            .create_database(&physical, &owner.physical, &members, Some(&d.physical))
+            .await
+            .map_err(internal)?;
+        ctx.backend
+            .reassign_owned(&physical, &renames)
+            .await
+            .map_err(internal)?;
+        databases.insert(
+            d.name.clone(),
+            Database {
+                id: db_id,
+                name: d.name.clone(),
+                physical,
+                owner_name: d.owner_name.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            },
+        );
+        db_id += 1;
+    }
+    // REASSIGN OWNED moved the parent's databases too: give them back.
+    for d in parent.databases.values() {
+        let owner = &parent.roles[&d.owner_name];
+        ctx.backend
+            .set_owner(&d.physical, &owner.physical)
+            .await
+            .map_err(internal)?;
+    }
+
+    let new_branch = Branch {
+        id: branch_id.clone(),
+        name,
+        parent_id: Some(parent_id),
+        protected: body["branch"]["protected"].as_bool().unwrap_or(false),
+        created_at: now.clone(),
+        updated_at: now,
+        roles,
+        databases,
+    };
+    let mut ops = vec![ctx.operation(p, "create_branch", Some(&branch_id), None)];
+    let mut endpoints = Vec::new();
+    for e in &endpoint_requests {
+        let kind = e["type"].as_str().unwrap_or("read_write");
+        let endpoint = ctx.new_endpoint(&branch_id, kind, e);
+        ops.push(ctx.operation(p, "start_compute", Some(&branch_id), Some(&endpoint.id)));
+        endpoints.push(endpoint.id.clone());
+        p.endpoints.insert(endpoint.id.clone(), endpoint);
+    }
+    let mut body = json!({
+        "branch": p.branch_json(&new_branch),
+        "endpoints": endpoints.iter().map(|e| p.endpoint_json(&p.endpoints[e])).collect::<Vec<_>>(),
+        "operations": ops,
+        "roles": new_branch.roles.values().map(|r| role_json(&branch_id, r, false)).collect::<Vec<_>>(),
+        "databases": new_branch.databases.values().map(|d| database_json(&branch_id, d)).collect::<Vec<_>>(),
+    });
+    if !endpoints.is_empty() {
+        let uris: Vec<Value> = new_branch
+            .databases
+            .values()
+            .filter_map(|d| Some(ctx.connection_details(new_branch.roles.get(&d.owner_name)?, d)))
+            .collect();
+        body["connection_uris"] = json!(uris);
+    }
+    p.branches.insert(branch_id, new_branch);
+    st.next_database_id = db_id;
+    ok(StatusCode::CREATED, body)
+}
+
+pub(super) async fn update_branch(
+    State(ctx): Ctx_,
+    Path((id, branch_id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Answer {
+    let body = ctx.body(
+        "PATCH",
+        "/projects/{project_id}/branches/{branch_id}",
+        &bytes,
+    )?;
+    let mut st = ctx.state.lock().await;
+    let p = project_for_change(&mut st, &id)?;
+    branch(p, &branch_id)?;
+    if let Some(name) = body["branch"]["name"].as_str()
+        && p.branches
+            .values()
+            .any(|b| b.name == name && b.id != branch_id)
+    {
+        return Err(conflict(format!(
+            "branch with name `{name}` already exists"
+        )));
+    }
+    let b = branch_mut(p, &branch_id)?;
+    if let Some(name) = body["branch"]["name"].as_str() {
+        b.name = name.to_owned();
+    }
+    if let Some(protected) = body["branch"]["protected"].as_bool() {
+        b.protected = protected;
+    }
+    b.updated_at = now_rfc3339();
+    let json = p.branch_json(&p.branches[&branch_id]);
+    ok(StatusCode::OK, json!({ "branch": json, "operations": [] }))
+}
+
+pub(super) async fn delete_branch(
+    State(ctx): Ctx_,
+    Path((id, branch_id)): Path<(String, String)>,
+) -> Answer {
+    let mut st = ctx.state.lock().await;
+    let p = project_for_change(&mut st, &id)?;
+    let b = branch(p, &branch_id)?;
+    if b.id == p.default_branch_id {
+        return Err(bad_request("cannot delete the project's default branch"));
+    }
+    if b.protected {
+        return Err(bad_request("cannot delete a protected branch"));
+    }
+    if p.branches
+        .values()
+        .any(|c| c.parent_id.as_deref() == Some(&branch_id))
+    {
+        return Err(bad_request(
+            "cannot delete a branch that has child branches",
+        ));
+    }
+    drop_branch_objects(&ctx, b).await.map_err(internal)?;
+    let b = p.branches.remove(&branch_id).expect("checked above");
+    let endpoints: Vec<String> = p
+        .endpoints
+        .values()
+        .filter(|e| e.branch_id == branch_id)
+        .map(|e| e.id.clone())
+        .collect();
+    let mut ops = Vec::new();
+    for e in endpoints {
+        p.endpoints.remove(&e);
+        ops.push(ctx.operation(p, "suspend_compute", Some(&branch_id), Some(&e)));
+    }
+    ops.push(ctx.operation(p, "delete_timeline", Some(&branch_id), None));
+    let mut json = p.branch_json(&b);
+    json["current_state"] = json!("ready");
+    ok(StatusCode::OK, json!({ "branch": json, "operations": ops }))
+}
