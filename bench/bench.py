@@ -46,7 +46,9 @@ def run(cmd, **kw):
 # ---- PostgreSQL ------------------------------------------------------------------------
 
 class Postgres:
-    """A throwaway cluster, trust auth on loopback, no TLS (as the peer was measured)."""
+    """A throwaway cluster, trust auth on loopback. It serves TLS too (a self-signed
+    certificate), for the cold-start rows with `sslmode=require`; the load rows connect
+    without TLS, as the peer was first measured."""
 
     def __init__(self, bindir):
         self.bindir = bindir
@@ -58,9 +60,18 @@ class Postgres:
         if self.as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self.tool("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+        key, crt = os.path.join(self.data, "server.key"), os.path.join(self.data, "server.crt")
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(key, 0o600)
+        if self.as_postgres:
+            for path in (key, crt):
+                shutil.chown(path, "postgres", "postgres")
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                    "max_connections = 200\nshared_buffers = 128MB\nfsync = off\n")
+                    "max_connections = 200\nshared_buffers = 128MB\nfsync = off\n"
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         self.tool("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-o", f"-p {self.port}", "start")
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
@@ -257,29 +268,46 @@ def main():
         log("pgbench SELECT version()")
         results["pgbench_tps"] = summary([pgbench(pg, args.pg_bindir, seconds, conns) for _ in range(rounds)])
 
-        # 2: cold start, spawn to the first 200 on /version.
-        cold = {name: [] for name in impls}
-        for _ in range(cold_runs):
-            for name, (cmd, env, cwd) in impls.items():
-                s = Server(name, cmd, env, cwd)
-                cold[name].append(s.first_200_s * 1000)
-                s.stop()
-        results["cold_start_ms"] = {n: summary(v) for n, v in cold.items()}
+        # 2: cold start, spawn to the first 200 on /version; without TLS and with it (every
+        # Neon connection is TLS). Neither side verifies the self-signed certificate: ours
+        # with libpq's sslmode=require, the peer with node-postgres' sslmode=no-verify.
+        tls_urls = {"peer": pg.url + "?sslmode=no-verify", "ours": pg.url + "?sslmode=require"}
+        for key, tls in (("cold_start_ms", False), ("cold_start_tls_ms", True)):
+            cold = {name: [] for name in impls}
+            for _ in range(cold_runs):
+                for name, (cmd, env, cwd) in impls.items():
+                    if tls:
+                        env = {**env, "DATABASE_URL": tls_urls[name]}
+                    s = Server(name, cmd, env, cwd)
+                    cold[name].append(s.first_200_s * 1000)
+                    s.stop()
+            results[key] = {n: summary(v) for n, v in cold.items()}
 
-        # 4: Lambda mode: exec to the first /version response, and warm invocations.
+        # 4: Lambda mode: exec to the first /version response, and warm invocations;
+        # then the first response again with TLS to PostgreSQL.
         log("lambda mode")
-        ours = json.loads(run([args.bench_lambda, args.api, ours_url, str(cold_runs), "200"],
-                              capture_output=True, text=True).stdout)
-        peer_first, peer_warm = [], []
-        for _ in range(cold_runs):
-            env = {**os.environ, "DATABASE_URL": pg.url}
-            t0 = time.perf_counter()
-            run([node, "lambda_invoke.mjs", "/version", "1"], cwd=PEER, env=env, capture_output=True)
-            peer_first.append((time.perf_counter() - t0) * 1000)
-            out = run([node, "lambda_invoke.mjs", "/version", "200"], cwd=PEER, env=env, capture_output=True, text=True)
-            peer_warm.append(json.loads(out.stdout)["warm_invoke_ms"])
-        results["lambda"] = {"peer": {"first_ms": summary(peer_first), "warm_ms": summary(peer_warm)},
-                             "ours": {"first_ms": summary(ours["first_ms"]), "warm_ms": summary(ours["warm_ms"])}}
+
+        def lambda_mode(ours_db, peer_db, warm):
+            ours = json.loads(run([args.bench_lambda, args.api, ours_db, str(cold_runs), "200" if warm else "1"],
+                                  capture_output=True, text=True).stdout)
+            peer_first, peer_warm = [], []
+            for _ in range(cold_runs):
+                env = {**os.environ, "DATABASE_URL": peer_db}
+                t0 = time.perf_counter()
+                run([node, "lambda_invoke.mjs", "/version", "1"], cwd=PEER, env=env, capture_output=True)
+                peer_first.append((time.perf_counter() - t0) * 1000)
+                if warm:
+                    out = run([node, "lambda_invoke.mjs", "/version", "200"], cwd=PEER, env=env,
+                              capture_output=True, text=True)
+                    peer_warm.append(json.loads(out.stdout)["warm_invoke_ms"])
+            out = {"peer": {"first_ms": summary(peer_first)}, "ours": {"first_ms": summary(ours["first_ms"])}}
+            if warm:
+                out["peer"]["warm_ms"] = summary(peer_warm)
+                out["ours"]["warm_ms"] = summary(ours["warm_ms"])
+            return out
+
+        results["lambda"] = lambda_mode(ours_url, pg.url, True)
+        results["lambda_tls"] = lambda_mode(tls_urls["ours"], tls_urls["peer"], False)
     finally:
         pg.stop()
 
@@ -337,6 +365,10 @@ def render(res):
     c = res["cold_start_ms"]
     row("cold start: spawn → first `/version` 200, ms (median)", f"{c['peer']['median']:.1f}", f"{c['ours']['median']:.1f}",
         f"{c['ours']['median'] / c['peer']['median']:.3f}×", "≤ 0.1×")
+    t = res["cold_start_tls_ms"]
+    row("cold start with TLS to PostgreSQL, ms (median)", f"{t['peer']['median']:.1f}", f"{t['ours']['median']:.1f}",
+        f"{t['ours']['median'] / t['peer']['median']:.3f}×",
+        f"ours ≤ no-TLS + 10 ms ({t['ours']['median'] - c['ours']['median']:+.1f} ms)")
     r = res["rss"]
     row("RSS after start, MiB", f"{r['peer']['after_start_mib']:.1f}", f"{r['ours']['after_start_mib']:.1f}",
         f"{r['ours']['after_start_mib'] / r['peer']['after_start_mib']:.2f}×", "")
@@ -346,6 +378,11 @@ def render(res):
     row("Lambda: exec → first `/version` response, ms", f"{lam['peer']['first_ms']['median']:.1f}",
         f"{lam['ours']['first_ms']['median']:.1f}",
         f"{lam['ours']['first_ms']['median'] / lam['peer']['first_ms']['median']:.3f}×", "")
+    lt = res["lambda_tls"]
+    row("Lambda with TLS: exec → first `/version` response, ms", f"{lt['peer']['first_ms']['median']:.1f}",
+        f"{lt['ours']['first_ms']['median']:.1f}",
+        f"{lt['ours']['first_ms']['median'] / lt['peer']['first_ms']['median']:.3f}×",
+        f"{lt['ours']['first_ms']['median'] - lam['ours']['first_ms']['median']:+.1f} ms vs no TLS")
     row("Lambda: warm invocation, ms", f"{lam['peer']['warm_ms']['median']:.3f}", f"{lam['ours']['warm_ms']['median']:.3f}",
         f"{lam['ours']['warm_ms']['median'] / lam['peer']['warm_ms']['median']:.2f}×", "")
     z = res["zip_bytes"]
@@ -361,7 +398,7 @@ def render(res):
             f"{noop:.2f} ({n0['neon_calls']}/{n0['aws_calls']}, {n0['neon_mutating']}/{n0['aws_mutating']})", "", "≤ 1 s, 0 mutating")
     head = [f"Benchmark {res['date']} on {res['machine']}; wrk -t2 -c{res['concurrency']} "
             f"-d{res['seconds_per_round']}s × {res['rounds']} rounds{' (quick)' if res['quick'] else ''}; "
-            "local PostgreSQL, no TLS.", "",
+            "local PostgreSQL; no TLS but in the rows that say so.", "",
             "| metric | peer (Hono on Node) | this project | ratio | target |", "|---|---|---|---|---|"]
     return "\n".join(head + rows) + "\n"
 

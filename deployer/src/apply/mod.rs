@@ -66,6 +66,8 @@ pub enum StepCause {
         function::LAMBDA_ENV_LIMIT_BYTES
     )]
     EnvTooLarge { function: String, size: usize },
+    #[error("this run has no AWS clients, yet a function step ran (a bug in deployer)")]
+    NoAws,
     #[error("`{0}` refers to an output that is not known")]
     Unresolved(String),
     #[error("the build task stopped unexpectedly")]
@@ -202,11 +204,8 @@ impl Step<'_> {
     }
 
     fn aws(&self) -> Result<&Aws, StepCause> {
-        // Commands connect to AWS whenever a function is planned; reaching this is a bug.
-        self.clients
-            .aws
-            .as_ref()
-            .ok_or(StepCause::Unresolved("AWS clients".to_owned()))
+        // Commands connect to AWS whenever a function is declared or recorded.
+        self.clients.aws.as_ref().ok_or(StepCause::NoAws)
     }
 
     /// The recorded resource `name` (a prerequisite), or an error naming it.
