@@ -1,6 +1,7 @@
 //! The deployer end to end against moto and the Neon emulator: the guide's two examples,
 //! redeploys that change nothing, single-setting changes, removal under each policy,
-//! protection, import, and secrets kept out of what it prints.
+//! protection, import, and secrets kept out of what it prints. One concept (a deploy as a user
+//! runs it), long because each case sets up its own stage.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

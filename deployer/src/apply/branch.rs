@@ -1,22 +1,22 @@
 //! A Neon branch: create (from the project's default branch or a declared parent) or adopt
 //! by name, import by ID, rename, delete.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::records::{BranchIds, BranchOutputs};
-use super::{Recorded, Step, StepCause, create_or_adopt, warn_import_differences};
-use crate::config::{Resource, Spec};
+use super::{Recorded, Step, StepCause, Target, create_or_adopt, warn_import_differences};
+use crate::config::Spec;
 use crate::neon::NeonError;
 use crate::neon::models::{BranchId, ProjectId};
 use crate::state::ResourceState;
 
-pub async fn converge(
-    step: &Step<'_>,
-    r: &Resource,
-    recorded: Option<&ResourceState>,
-    import: Option<&str>,
-    inputs: &Value,
-) -> Result<Recorded, StepCause> {
+pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        inputs,
+    } = target;
     let Spec::Branch {
         project, parent, ..
     } = &r.spec

@@ -2,23 +2,23 @@
 //! `project_id/branch_id/name`, rename or change owner, delete. Its connection URI goes
 //! through the branch's read-write endpoint.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::records::{BranchObjectIds, DatabaseOutputs};
 use super::role::place;
-use super::{Recorded, Step, StepCause, create_or_adopt};
-use crate::config::{Resource, Spec};
+use super::{Recorded, Step, StepCause, Target, create_or_adopt};
+use crate::config::Spec;
 use crate::neon::models::{BranchId, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::state::ResourceState;
 
-pub async fn converge(
-    step: &Step<'_>,
-    r: &Resource,
-    recorded: Option<&ResourceState>,
-    import: Option<&str>,
-    inputs: &Value,
-) -> Result<Recorded, StepCause> {
+pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        inputs,
+    } = target;
     let Spec::Database { branch, owner, .. } = &r.spec else {
         unreachable!("database::converge is called for databases")
     };

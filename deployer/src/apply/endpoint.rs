@@ -2,18 +2,19 @@
 //! Neither setting can change in place (a change replaces it), so there is no update.
 
 use super::records::{EndpointIds, EndpointOutputs};
-use super::{Recorded, Step, StepCause, create_or_adopt};
-use crate::config::{Resource, Spec};
+use super::{Recorded, Step, StepCause, Target, create_or_adopt};
+use crate::config::Spec;
 use crate::neon::NeonError;
 use crate::neon::models::{BranchId, EndpointId, EndpointType, ProjectId};
 use crate::state::ResourceState;
 
-pub async fn converge(
-    step: &Step<'_>,
-    r: &Resource,
-    recorded: Option<&ResourceState>,
-    import: Option<&str>,
-) -> Result<Recorded, StepCause> {
+pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        ..
+    } = target;
     let Spec::Endpoint { branch, read_write } = &r.spec else {
         unreachable!("endpoint::converge is called for endpoints")
     };

@@ -235,6 +235,16 @@ impl Step<'_> {
     }
 }
 
+/// What one `converge` works towards: the declared resource, what the state recorded of
+/// it (nothing for a create), the ID to adopt (`import`), and its desired inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub resource: &'a Resource,
+    pub recorded: Option<&'a ResourceState>,
+    pub import: Option<&'a str>,
+    pub inputs: &'a serde_json::Value,
+}
+
 /// How a finished step is reported.
 enum Done {
     /// Changed remotely: the verb of its line.
@@ -447,12 +457,18 @@ async fn run_step(step: Step<'_>, change: &Change) -> Result<Done, StepCause> {
 async fn converge(step: &Step<'_>, r: &Resource, import: Option<&str>) -> Result<bool, StepCause> {
     let inputs = plan::desired_inputs(r, &step.state);
     let recorded = step.state.resources.get(&r.name);
+    let target = Target {
+        resource: r,
+        recorded,
+        import,
+        inputs: &inputs,
+    };
     let result = match r.kind {
-        Kind::Project => project::converge(step, r, recorded, import, &inputs).await?,
-        Kind::Branch => branch::converge(step, r, recorded, import, &inputs).await?,
-        Kind::Endpoint => endpoint::converge(step, r, recorded, import).await?,
-        Kind::Role => role::converge(step, r, recorded, import, &inputs).await?,
-        Kind::Database => database::converge(step, r, recorded, import, &inputs).await?,
+        Kind::Project => project::converge(step, target).await?,
+        Kind::Branch => branch::converge(step, target).await?,
+        Kind::Endpoint => endpoint::converge(step, target).await?,
+        Kind::Role => role::converge(step, target).await?,
+        Kind::Database => database::converge(step, target).await?,
         Kind::Link => link::converge(step, r)?,
         Kind::Function => {
             let (recorded_now, changed) = function::converge(step, r).await?;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::records::{DefaultDatabase, ProjectIds, ProjectOutputs};
-use super::{Recorded, Step, StepCause, warn_import_differences};
+use super::{Recorded, Step, StepCause, Target, warn_import_differences};
 use crate::config::Resource;
 use crate::neon::models::{Project, ProjectId};
 use crate::neon::{Neon, NeonError};
@@ -15,13 +15,13 @@ use crate::state::{Pending, ResourceState, StageState};
 /// it was created no earlier than this before the attempt (clock skew between us and Neon).
 const CLOCK_SKEW_SECS: i64 = 120;
 
-pub async fn converge(
-    step: &Step<'_>,
-    r: &Resource,
-    recorded: Option<&ResourceState>,
-    import: Option<&str>,
-    inputs: &Value,
-) -> Result<Recorded, StepCause> {
+pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        inputs,
+    } = target;
     let neon = step.neon()?;
     let name = inputs["name"].as_str().unwrap_or_default().to_owned();
     let id = match (recorded, import) {

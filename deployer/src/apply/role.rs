@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::records::{BranchObjectIds, RoleOutputs};
-use super::{Recorded, Step, StepCause, create_or_adopt};
-use crate::config::{Resource, Spec};
+use super::{Recorded, Step, StepCause, Target, create_or_adopt};
+use crate::config::Spec;
 use crate::neon::models::{BranchId, ProjectId};
 use crate::state::ResourceState;
 
@@ -34,13 +34,13 @@ pub fn place(
     ))
 }
 
-pub async fn converge(
-    step: &Step<'_>,
-    r: &Resource,
-    recorded: Option<&ResourceState>,
-    import: Option<&str>,
-    inputs: &Value,
-) -> Result<Recorded, StepCause> {
+pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        inputs,
+    } = target;
     let Spec::Role { branch, .. } = &r.spec else {
         unreachable!("role::converge is called for roles")
     };
