@@ -148,7 +148,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
         statements
             .iter()
             .any(|s| s["Action"] == "lambda:InvokeFunctionUrl"
-                && s["FunctionUrlAuthType"] == "NONE"
+                && s["Condition"]["StringEquals"]["lambda:FunctionUrlAuthType"] == "NONE"
                 && s["Principal"] == "*"),
         "{policy}"
     );
@@ -156,7 +156,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
         statements
             .iter()
             .any(|s| s["Action"] == "lambda:InvokeFunction"
-                && s["InvokedViaFunctionUrl"] == json!(true)),
+                && s["Condition"]["Bool"]["lambda:InvokedViaFunctionUrl"] == "true"),
         "{policy}"
     );
 

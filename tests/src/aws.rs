@@ -1,5 +1,6 @@
-//! AWS for tests: moto's server on a loopback port, and a recording proxy in front of it so
-//! tests can count the calls (and the mutating ones) a deployer run makes.
+//! AWS for tests: moto's server on a loopback port, and a proxy in front of it that records
+//! the calls (and the mutating ones) a deployer run makes and adds what moto lacks (the
+//! [`Model`]: latency, Lambda's states, IAM propagation).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::aws_model::{LambdaCall, iam_error, lambda_error};
+pub use crate::aws_model::{Model, Timings};
 use crate::pg::free_port;
 use crate::process::{Spawned, clean_command};
 
@@ -78,6 +81,7 @@ struct ProxyState {
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
     deny: Arc<AtomicBool>,
+    model: Arc<Mutex<Model>>,
 }
 
 /// A pass-through proxy to moto that records every call.
@@ -85,6 +89,7 @@ pub struct AwsProxy {
     pub endpoint: String,
     calls: Arc<Mutex<Vec<AwsCall>>>,
     deny: Arc<AtomicBool>,
+    model: Arc<Mutex<Model>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -92,11 +97,13 @@ impl AwsProxy {
     pub async fn start(target: &str) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let deny = Arc::new(AtomicBool::new(false));
+        let model = Arc::new(Mutex::new(Model::default()));
         let state = ProxyState {
             target: target.to_owned(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
             deny: deny.clone(),
+            model: model.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -110,6 +117,7 @@ impl AwsProxy {
             endpoint,
             calls,
             deny,
+            model,
             server,
         }
     }
@@ -127,6 +135,16 @@ impl AwsProxy {
     /// `AccessDeniedException` in Lambda's JSON, with AWS's wording.
     pub fn deny_all(&self, on: bool) {
         self.deny.store(on, Ordering::SeqCst);
+    }
+
+    /// Sets how long the modelled behaviours last (all zero until set).
+    pub fn set_timings(&self, timings: Timings) {
+        self.model.lock().unwrap().timings = timings;
+    }
+
+    /// The model, to put a function in a state (Inactive, a failed update).
+    pub fn model(&self) -> std::sync::MutexGuard<'_, Model> {
+        self.model.lock().unwrap()
     }
 }
 
@@ -161,6 +179,23 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     if state.deny.load(Ordering::SeqCst) {
         return access_denied(action.as_deref(), parts.uri.path());
     }
+    let latency = state.model.lock().unwrap().timings.latency;
+    tokio::time::sleep(latency).await;
+    let role = form_value(&body, "RoleName");
+    let lambda_call = match &action {
+        Some(_) => LambdaCall::Unknown,
+        None => LambdaCall::parse(parts.method.as_str(), parts.uri.path()),
+    };
+    let early = {
+        let mut model = state.model.lock().unwrap();
+        match &action {
+            Some(a) => model.before_iam(a, role.as_deref()),
+            None => model.before_lambda(&lambda_call, &body),
+        }
+    };
+    if let Some(answer) = early {
+        return answer;
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
         if k != "host" && k != "content-length" {
@@ -172,14 +207,27 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         .http
         .request(method, format!("{}{path_and_query}", state.target))
         .headers(headers)
-        .body(body)
+        .body(body.clone())
         .send()
         .await;
     match resp {
         Ok(resp) => {
             let status = resp.status();
             let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut bytes = resp.bytes().await.unwrap_or_default();
+            {
+                let mut model = state.model.lock().unwrap();
+                match &action {
+                    Some(a) => model.after_iam(a, role.as_deref(), status),
+                    None => {
+                        if let Some(rewritten) =
+                            model.after_lambda(&lambda_call, &body, status, &bytes)
+                        {
+                            bytes = Bytes::from(rewritten);
+                        }
+                    }
+                }
+            }
             let mut out = (status, bytes).into_response();
             for (k, v) in &headers {
                 if k != "content-length" && k != "transfer-encoding" {
@@ -197,26 +245,20 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
 fn access_denied(iam_action: Option<&str>, path: &str) -> Response {
     const CALLER: &str = "arn:aws:iam::123456789012:user/ci";
     match iam_action {
-        Some(action) => {
-            let body = format!(
-                "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: {CALLER} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action</Message></Error><RequestId>4c0e6f5a-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
-            );
-            (StatusCode::FORBIDDEN, [("content-type", "text/xml")], body).into_response()
-        }
-        None => {
-            let body = format!(
-                "{{\"Message\":\"User: {CALLER} is not authorized to perform: lambda on resource: {path} because no identity-based policy allows the action\"}}"
-            );
-            (
-                StatusCode::FORBIDDEN,
-                [
-                    ("content-type", "application/json"),
-                    ("x-amzn-errortype", "AccessDeniedException"),
-                ],
-                body,
-            )
-                .into_response()
-        }
+        Some(action) => iam_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            &format!(
+                "User: {CALLER} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action"
+            ),
+        ),
+        None => lambda_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            &format!(
+                "User: {CALLER} is not authorized to perform: lambda on resource: {path} because no identity-based policy allows the action"
+            ),
+        ),
     }
 }
 

@@ -42,6 +42,7 @@ pub struct DeployStack {
     _moto: Moto,
     pub state: TempDir,
     pub lambda: aws_sdk_lambda::Client,
+    pub iam: aws_sdk_iam::Client,
 }
 
 /// Builds the api's Lambda zip once per test run (`target/lambda/api/bootstrap.zip`) and
@@ -83,8 +84,9 @@ impl DeployStack {
         let neon = NeonStack::start(configure).await;
         let moto = Moto::start();
         let aws = AwsProxy::start(&moto.endpoint).await;
+        // Through the proxy: tests read AWS as the deployer does, with the model's answers.
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
+            .endpoint_url(&aws.endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "test", "test", None, None, "test",
@@ -97,6 +99,7 @@ impl DeployStack {
             _moto: moto,
             state: tempfile::tempdir().expect("state dir"),
             lambda: aws_sdk_lambda::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`aws`]: moto in server mode and a proxy that records the calls made to it.
 
 pub mod aws;
+pub mod aws_model;
 pub mod certs;
 pub mod deploy;
 pub mod neon;

@@ -1,18 +1,109 @@
 //! The Lambda function: its environment (links and `environment`, checked against Lambda's
-//! 4 KB limit before any AWS call), its code (built with cargo-lambda off the async
-//! threads), its IAM role, the function itself and its public URL.
+//! 4 KB limit before the function is created or changed), its code (built with cargo-lambda
+//! off the async threads), its IAM role, the function itself and its public URL.
+//!
+//! The build and the IAM role need nothing from Neon, and are the slow parts (a release
+//! build; IAM propagation), so [`Prepared`] starts both when the run starts: they overlap
+//! the Neon steps, and the function step, once its links are known, only waits for what is
+//! left of them.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tokio::task::JoinHandle;
 
 use super::records::{FunctionIds, FunctionOutputs};
-use super::{Recorded, Step, StepCause};
-use crate::aws::{self, lambda};
-use crate::config::{Resource, Spec};
-use crate::plan::function_environment;
+use super::{Clients, Recorded, Step, StepCause};
+use crate::aws::iam::Role;
+use crate::aws::{self, AwsError, lambda};
+use crate::build::{Artifact, BuildError};
+use crate::config::{Config, Kind, Resource, Spec};
+use crate::plan::{Action, Plan, function_environment};
 use crate::state::ResourceState;
 
-/// Lambda's limit on the total size of a function's environment variables.
+/// A function's build and role, started ahead of its step.
+struct Prep {
+    build: JoinHandle<Result<Artifact, BuildError>>,
+    role: JoinHandle<Result<Role, AwsError>>,
+}
+
+/// The builds and roles started for this run's functions, taken by their steps.
+#[derive(Default)]
+pub struct Prepared(Mutex<HashMap<String, Prep>>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
+impl Prepared {
+    /// Starts the build and the role of every function the plan creates or deploys.
+    pub fn start(
+        config: &Config,
+        stage: &str,
+        project_dir: &Path,
+        clients: &Clients,
+        plan: &Plan,
+    ) -> Prepared {
+        let Some(aws) = &clients.aws else {
+            return Prepared::default();
+        };
+        let mut preps = HashMap::new();
+        for change in &plan.changes {
+            if change.kind != Kind::Function
+                || matches!(change.action, Action::Delete | Action::Retain)
+            {
+                continue;
+            }
+            let Some(Resource {
+                spec: Spec::Function { package, arm64, .. },
+                ..
+            }) = config.resource(&change.resource)
+            else {
+                continue;
+            };
+            let (dir, package, arm64) = (project_dir.to_owned(), package.clone(), *arm64);
+            let build =
+                tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64));
+            let (iam, name) = (
+                aws.iam.clone(),
+                aws::physical_name(&config.app, stage, &change.resource),
+            );
+            let role = tokio::spawn(async move { aws::iam::upsert_role(&iam, &name).await });
+            preps.insert(change.resource.clone(), Prep { build, role });
+        }
+        Prepared(Mutex::new(preps))
+    }
+
+    fn take(&self, function: &str) -> Option<Prep> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(function)
+    }
+}
+
+impl Drop for Prepared {
+    /// A run that stops before a function's step leaves no IAM work running behind it (a
+    /// build cannot be stopped half-way; it finishes and is dropped).
+    fn drop(&mut self) {
+        for prep in self.0.get_mut().unwrap_or_else(|p| p.into_inner()).values() {
+            prep.role.abort();
+        }
+    }
+}
+
+/// Lambda's limit on a function's environment variables: 4 KB, measured on the JSON of the
+/// variables map ("Lambda was unable to configure your environment variables because the
+/// environment variables you have provided exceeded the 4KB limit. String measured: {...}").
 pub const LAMBDA_ENV_LIMIT_BYTES: usize = 4 * 1024;
+
+/// The size Lambda measures: the map's JSON, `{"K":"V",...}`, escapes included.
+pub fn environment_size(env: &std::collections::BTreeMap<String, String>) -> usize {
+    serde_json::to_string(env).map_or(usize::MAX, |s| s.len())
+}
 
 /// Builds and converges the function; the record, and whether anything changed in AWS.
 pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool), StepCause> {
@@ -30,30 +121,37 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
     };
     let env = function_environment(links, environment, &step.state)
         .ok_or_else(|| StepCause::Unresolved(format!("{} (a link or variable)", r.name)))?;
-    let size: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size = environment_size(&env);
     if size > LAMBDA_ENV_LIMIT_BYTES {
         return Err(StepCause::EnvTooLarge {
             function: r.name.clone(),
             size,
         });
     }
-    let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);
-    let artifact =
-        tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm)).await??;
     let name = aws::physical_name(&step.config.app, step.stage, &r.name);
     let aws = step.aws()?;
-    let (role_arn, role_is_new) = aws::iam::upsert_role(&aws.iam, &name).await?;
+    let (artifact, role) = match step.prepared.take(&r.name) {
+        Some(prep) => (prep.build.await??, prep.role.await??),
+        // Not started ahead (`--concurrency 1`, or a replaced function): one after the other.
+        None => {
+            let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);
+            let artifact =
+                tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm)).await??;
+            (artifact, aws::iam::upsert_role(&aws.iam, &name).await?)
+        }
+    };
     let spec = lambda::FunctionSpec {
         name: name.clone(),
-        role_arn,
+        role_arn: role.arn.clone(),
         zip: artifact.zip,
         code_sha256: artifact.sha256_base64,
+        role_propagating: role.propagating,
         arm64: *arm64,
         memory: *memory as i32,
         timeout: *timeout as i32,
         environment: env.into_iter().collect::<HashMap<_, _>>(),
     };
-    let (arn, mut changes) = lambda::upsert_function(&aws.lambda, &spec, role_is_new).await?;
+    let (arn, mut changes) = lambda::upsert_function(&aws.lambda, &spec).await?;
     let url = lambda::converge_url(&aws.lambda, &name, *url, &mut changes).await?;
     let outputs = FunctionOutputs {
         name: name.clone(),
@@ -67,7 +165,7 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
             },
             &outputs,
         ),
-        changes.any() || role_is_new,
+        changes.any() || role.created,
     ))
 }
 

@@ -70,7 +70,7 @@ pub enum StepCause {
     NoAws,
     #[error("`{0}` refers to an output that is not known")]
     Unresolved(String),
-    #[error("the build task stopped unexpectedly")]
+    #[error("a background task of the function step (its build or IAM role) stopped unexpectedly")]
     Join(#[from] tokio::task::JoinError),
 }
 
@@ -193,6 +193,7 @@ pub struct Step<'a> {
     clients: &'a Clients,
     recorder: &'a Recorder,
     locks: &'a ProjectLocks,
+    prepared: &'a function::Prepared,
     /// The state when the step started.
     pub state: StageState,
     pub name: &'a str,
@@ -275,6 +276,18 @@ impl Applier<'_> {
 
     pub async fn apply(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Vec<StepError>> {
         let locks = ProjectLocks::default();
+        // Builds and IAM roles overlap the Neon steps, unless steps run one at a time.
+        let prepared = if self.concurrency > 1 {
+            function::Prepared::start(
+                self.config,
+                self.stage,
+                self.project_dir,
+                self.clients,
+                plan,
+            )
+        } else {
+            function::Prepared::default()
+        };
         let n = plan.changes.len();
         let index: HashMap<&str, usize> = plan
             .changes
@@ -315,6 +328,7 @@ impl Applier<'_> {
                         clients: self.clients,
                         recorder,
                         locks: &locks,
+                        prepared: &prepared,
                         state: recorder.snapshot(),
                         name: &change.resource,
                     };

@@ -1,10 +1,17 @@
 //! The Lambda function and its public URL.
 //!
-//! Lambda quirks handled here: a new IAM role is not usable for a while ("The role defined
-//! for the function cannot be assumed by Lambda"), so creating the function is retried; a
-//! function accepts one update at a time (ResourceConflictException while `InProgress`), so
-//! each change waits, with the SDK's waiters (`FunctionActiveV2`, `FunctionUpdatedV2`), until
-//! the function is Active and its last update Successful.
+//! Lambda quirks handled here, as documented in "Lambda function states"
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html>):
+//! - a new IAM role is not usable for a while ("The role defined for the function cannot be
+//!   assumed by Lambda"), so creating the function is retried on that message only, and only
+//!   for a role young enough to be propagating;
+//! - a new function is `Pending`, and an update leaves `LastUpdateStatus` `InProgress`; while
+//!   either lasts, other changes answer 409 ResourceConflictException. Each change waits, with
+//!   the SDK's waiters (`FunctionActiveV2`, `FunctionUpdatedV2`), bounded;
+//! - an idle function is `Inactive` and still accepts updates; a function whose last update
+//!   `Failed` accepts the update that fixes it (its configuration is sent again);
+//! - Lambda's error for an oversized environment echoes the environment ("String
+//!   measured: {...}"): such text is withheld from what we print.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,6 +43,8 @@ pub struct FunctionSpec {
     pub zip: Vec<u8>,
     /// Base64 SHA-256 of the zip, as Lambda reports `CodeSha256`.
     pub code_sha256: String,
+    /// The role may still be propagating: "cannot be assumed" is worth waiting out.
+    pub role_propagating: bool,
     pub arm64: bool,
     pub memory: i32,
     pub timeout: i32,
@@ -119,6 +128,60 @@ async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError>
     Err(AwsError::other(action, detail))
 }
 
+/// What Lambda says when the execution role has not propagated yet (CreateFunction, 400
+/// InvalidParameterValueException). Any other invalid parameter is final.
+const ROLE_NOT_ASSUMABLE: &str = "cannot be assumed by Lambda";
+
+/// Waits until the function takes a change: not `Pending`, no update `InProgress`. An
+/// `Inactive` function, or one whose last update `Failed`, takes changes as it is.
+async fn settle(
+    lambda: &Client,
+    name: &str,
+    conf: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
+) -> Result<(), AwsError> {
+    use aws_sdk_lambda::types::{LastUpdateStatus, State};
+    if conf.state() == Some(&State::Pending) {
+        return wait(lambda, name, Ready::Active).await;
+    }
+    if conf.last_update_status() == Some(&LastUpdateStatus::InProgress) {
+        // Someone else's update: whether it ends Successful or Failed, ours comes next.
+        if let Err(e) = wait(lambda, name, Ready::Updated).await {
+            let now = lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("read function `{name}`"), &e))?;
+            if now.last_update_status() != Some(&LastUpdateStatus::Failed) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An AWS error with the function's environment values withheld: Lambda echoes the
+/// environment in some errors, and it holds connection strings.
+fn redacted(mut e: AwsError, environment: &HashMap<String, String>) -> AwsError {
+    const MEASURED: &str = "String measured:";
+    if let Some(at) = e.detail.0.find(MEASURED) {
+        e.detail.0.truncate(at + MEASURED.len());
+        e.detail
+            .0
+            .push_str(" (the environment, withheld: it holds secrets)");
+    }
+    for value in environment.values().filter(|v| v.len() >= 4) {
+        let escaped = serde_json::to_string(value).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        e.detail.0 = e
+            .detail
+            .0
+            .replace(value.as_str(), "***")
+            .replace(escaped, "***");
+    }
+    e
+}
+
 fn conflict<E, R>(e: &aws_sdk_lambda::error::SdkError<E, R>) -> Verdict
 where
     E: aws_sdk_lambda::error::ProvideErrorMetadata,
@@ -131,11 +194,9 @@ where
 }
 
 /// Creates the function or brings it to `spec`, changing only what differs.
-/// `role_is_new`: the role was just created, so "cannot be assumed" is worth retrying.
 pub async fn upsert_function(
     lambda: &Client,
     spec: &FunctionSpec,
-    role_is_new: bool,
 ) -> Result<(String, Changes), AwsError> {
     let name = &spec.name;
     let mut changes = Changes::default();
@@ -174,11 +235,15 @@ pub async fn upsert_function(
                     )
                     .send()
             },
-            // IAM propagation: the new role is not assumable yet. Only retried for a role
-            // this run created.
+            // IAM propagation: the role is not assumable yet. Only that message, and only
+            // for a young role; a bad zip or environment fails at once.
             |e| {
-                if role_is_new && is_code(e, "InvalidParameterValueException") {
-                    tracing::info!("IAM role not assumable yet; retrying");
+                let not_assumable = is_code(e, "InvalidParameterValueException")
+                    && e.as_service_error()
+                        .and_then(|s| aws_sdk_lambda::error::ProvideErrorMetadata::message(s))
+                        .is_some_and(|m| m.contains(ROLE_NOT_ASSUMABLE));
+                if spec.role_propagating && not_assumable {
+                    tracing::info!("IAM role not assumable by Lambda yet; retrying");
                     Verdict::Retry
                 } else {
                     Verdict::Stop
@@ -190,16 +255,24 @@ pub async fn upsert_function(
             Ok(out) => out.function_arn().unwrap_or_default().to_owned(),
             // Created by an earlier, interrupted attempt: converge on it.
             Err(e) if is_code(&e, "ResourceConflictException") => {
-                return Box::pin(upsert_function(lambda, spec, false)).await;
+                return Box::pin(upsert_function(lambda, spec)).await;
             }
-            Err(e) => return Err(AwsError::sdk(format!("create function `{name}`"), &e)),
+            Err(e) => {
+                return Err(redacted(
+                    AwsError::sdk(format!("create function `{name}`"), &e),
+                    &spec.environment,
+                ));
+            }
         };
         wait(lambda, name, Ready::Active).await?;
         changes.created = true;
         return Ok((arn, changes));
     };
 
-    wait(lambda, name, Ready::Updated).await?;
+    settle(lambda, name, &conf).await?;
+    // A failed last update is retried by sending the configuration again.
+    let last_failed =
+        conf.last_update_status() == Some(&aws_sdk_lambda::types::LastUpdateStatus::Failed);
     let current_env = conf
         .environment()
         .and_then(|e| e.variables())
@@ -210,7 +283,8 @@ pub async fn upsert_function(
         || conf.timeout() != Some(spec.timeout)
         || conf.role() != Some(spec.role_arn.as_str())
         || conf.handler() != Some("bootstrap")
-        || conf.runtime() != Some(&Runtime::Providedal2023);
+        || conf.runtime() != Some(&Runtime::Providedal2023)
+        || last_failed;
     if config_differs {
         retry::retry(
             Policy::LAMBDA_CONFLICT,
@@ -229,7 +303,12 @@ pub async fn upsert_function(
             conflict,
         )
         .await
-        .map_err(|e| AwsError::sdk(format!("update the configuration of function `{name}`"), &e))?;
+        .map_err(|e| {
+            redacted(
+                AwsError::sdk(format!("update the configuration of function `{name}`"), &e),
+                &spec.environment,
+            )
+        })?;
         wait(lambda, name, Ready::Updated).await?;
         changes.configuration = true;
     }
@@ -278,8 +357,8 @@ pub async fn converge_url(
             ));
         }
     };
-    let sids = policy_sids(lambda, name).await?;
     if !wanted {
+        let sids = UrlPolicy::read(lambda, name).await?.sids;
         if current.is_some() {
             lambda
                 .delete_function_url_config()
@@ -330,59 +409,116 @@ pub async fn converge_url(
             out.function_url().to_owned()
         }
     };
-    if !sids.iter().any(|s| s == URL_PERMISSION_SID) {
-        lambda
+    let policy = UrlPolicy::read(lambda, name).await?;
+    for (sid, present) in [
+        (URL_PERMISSION_SID, policy.public_url),
+        (INVOKE_PERMISSION_SID, policy.invoke_via_url),
+    ] {
+        if present {
+            continue;
+        }
+        // Our statement ID with the wrong content (an old URL, a hand edit): replace it.
+        if policy.sids.iter().any(|s| s == sid) {
+            lambda
+                .remove_permission()
+                .function_name(name)
+                .statement_id(sid)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("remove permission `{sid}` of `{name}`"), &e))?;
+        }
+        let add = lambda
             .add_permission()
             .function_name(name)
-            .statement_id(URL_PERMISSION_SID)
-            .action("lambda:InvokeFunctionUrl")
-            .principal("*")
-            .function_url_auth_type(FunctionUrlAuthType::None)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("allow public calls to the URL of `{name}`"), &e))?;
-        changes.url = true;
-    }
-    if !sids.iter().any(|s| s == INVOKE_PERMISSION_SID) {
-        lambda
-            .add_permission()
-            .function_name(name)
-            .statement_id(INVOKE_PERMISSION_SID)
-            .action("lambda:InvokeFunction")
-            .principal("*")
-            .invoked_via_function_url(true)
-            .send()
-            .await
-            .map_err(|e| {
-                AwsError::sdk(format!("allow invocation of `{name}` through its URL"), &e)
-            })?;
+            .statement_id(sid)
+            .principal("*");
+        let add = if sid == URL_PERMISSION_SID {
+            add.action("lambda:InvokeFunctionUrl")
+                .function_url_auth_type(FunctionUrlAuthType::None)
+        } else {
+            add.action("lambda:InvokeFunction")
+                .invoked_via_function_url(true)
+        };
+        add.send().await.map_err(|e| {
+            AwsError::sdk(
+                format!("allow public calls to `{name}` through its URL ({sid})"),
+                &e,
+            )
+        })?;
         changes.url = true;
     }
     Ok(Some(url))
 }
 
-/// The statement IDs in the function's resource policy.
-async fn policy_sids(lambda: &Client, name: &str) -> Result<Vec<String>, AwsError> {
-    #[derive(serde::Deserialize)]
-    struct Policy {
-        #[serde(rename = "Statement", default)]
-        statement: Vec<Statement>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Statement {
-        #[serde(rename = "Sid", default)]
-        sid: Option<String>,
-    }
-    match lambda.get_policy().function_name(name).send().await {
-        Ok(out) => {
-            let policy: Policy =
-                serde_json::from_str(out.policy().unwrap_or("{}")).map_err(|e| {
-                    AwsError::other(format!("read the policy of `{name}`"), e.to_string())
-                })?;
-            Ok(policy.statement.into_iter().filter_map(|s| s.sid).collect())
+/// What the function's resource policy grants a public URL. Since October 2025 a NONE-auth
+/// URL needs two statements ("Control access to function URLs", Lambda developer guide):
+/// `lambda:InvokeFunctionUrl` conditioned on `lambda:FunctionUrlAuthType` = NONE, and
+/// `lambda:InvokeFunction` conditioned on `lambda:InvokedViaFunctionUrl` = true, both for
+/// principal `*`. URLs created before then may lack the second; AWS ends that exception on
+/// 1 November 2026, so a deploy repairs such URLs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct UrlPolicy {
+    public_url: bool,
+    invoke_via_url: bool,
+    sids: Vec<String>,
+}
+
+impl UrlPolicy {
+    async fn read(lambda: &Client, name: &str) -> Result<UrlPolicy, AwsError> {
+        match lambda.get_policy().function_name(name).send().await {
+            Ok(out) => UrlPolicy::parse(out.policy().unwrap_or("{}")).map_err(|e| {
+                AwsError::other(format!("read the policy of `{name}`"), e.to_string())
+            }),
+            Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(UrlPolicy::default()),
+            Err(e) => Err(AwsError::sdk(format!("read the policy of `{name}`"), &e)),
         }
-        Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(Vec::new()),
-        Err(e) => Err(AwsError::sdk(format!("read the policy of `{name}`"), &e)),
+    }
+
+    /// From the policy document GetPolicy returns (IAM policy grammar: `Action` and
+    /// `Principal` may be a string or a list/map; condition values are strings).
+    fn parse(document: &str) -> Result<UrlPolicy, serde_json::Error> {
+        use serde_json::Value;
+        let policy: Value = serde_json::from_str(document)?;
+        let mut out = UrlPolicy::default();
+        let empty = Vec::new();
+        for s in policy["Statement"].as_array().unwrap_or(&empty) {
+            if let Some(sid) = s["Sid"].as_str() {
+                out.sids.push(sid.to_owned());
+            }
+            let allows = s["Effect"].as_str().is_none_or(|e| e == "Allow");
+            let public = match &s["Principal"] {
+                Value::String(p) => p == "*",
+                Value::Object(m) => m.get("AWS").and_then(Value::as_str) == Some("*"),
+                _ => false,
+            };
+            let has_action = |wanted: &str| match &s["Action"] {
+                Value::String(a) => a == wanted,
+                Value::Array(a) => a.iter().any(|a| a.as_str() == Some(wanted)),
+                _ => false,
+            };
+            let condition = |operator: &str, key: &str| -> Option<String> {
+                match &s["Condition"][operator][key] {
+                    Value::String(v) => Some(v.to_ascii_lowercase()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                }
+            };
+            if !(allows && public) {
+                continue;
+            }
+            if has_action("lambda:InvokeFunctionUrl")
+                && condition("StringEquals", "lambda:FunctionUrlAuthType").as_deref()
+                    == Some("none")
+            {
+                out.public_url = true;
+            }
+            if has_action("lambda:InvokeFunction")
+                && condition("Bool", "lambda:InvokedViaFunctionUrl").as_deref() == Some("true")
+            {
+                out.invoke_via_url = true;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -402,5 +538,32 @@ pub async fn delete_function(lambda: &Client, name: &str) -> Result<(), AwsError
         Ok(_) => Ok(()),
         Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(()),
         Err(e) => Err(AwsError::sdk(format!("delete function `{name}`"), &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UrlPolicy;
+
+    fn policy(fixture: &str) -> UrlPolicy {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/policy")
+            .join(fixture);
+        UrlPolicy::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_public_url_needs_both_statements_with_their_conditions() {
+        let both = policy("both.json");
+        assert!(both.public_url && both.invoke_via_url);
+        let old = policy("before-october-2025.json");
+        assert!(old.public_url && !old.invoke_via_url);
+        let wrong = policy("wrong-condition.json");
+        assert!(!wrong.public_url && !wrong.invoke_via_url);
+        assert_eq!(
+            wrong.sids.len(),
+            2,
+            "the wrong statements are replaced by id"
+        );
     }
 }

@@ -27,13 +27,37 @@ fn is_logical_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
+/// Lambda's rule for variable names: `[a-zA-Z]([a-zA-Z0-9_])+` (API reference,
+/// `Environment.Variables`).
 fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    s.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// The variables Lambda sets itself and refuses in a function's configuration ("Defined
+/// runtime environment variables", Lambda developer guide).
+const LAMBDA_RESERVED_VARIABLES: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
 
 impl Checker<'_> {
     fn position(&self, offset: usize) -> (usize, usize) {
@@ -351,14 +375,20 @@ impl Checker<'_> {
                     self.error(
                         key.span(),
                         format!("`{k}` is not a valid environment variable name"),
-                        Some("use letters, digits and `_`, not starting with a digit".into()),
+                        Some("Lambda allows letters, digits and `_`, starting with a letter, at least two characters".into()),
                     );
-                } else if k.starts_with("LINK_")
-                    || k.starts_with("AWS_")
-                    || k.starts_with("LAMBDA_")
-                    || k == "_HANDLER"
-                {
-                    self.error(key.span(), format!("`{k}` is reserved"), Some("LINK_* comes from `link = [...]`; AWS_* and LAMBDA_* are set by Lambda".into()));
+                } else if k.starts_with("LINK_") {
+                    self.error(
+                        key.span(),
+                        format!("`{k}` is reserved"),
+                        Some("LINK_* variables come from `link = [...]`".into()),
+                    );
+                } else if LAMBDA_RESERVED_VARIABLES.contains(&k.as_str()) {
+                    self.error(
+                        key.span(),
+                        format!("`{k}` is reserved by Lambda"),
+                        Some("Lambda sets it for every function; choose another name".into()),
+                    );
                 }
                 let t = self.template(value);
                 deps.extend(t.refs().map(str::to_owned));

@@ -1,0 +1,262 @@
+//! The deployer against what real AWS does and moto does not: a new function `Pending`, each
+//! update `InProgress`, a role Lambda cannot assume for a few seconds, an idle function
+//! `Inactive`, a function whose last update `Failed`, and Lambda's own environment check,
+//! modelled by the proxy in front of moto (`harness::aws_model`).
+
+use harness::aws::Timings;
+use harness::deploy::{DeployStack, temp_config};
+use harness::paths::fixture;
+
+const FUNCTION: &str = "aws-hono-real-MyApi";
+
+fn guide_with(extra_function_lines: &str) -> String {
+    let text = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap();
+    text.replace(
+        "url = true\n",
+        &format!("url = true\n{extra_function_lines}\n"),
+    )
+}
+
+async fn configuration(
+    stack: &DeployStack,
+) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+    stack
+        .lambda
+        .get_function_configuration()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The guide's lifecycle with Lambda's states and IAM propagation switched on: create, no-op,
+/// memory change, an update of an idle function, recovery from a failed update, remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_deploys_through_lambda_states_and_iam_propagation() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.set_timings(Timings::realistic());
+    let (_dir, config) = temp_config(&guide_with(""));
+
+    let first = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(
+        first.stdout.contains("Created   MyApi aws:Function"),
+        "{}",
+        first.stdout
+    );
+    // The function was refused while its role propagated, and waited out while Pending.
+    let creates = stack
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
+        .count();
+    assert!(creates >= 2, "CreateFunction was never refused: {creates}");
+
+    stack.aws.clear();
+    let again = stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    let mutating: Vec<_> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.mutating())
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+
+    // A memory change: one configuration update, waited for, while InProgress blocks others.
+    let (_dir, bigger) = temp_config(&guide_with("memory = 512"));
+    let memory = stack.run(&bigger, &["deploy", "--stage", "real"]).await;
+    assert_eq!(memory.code, 0, "{}", memory.all());
+    assert_eq!(configuration(&stack).await.memory_size(), Some(512));
+
+    // Idle for weeks: Inactive. The next deploy still updates it.
+    stack.aws.model().make_inactive(FUNCTION);
+    let (_dir, smaller) = temp_config(&guide_with("memory = 256"));
+    let idle = stack.run(&smaller, &["deploy", "--stage", "real"]).await;
+    assert_eq!(idle.code, 0, "{}", idle.all());
+    assert_eq!(configuration(&stack).await.memory_size(), Some(256));
+
+    // A failed update (say a bad layer) must not block the deploy that fixes it.
+    stack
+        .aws
+        .model()
+        .fail_last_update(FUNCTION, "The function could not be configured.");
+    let (_dir, fixed) = temp_config(&guide_with("memory = 384"));
+    let recovered = stack.run(&fixed, &["deploy", "--stage", "real"]).await;
+    assert_eq!(recovered.code, 0, "{}", recovered.all());
+    let conf = configuration(&stack).await;
+    assert_eq!(conf.memory_size(), Some(384));
+    // The deploy waited for its update: nothing is left InProgress or Failed.
+    assert_eq!(
+        conf.last_update_status().map(|s| s.as_str()),
+        Some("Successful")
+    );
+
+    let removed = stack
+        .run(&fixed, &["remove", "--stage", "real", "--yes"])
+        .await;
+    assert_eq!(removed.code, 0, "{}", removed.all());
+    let gone = stack
+        .lambda
+        .get_function_configuration()
+        .function_name(FUNCTION)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the function is still there");
+}
+
+async fn policy_statements(stack: &DeployStack) -> Vec<serde_json::Value> {
+    let out = stack
+        .lambda
+        .get_policy()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(out.policy().unwrap()).unwrap();
+    policy["Statement"].as_array().unwrap().clone()
+}
+
+/// A URL made before October 2025 has only the InvokeFunctionUrl statement; one edited by
+/// hand may carry our statement id with another condition. Either is repaired on deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_missing_a_permission_or_with_a_wrong_one_is_repaired() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_with(""));
+    stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+
+    for sid in [
+        "FunctionURLInvokeAllowPublicAccess",
+        "FunctionURLAllowPublicAccess",
+    ] {
+        stack
+            .lambda
+            .remove_permission()
+            .function_name(FUNCTION)
+            .statement_id(sid)
+            .send()
+            .await
+            .unwrap();
+    }
+    stack
+        .lambda
+        .add_permission()
+        .function_name(FUNCTION)
+        .statement_id("FunctionURLAllowPublicAccess")
+        .action("lambda:InvokeFunctionUrl")
+        .principal("*")
+        .function_url_auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::AwsIam)
+        .send()
+        .await
+        .unwrap();
+
+    let repaired = stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(
+        repaired.stdout.contains("Updated   MyApi aws:Function"),
+        "{}",
+        repaired.stdout
+    );
+    let statements = policy_statements(&stack).await;
+    assert_eq!(statements.len(), 2, "{statements:?}");
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Action"] == "lambda:InvokeFunctionUrl"
+                && s["Condition"]["StringEquals"]["lambda:FunctionUrlAuthType"] == "NONE")
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Action"] == "lambda:InvokeFunction"
+                && s["Condition"]["Bool"]["lambda:InvokedViaFunctionUrl"] == "true")
+    );
+
+    let again = stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+/// Lambda's own environment check fails at once (it is not IAM propagation), and its error,
+/// which echoes the whole environment, reaches the user without the connection string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambdas_environment_error_is_final_and_keeps_the_secrets() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.set_timings(Timings {
+        iam_propagation: std::time::Duration::from_secs(4),
+        // Below what the deployer measures, so that Lambda's own check answers.
+        env_limit: 64,
+        ..Timings::default()
+    });
+    let (_dir, config) = temp_config(&guide_with(""));
+    let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("String measured"), "{}", run.stderr);
+    let creates = stack
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
+        .count();
+    assert_eq!(
+        creates, 1,
+        "an invalid environment was retried as IAM propagation"
+    );
+
+    let state = stack.state_json("real");
+    let link = state["resources"]["NeonDB"]["outputs"]["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with("postgres"), "{link}");
+    let password = link.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(password.len() >= 8);
+    assert!(
+        !run.all().contains(password),
+        "printed the password:\n{}",
+        run.all()
+    );
+    assert!(!run.all().contains(&link));
+}
+
+/// A role an interrupted run created a moment ago is as new to Lambda as one this run
+/// creates: the deploy waits for it to propagate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_left_by_an_interrupted_run_is_waited_for() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.set_timings(Timings {
+        iam_propagation: std::time::Duration::from_secs(4),
+        ..Timings::default()
+    });
+    stack
+        .iam
+        .create_role()
+        .role_name(FUNCTION)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_dir, config) = temp_config(&guide_with(""));
+    let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    let creates = stack
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
+        .count();
+    assert!(creates >= 2, "the role was never refused: {creates}");
+}
