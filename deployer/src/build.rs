@@ -1,9 +1,19 @@
-//! Builds a function's code with `cargo lambda build --release --output-format zip`.
+//! Builds a function's code: `cargo lambda build --release --output-format binary` for the
+//! declared architecture (`--x86-64` or `--arm64`, always: without a flag cargo-lambda builds
+//! for the host, and an arm64 laptop would ship an arm64 binary to an x86_64 function), then
+//! a reproducible zip of it ([`crate::lambda_zip`]). The binary's ELF header must match the
+//! architecture, and the zip must fit Lambda's 50 MB direct-upload limit; both are checked
+//! before any AWS call.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+
+use crate::lambda_zip::{self, Machine, ZipError};
+
+/// Lambda's limit on a zip uploaded directly with the call (`ZipFile`), per its quotas page.
+pub const DIRECT_UPLOAD_LIMIT_BYTES: usize = 50 * 1024 * 1024;
 
 /// A built function: the zip and its SHA-256 as Lambda reports it.
 #[derive(Debug)]
@@ -29,12 +39,28 @@ pub enum BuildError {
     },
     #[error("`cargo metadata` printed something other than its JSON")]
     Metadata(#[source] serde_json::Error),
-    #[error("cannot read the built zip `{}`", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the function's code in `{}`", path.display())]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: ZipError,
+    },
+    #[error("`{}` is built for {}, but infra.toml declares architecture = \"{wanted}\"", path.display(), found.label())]
+    Architecture {
+        path: PathBuf,
+        found: Machine,
+        wanted: &'static str,
+    },
+    #[error(
+        "the zip for `{package}` is {size} bytes; Lambda takes at most {DIRECT_UPLOAD_LIMIT_BYTES} bytes uploaded directly"
+    )]
+    TooLarge { package: String, size: usize },
 }
 
 /// What a failed command printed on stderr.
@@ -43,8 +69,26 @@ pub enum BuildError {
 pub struct Stderr(String);
 
 impl BuildError {
+    /// The user's input is at fault (a prebuilt binary, the code's size), not the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BuildError::Zip { .. } | BuildError::Architecture { .. } | BuildError::TooLarge { .. }
+        )
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
+            BuildError::Architecture { wanted, .. } => Some(format!(
+                "build it with `cargo lambda build --release {}`, or change `architecture` in infra.toml",
+                if *wanted == "arm64" { "--arm64" } else { "--x86-64" }
+            )),
+            BuildError::TooLarge { .. } => Some(
+                "make the binary smaller (release profile with strip = true, lto, fewer dependencies); deploying through S3 is not supported yet".to_owned(),
+            ),
+            BuildError::Zip { .. } => Some(
+                "DEPLOYER_ARTIFACT_DIR must hold <package>/bootstrap (the executable) or <package>/bootstrap.zip with `bootstrap` at its top".to_owned(),
+            ),
             BuildError::Spawn {
                 command: "cargo lambda build",
                 ..
@@ -66,56 +110,124 @@ struct Metadata {
 }
 
 /// Builds `package` (its binary of the same name becomes `bootstrap`) for x86_64 or arm64.
-/// `DEPLOYER_ARTIFACT_DIR` points at prebuilt zips (`<dir>/<package>/bootstrap.zip`) instead,
-/// for machines that cannot cross-compile. Blocking: call it off the async threads.
+/// `DEPLOYER_ARTIFACT_DIR` points at prebuilt code instead, for machines that cannot
+/// cross-compile: `<dir>/<package>/bootstrap` (zipped here, reproducibly) or
+/// `<dir>/<package>/bootstrap.zip` (used as it is). Blocking: call it off the async threads.
 pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact, BuildError> {
-    let path = match std::env::var_os("DEPLOYER_ARTIFACT_DIR") {
-        Some(dir) => PathBuf::from(dir).join(package).join("bootstrap.zip"),
-        None => {
-            let meta = metadata(project_dir)?;
-            // cargo-lambda reads Cargo.toml from its working folder only: run it at the
-            // root of the workspace that holds infra.toml.
-            let mut cmd = Command::new("cargo");
-            cmd.current_dir(&meta.workspace_root).args([
-                "lambda",
-                "build",
-                "--release",
-                "--output-format",
-                "zip",
-                "--package",
-                package,
-                "--bin",
-                package,
-            ]);
-            if arm64 {
-                cmd.arg("--arm64");
-            }
-            // Build output goes to our stderr, so stdout stays the deploy's report.
-            let status = cmd
-                .stdout(std::process::Stdio::from(std::io::stderr()))
-                .status()
-                .map_err(|source| BuildError::Spawn {
-                    command: "cargo lambda build",
-                    source,
-                })?;
-            if !status.success() {
-                return Err(BuildError::Failed {
-                    package: package.to_owned(),
-                    status,
-                });
-            }
-            meta.target_directory
-                .join("lambda")
-                .join(package)
-                .join("bootstrap.zip")
-        }
+    let wanted = if arm64 {
+        Machine::Aarch64
+    } else {
+        Machine::X86_64
     };
-    let zip = std::fs::read(&path).map_err(|source| BuildError::Read { path, source })?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &zip);
-    Ok(Artifact {
-        sha256_base64: base64::engine::general_purpose::STANDARD.encode(digest.as_ref()),
-        zip,
+    let binary = match std::env::var_os("DEPLOYER_ARTIFACT_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir).join(package);
+            let zip_path = dir.join("bootstrap.zip");
+            if !dir.join("bootstrap").exists() && zip_path.exists() {
+                let zip = read(&zip_path)?;
+                check_size(package, &zip)?;
+                let head =
+                    lambda_zip::bootstrap_head(&zip, 64).map_err(|source| BuildError::Zip {
+                        path: zip_path.clone(),
+                        source,
+                    })?;
+                check_machine(&zip_path, &head, wanted)?;
+                return Ok(Artifact::new(zip));
+            }
+            dir.join("bootstrap")
+        }
+        None => cargo_lambda_build(project_dir, package, arm64)?,
+    };
+    let bytes = read(&binary)?;
+    check_machine(&binary, &bytes, wanted)?;
+    let zip = lambda_zip::zip_bootstrap(&bytes);
+    check_size(package, &zip)?;
+    Ok(Artifact::new(zip))
+}
+
+impl Artifact {
+    fn new(zip: Vec<u8>) -> Artifact {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &zip);
+        Artifact {
+            sha256_base64: base64::engine::general_purpose::STANDARD.encode(digest.as_ref()),
+            zip,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
     })
+}
+
+fn check_size(package: &str, zip: &[u8]) -> Result<(), BuildError> {
+    if zip.len() > DIRECT_UPLOAD_LIMIT_BYTES {
+        return Err(BuildError::TooLarge {
+            package: package.to_owned(),
+            size: zip.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_machine(path: &Path, head: &[u8], wanted: Machine) -> Result<(), BuildError> {
+    let found = Machine::of(head);
+    if found == wanted {
+        return Ok(());
+    }
+    Err(BuildError::Architecture {
+        path: path.to_owned(),
+        found,
+        wanted: if wanted == Machine::Aarch64 {
+            "arm64"
+        } else {
+            "x86_64"
+        },
+    })
+}
+
+/// Runs cargo-lambda at the root of the workspace that holds infra.toml (it reads
+/// Cargo.toml from its working folder only); the path of the built `bootstrap`.
+fn cargo_lambda_build(
+    project_dir: &Path,
+    package: &str,
+    arm64: bool,
+) -> Result<PathBuf, BuildError> {
+    let meta = metadata(project_dir)?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&meta.workspace_root).args([
+        "lambda",
+        "build",
+        "--release",
+        "--output-format",
+        "binary",
+        "--package",
+        package,
+        "--bin",
+        package,
+        if arm64 { "--arm64" } else { "--x86-64" },
+    ]);
+    // Build output goes to our stderr, so stdout stays the deploy's report.
+    let status = cmd
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .map_err(|source| BuildError::Spawn {
+            command: "cargo lambda build",
+            source,
+        })?;
+    if !status.success() {
+        return Err(BuildError::Failed {
+            package: package.to_owned(),
+            status,
+        });
+    }
+    Ok(meta
+        .target_directory
+        .join("lambda")
+        .join(package)
+        .join("bootstrap"))
 }
 
 /// The workspace around `dir` and its target folder, as cargo reports them.

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod env;
 mod error;
+mod lambda_zip;
 mod neon;
 mod output;
 mod plan;

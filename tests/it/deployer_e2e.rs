@@ -57,10 +57,24 @@ async fn function_env(stack: &DeployStack, name: &str) -> BTreeMap<String, Strin
         .collect()
 }
 
-/// Unzips the deployed code and runs it as a local server with exactly `env`.
-fn run_built_api(env: &BTreeMap<String, String>) -> (tempfile::TempDir, ApiServer) {
+/// The zip the deployer last uploaded for the function.
+fn deployed_zip(stack: &DeployStack) -> Vec<u8> {
+    stack
+        .aws
+        .model()
+        .code(FUNCTION)
+        .expect("no code was uploaded")
+}
+
+/// Unzips the code the function holds (moto keeps it) and runs it as a local server with
+/// exactly `env`.
+async fn run_deployed_api(
+    stack: &DeployStack,
+    env: &BTreeMap<String, String>,
+) -> (tempfile::TempDir, ApiServer) {
     let dir = tempfile::tempdir().unwrap();
-    let zip = harness::deploy::lambda_artifacts().join("api/bootstrap.zip");
+    let zip = dir.path().join("code.zip");
+    std::fs::write(&zip, deployed_zip(stack)).unwrap();
     let status = std::process::Command::new("python3")
         .args(["-m", "zipfile", "-e"])
         .arg(&zip)
@@ -161,7 +175,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     );
 
     // moto cannot invoke: run the deployed code here with exactly the function's environment.
-    let (_dir, api) = run_built_api(&env);
+    let (_dir, api) = run_deployed_api(&stack, &env).await;
     let body = reqwest::get(api.url("/version")).await.unwrap();
     assert_eq!(body.status(), 200, "{}", api.logs());
     assert!(body.text().await.unwrap().contains("PostgreSQL"));

@@ -9,6 +9,7 @@ mod api_tls;
 mod deployer_e2e;
 mod deployer_errors;
 mod deployer_input;
+mod deployer_package;
 mod deployer_real_aws;
 mod deployer_resilience;
 mod dev_watch;

@@ -88,6 +88,8 @@ pub struct Model {
     pub timings: Timings,
     functions: HashMap<String, Function>,
     roles: HashMap<String, Instant>,
+    /// The zip each function was last given, as uploaded (moto keeps it out of reach).
+    code: HashMap<String, Vec<u8>>,
 }
 
 /// One Lambda call, recognised from its REST path.
@@ -159,6 +161,20 @@ impl Model {
             .entry(function.to_owned())
             .or_default()
             .failed_update = Some(reason.to_owned());
+    }
+
+    /// The zip the function was last given.
+    pub fn code(&self, function: &str) -> Option<Vec<u8>> {
+        self.code.get(function).cloned()
+    }
+
+    fn remember_code(&mut self, function: &str, zip_file: Option<&str>) {
+        use base64::Engine;
+        if let Some(zip) =
+            zip_file.and_then(|z| base64::engine::general_purpose::STANDARD.decode(z).ok())
+        {
+            self.code.insert(function.to_owned(), zip);
+        }
     }
 
     fn busy(&mut self, function: &str) -> Option<Busy> {
@@ -283,6 +299,7 @@ impl Model {
             LambdaCall::CreateFunction => {
                 let request: serde_json::Value = serde_json::from_slice(request).ok()?;
                 let name = request["FunctionName"].as_str()?.to_owned();
+                self.remember_code(&name, request["Code"]["ZipFile"].as_str());
                 self.functions.insert(
                     name.clone(),
                     Function {
@@ -293,6 +310,11 @@ impl Model {
                 name
             }
             LambdaCall::UpdateConfiguration(f) | LambdaCall::UpdateCode(f) => {
+                if matches!(call, LambdaCall::UpdateCode(_)) {
+                    let request: serde_json::Value =
+                        serde_json::from_slice(request).unwrap_or_default();
+                    self.remember_code(f, request["ZipFile"].as_str());
+                }
                 let entry = self.functions.entry(f.clone()).or_default();
                 entry.busy = Some((Busy::Updating, now + self.timings.in_progress));
                 entry.inactive = false;

@@ -45,8 +45,9 @@ pub struct DeployStack {
     pub iam: aws_sdk_iam::Client,
 }
 
-/// Builds the api's Lambda zip once per test run (`target/lambda/api/bootstrap.zip`) and
-/// returns the folder to pass as `DEPLOYER_ARTIFACT_DIR`.
+/// Builds the api for Lambda once per test run, as the deployer builds it
+/// (`target/lambda/api/bootstrap`, x86_64), and returns the folder to pass as
+/// `DEPLOYER_ARTIFACT_DIR` (the deployer zips it).
 pub fn lambda_artifacts() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -58,11 +59,12 @@ pub fn lambda_artifacts() -> PathBuf {
                     "build",
                     "--release",
                     "--output-format",
-                    "zip",
+                    "binary",
                     "--package",
                     "api",
                     "--bin",
                     "api",
+                    "--x86-64",
                 ])
                 .status()
                 .expect("run cargo lambda build (pip install cargo-lambda ziglang)");
@@ -141,7 +143,7 @@ impl DeployStack {
         cmd.envs(self.env())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        // Configs outside the workspace use the zip built by `lambda_artifacts`.
+        // Configs outside the workspace use the binary built by `lambda_artifacts`.
         if !config.starts_with(workspace_root()) {
             cmd.env("DEPLOYER_ARTIFACT_DIR", lambda_artifacts());
         }

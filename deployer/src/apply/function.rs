@@ -16,17 +16,16 @@ use tokio::task::JoinHandle;
 use super::records::{FunctionIds, FunctionOutputs};
 use super::{Clients, Recorded, Step, StepCause};
 use crate::aws::iam::Role;
-use crate::aws::{self, AwsError, lambda};
-use crate::build::{Artifact, BuildError};
+use crate::aws::{self, lambda};
+use crate::build::Artifact;
 use crate::config::{Config, Kind, Resource, Spec};
 use crate::plan::{Action, Plan, function_environment};
 use crate::state::ResourceState;
 
-/// A function's build and role, started ahead of its step.
-struct Prep {
-    build: JoinHandle<Result<Artifact, BuildError>>,
-    role: JoinHandle<Result<Role, AwsError>>,
-}
+/// A function's build, then its role, started ahead of its step. The role waits for the
+/// build: code that cannot run (the wrong architecture, too large) stops the step before
+/// any AWS call.
+type Prep = JoinHandle<Result<(Artifact, Role), StepCause>>;
 
 /// The builds and roles started for this run's functions, taken by their steps.
 #[derive(Default)]
@@ -65,14 +64,18 @@ impl Prepared {
                 continue;
             };
             let (dir, package, arm64) = (project_dir.to_owned(), package.clone(), *arm64);
-            let build =
-                tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64));
             let (iam, name) = (
                 aws.iam.clone(),
                 aws::physical_name(&config.app, stage, &change.resource),
             );
-            let role = tokio::spawn(async move { aws::iam::upsert_role(&iam, &name).await });
-            preps.insert(change.resource.clone(), Prep { build, role });
+            let prep = tokio::spawn(async move {
+                let artifact =
+                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64))
+                        .await??;
+                let role = aws::iam::upsert_role(&iam, &name).await?;
+                Ok((artifact, role))
+            });
+            preps.insert(change.resource.clone(), prep);
         }
         Prepared(Mutex::new(preps))
     }
@@ -90,7 +93,7 @@ impl Drop for Prepared {
     /// build cannot be stopped half-way; it finishes and is dropped).
     fn drop(&mut self) {
         for prep in self.0.get_mut().unwrap_or_else(|p| p.into_inner()).values() {
-            prep.role.abort();
+            prep.abort();
         }
     }
 }
@@ -131,7 +134,7 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
     let name = aws::physical_name(&step.config.app, step.stage, &r.name);
     let aws = step.aws()?;
     let (artifact, role) = match step.prepared.take(&r.name) {
-        Some(prep) => (prep.build.await??, prep.role.await??),
+        Some(prep) => prep.await??,
         // Not started ahead (`--concurrency 1`, or a replaced function): one after the other.
         None => {
             let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);

@@ -90,6 +90,10 @@ impl From<StepError> for Failure {
         match e.cause {
             StepCause::EnvTooLarge { .. } => Failure::bad_input(e.cause)
                 .hint("link fewer properties, or shorten the environment values"),
+            StepCause::Build(ref b) if b.is_bad_input() => {
+                let hint = b.hint();
+                Failure::bad_input(e).maybe_hint(hint)
+            }
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),
