@@ -389,12 +389,14 @@ pub fn desired_inputs(r: &Resource, state: &StageState) -> Value {
             url,
             memory,
             timeout,
+            log_retention_days,
             arm64,
             environment,
         } => {
             let env = function_environment(links, environment, state);
             json!({
                 "package": package, "url": url, "memory": memory, "timeout": timeout,
+                "log_retention_days": log_retention_days,
                 "architecture": if *arm64 { "arm64" } else { "x86_64" },
                 "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
             })

@@ -260,3 +260,73 @@ async fn a_role_left_by_an_interrupted_run_is_waited_for() {
         .count();
     assert!(creates >= 2, "the role was never refused: {creates}");
 }
+
+/// The retention of `/aws/lambda/<function>`, or `None` if the group does not exist.
+async fn log_retention(stack: &DeployStack, function: &str) -> Option<Option<i32>> {
+    let name = format!("/aws/lambda/{function}");
+    let out = stack
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&name)
+        .send()
+        .await
+        .unwrap();
+    out.log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()))
+        .map(|g| g.retention_in_days())
+}
+
+/// The function's logs get a retention (14 days unless infra.toml says otherwise) instead of
+/// Lambda's "never expire", and go with the function under `removal = "remove"`; under
+/// `retain` they stay with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_group_has_a_retention_and_goes_with_the_function() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_with(""));
+    stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert_eq!(log_retention(&stack, FUNCTION).await, Some(Some(14)));
+
+    let (_dir, month) = temp_config(&guide_with("log_retention_days = 30"));
+    let diff = stack.run(&month, &["diff", "--stage", "real"]).await.ok();
+    assert!(
+        diff.stdout.contains("log_retention_days"),
+        "{}",
+        diff.stdout
+    );
+    stack.aws.clear();
+    stack.run(&month, &["deploy", "--stage", "real"]).await.ok();
+    assert_eq!(log_retention(&stack, FUNCTION).await, Some(Some(30)));
+    let changes: Vec<_> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.mutating())
+        .map(|c| c.action.unwrap_or(c.path))
+        .collect();
+    assert_eq!(changes, vec!["PutRetentionPolicy".to_owned()]);
+
+    stack
+        .run(&month, &["remove", "--stage", "real", "--yes"])
+        .await
+        .ok();
+    assert_eq!(log_retention(&stack, FUNCTION).await, None);
+
+    // A stage that retains keeps the function and its logs.
+    let (_dir, keep) = temp_config(&guide_with("").replace(
+        "[stages.production]",
+        "[stages.keep]\nremoval = \"retain\"\n[stages.production]",
+    ));
+    stack.run(&keep, &["deploy", "--stage", "keep"]).await.ok();
+    stack
+        .run(&keep, &["remove", "--stage", "keep", "--yes"])
+        .await
+        .ok();
+    assert_eq!(
+        log_retention(&stack, "aws-hono-keep-MyApi").await,
+        Some(Some(14))
+    );
+}

@@ -61,15 +61,18 @@ impl Moto {
 pub struct AwsCall {
     pub method: String,
     pub path: String,
-    /// The IAM action (query protocol), if any.
+    /// The operation, where the protocol names it: IAM's `Action` (query protocol), CloudWatch
+    /// Logs' `X-Amz-Target` (JSON protocol). Lambda's REST calls have none.
     pub action: Option<String>,
 }
 
 impl AwsCall {
-    /// Anything but a read: Lambda's REST GETs and IAM's Get*/List* are reads.
+    /// Anything but a read: Lambda's REST GETs and Get*/List*/Describe* operations are reads.
     pub fn mutating(&self) -> bool {
         match &self.action {
-            Some(a) => !(a.starts_with("Get") || a.starts_with("List")),
+            Some(a) => {
+                !(a.starts_with("Get") || a.starts_with("List") || a.starts_with("Describe"))
+            }
             None => self.method != "GET",
         }
     }
@@ -171,10 +174,17 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .query()
             .and_then(|q| form_value(q.as_bytes(), "Action"))
     });
+    // JSON-protocol services (CloudWatch Logs) name the operation in `X-Amz-Target`.
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .map(str::to_owned);
     state.calls.lock().unwrap().push(AwsCall {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
-        action: action.clone(),
+        action: action.clone().or_else(|| target.clone()),
     });
     if state.deny.load(Ordering::SeqCst) {
         return access_denied(action.as_deref(), parts.uri.path());
@@ -182,9 +192,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     let latency = state.model.lock().unwrap().timings.latency;
     tokio::time::sleep(latency).await;
     let role = form_value(&body, "RoleName");
-    let lambda_call = match &action {
-        Some(_) => LambdaCall::Unknown,
-        None => LambdaCall::parse(parts.method.as_str(), parts.uri.path()),
+    let lambda_call = match (&action, &target) {
+        (Some(_), _) | (_, Some(_)) => LambdaCall::Unknown,
+        (None, None) => LambdaCall::parse(parts.method.as_str(), parts.uri.path()),
     };
     let early = {
         let mut model = state.model.lock().unwrap();

@@ -43,6 +43,7 @@ pub struct DeployStack {
     pub state: TempDir,
     pub lambda: aws_sdk_lambda::Client,
     pub iam: aws_sdk_iam::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 /// Builds the api for Lambda once per test run, as the deployer builds it
@@ -102,6 +103,7 @@ impl DeployStack {
             state: tempfile::tempdir().expect("state dir"),
             lambda: aws_sdk_lambda::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         }
     }
 

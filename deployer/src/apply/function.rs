@@ -116,6 +116,7 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         url,
         memory,
         timeout,
+        log_retention_days,
         arm64,
         environment,
     } = &r.spec
@@ -154,6 +155,9 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         timeout: *timeout as i32,
         environment: env.into_iter().collect::<HashMap<_, _>>(),
     };
+    // The log group first, so the function's first logs already have a retention.
+    let logs_changed =
+        aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32).await?;
     let (arn, mut changes) = lambda::upsert_function(&aws.lambda, &spec).await?;
     let url = lambda::converge_url(&aws.lambda, &name, *url, &mut changes).await?;
     let outputs = FunctionOutputs {
@@ -168,7 +172,7 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
             },
             &outputs,
         ),
-        changes.any() || role.created,
+        changes.any() || role.created || logs_changed,
     ))
 }
 
@@ -177,5 +181,9 @@ pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause
     let aws = step.aws()?;
     lambda::delete_function(&aws.lambda, name).await?;
     aws::iam::delete_role(&aws.iam, name).await?;
+    // Logs are data: a stage that retains its data keeps them (with their retention).
+    if step.config.policy(step.stage).removal == crate::config::Removal::Remove {
+        aws::logs::delete_group(&aws.logs, name).await?;
+    }
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! AWS: the function's IAM role and the Lambda function with its URL, through the SDK.
+//! AWS: the function's IAM role, the Lambda function with its URL, and its log group,
+//! through the SDK.
 //! `AWS_ENDPOINT_URL` (moto in tests) and the usual credential chain are honoured.
 
 pub mod iam;
 pub mod lambda;
+pub mod logs;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
@@ -11,6 +13,7 @@ use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl std::fmt::Debug for Aws {
@@ -38,6 +41,7 @@ impl Aws {
         Ok(Aws {
             iam: aws_sdk_iam::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         })
     }
 }

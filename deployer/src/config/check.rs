@@ -356,6 +356,8 @@ impl Checker<'_> {
         for (name, f) in raw.function {
             let memory = f.memory.map_or(128, |m| m.0);
             let timeout = f.timeout.map_or(10, |t| t.0);
+            // Two weeks unless infra.toml says otherwise: never-expiring logs cost forever.
+            let log_retention_days = f.log_retention_days.map_or(14, |d| d.0);
             let arm64 = f.architecture == Some(Architecture::Arm64);
             if f.package.get_ref().trim().is_empty() {
                 self.error(
@@ -400,6 +402,7 @@ impl Checker<'_> {
                 url: f.url,
                 memory,
                 timeout,
+                log_retention_days,
                 arm64,
                 environment,
             };

@@ -215,6 +215,7 @@ pub enum Spec {
         url: bool,
         memory: i64,
         timeout: i64,
+        log_retention_days: i64,
         arm64: bool,
         environment: BTreeMap<String, Template>,
     },

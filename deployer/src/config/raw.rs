@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{
-    AppName, Architecture, EndpointKind, HistoryRetention, MemoryMb, PgVersion, RemovalWord,
-    TimeoutSecs,
+    AppName, Architecture, EndpointKind, HistoryRetention, LogRetentionDays, MemoryMb, PgVersion,
+    RemovalWord, TimeoutSecs,
 };
 
 #[derive(Deserialize)]
@@ -111,6 +111,7 @@ pub(super) struct RawFunction {
     pub(super) url: bool,
     pub(super) memory: Option<MemoryMb>,
     pub(super) timeout: Option<TimeoutSecs>,
+    pub(super) log_retention_days: Option<LogRetentionDays>,
     pub(super) architecture: Option<Architecture>,
     #[serde(default)]
     pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,

@@ -63,6 +63,29 @@ ranged!(
     "use 1 to 900 (seconds)"
 );
 
+/// `log_retention_days`: one of the values CloudWatch Logs accepts (PutRetentionPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRetentionDays(pub i64);
+
+pub const LOG_RETENTION_DAYS: &[i64] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+impl<'de> Deserialize<'de> for LogRetentionDays {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if LOG_RETENTION_DAYS.contains(&v) {
+            Ok(LogRetentionDays(v))
+        } else {
+            Err(invalid(
+                format!("log_retention_days {v} is not a retention CloudWatch Logs offers"),
+                "use 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653",
+            ))
+        }
+    }
+}
+
 /// A string that must be one of a few words.
 macro_rules! word_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),+ }, $message:literal, $hint:literal) => {
