@@ -330,3 +330,39 @@ async fn the_log_group_has_a_retention_and_goes_with_the_function() {
         Some(Some(14))
     );
 }
+
+/// A profile made by `aws login` (console credentials) is a credential source like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_from_aws_login_provides_the_credentials() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_with(""));
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = stack.command(&config, &["deploy", "--stage", "login"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", home.path())
+        .env("AWS_PROFILE", "dev")
+        .env("AWS_CONFIG_FILE", fixture("aws-login/config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
+        .env("AWS_LOGIN_CACHE_DIRECTORY", fixture("aws-login/cache"));
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name("aws-hono-login-MyApi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conf.handler(), Some("bootstrap"));
+    // The requests were signed with the cached sign-in key.
+    assert!(
+        stack
+            .aws
+            .authorizations()
+            .iter()
+            .any(|a| a.contains("Credential=ASIAEXAMPLELOGINKEY1/")),
+        "no request signed with the login credentials"
+    );
+}

@@ -64,6 +64,8 @@ pub struct AwsCall {
     /// The operation, where the protocol names it: IAM's `Action` (query protocol), CloudWatch
     /// Logs' `X-Amz-Target` (JSON protocol). Lambda's REST calls have none.
     pub action: Option<String>,
+    /// The SigV4 `Authorization` header (`Credential=<key id>/...`; no secret in it).
+    pub authorization: Option<String>,
 }
 
 impl AwsCall {
@@ -129,6 +131,14 @@ impl AwsProxy {
         self.calls.lock().unwrap().clone()
     }
 
+    /// The `Authorization` headers of the calls so far.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| c.authorization)
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
     }
@@ -185,6 +195,11 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         action: action.clone().or_else(|| target.clone()),
+        authorization: parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     if state.deny.load(Ordering::SeqCst) {
         return access_denied(action.as_deref(), parts.uri.path());
