@@ -94,3 +94,35 @@ async fn failures_read_as_error_caused_by_and_hint() {
         .await;
     assert_snapshot("protection", &run, dir.path());
 }
+
+/// An account in an organization (every new Neon account) with a personal API key: Neon
+/// refuses to list or create projects without `org_id`. The guide's file names it and
+/// deploys; a file without it gets Neon's refusal with a hint that says where the ID is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_account_needs_org_id_and_is_told_so() {
+    let stack = DeployStack::start(|c| c.require_org_id = true).await;
+
+    let (_dir, config) = temp_config(&guide_text());
+    stack.run(&config, &["deploy", "--stage", "org"]).await.ok();
+    let listed: Vec<_> = stack
+        .neon
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/projects")
+        .collect();
+    assert!(
+        !listed.is_empty(),
+        "the deploy never looked for its project"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.query.contains("org_id=org-test-123")),
+        "{listed:?}"
+    );
+
+    let (dir, config) = temp_config(&guide_text().replace("org_id = \"${env.NEON_ORG_ID}\"\n", ""));
+    let run = stack.run(&config, &["deploy", "--stage", "snap"]).await;
+    assert_snapshot("neon-org-id-required", &run, dir.path());
+}

@@ -81,7 +81,7 @@ async fn create(
         Some(p) => (p.since_unix as i64, p.existing.clone()),
         None => {
             let existing: Vec<String> = neon
-                .find_projects(name)
+                .find_projects(name, inputs["org_id"].as_str())
                 .await?
                 .into_iter()
                 .map(|p| p.id.0)
@@ -107,7 +107,7 @@ async fn create(
                 .is_some_and(|t| t + CLOCK_SKEW_SECS >= since)
     };
     let lookup = || async {
-        let found = neon.find_projects(name).await?;
+        let found = neon.find_projects(name, inputs["org_id"].as_str()).await?;
         let candidates: Vec<&Project> = found.iter().filter(|p| ours(p)).collect();
         Ok::<_, NeonError>(match candidates.as_slice() {
             [one] => Some(one.id.clone()),

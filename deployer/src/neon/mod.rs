@@ -98,6 +98,17 @@ impl NeonError {
 
     /// What the user should do, for errors retrying cannot fix.
     pub fn hint(&self) -> Option<String> {
+        if let NeonError::Api {
+            status: 400,
+            message,
+            ..
+        } = self
+            && message.contains("org_id")
+        {
+            return Some(
+                "your Neon account belongs to an organization: set org_id under [neon.project.<Name>] in infra.toml (for example org_id = \"${env.NEON_ORG_ID}\" with NEON_ORG_ID in .env); the ID (org-...) is on the organization's Settings page in the Neon console".to_owned(),
+            );
+        }
         match self.status() {
             Some(401) => {
                 Some("check NEON_API_KEY (environment or .env): Neon did not accept it".to_owned())
@@ -323,12 +334,21 @@ impl Neon {
         .await
     }
 
-    /// Projects whose name contains `name` (Neon searches by substring), every page.
-    pub async fn find_projects(&self, name: &str) -> Result<Vec<Project>, NeonError> {
+    /// Projects whose name contains `name` (Neon searches by substring), every page. With
+    /// `org_id`, the organization's projects: an account in an organization must name it
+    /// (Neon answers 400 "org_id is required" to a personal key otherwise).
+    pub async fn find_projects(
+        &self,
+        name: &str,
+        org_id: Option<&str>,
+    ) -> Result<Vec<Project>, NeonError> {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let mut path = format!("/projects?search={}&limit=400", encode(name));
+            if let Some(org) = org_id {
+                path.push_str(&format!("&org_id={}", encode(org)));
+            }
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={}", encode(c)));
             }

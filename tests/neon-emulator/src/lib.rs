@@ -57,6 +57,9 @@ pub struct EmulatorConfig {
     pub max_history_retention_seconds: i64,
     pub random_faults: RandomFaults,
     pub scripted_faults: Vec<ScriptedFault>,
+    /// The API key is a personal key of an account in an organization, as every new Neon
+    /// account is: listing or creating projects without `org_id` answers 400.
+    pub require_org_id: bool,
     /// Also append each logged request to this file as a JSON line.
     pub request_log: Option<PathBuf>,
     pub spec_path: PathBuf,
@@ -75,6 +78,7 @@ impl EmulatorConfig {
             max_history_retention_seconds: 21_600,
             random_faults: RandomFaults::default(),
             scripted_faults: Vec::new(),
+            require_org_id: false,
             request_log: None,
             spec_path: spec::default_spec_path(),
             seed: None,

@@ -50,6 +50,10 @@ struct Args {
     /// (PATH is relative to /api/v2; `*` matches one segment). Repeatable.
     #[arg(long = "fail", value_name = "METHOD PATH STATUS [xN]")]
     fail: Vec<ScriptedFault>,
+    /// Act as a personal API key of an organization member: listing or creating projects
+    /// without `org_id` answers 400, as Neon does.
+    #[arg(long)]
+    require_org_id: bool,
     /// Append every request to this file as a JSON line.
     #[arg(long)]
     request_log: Option<PathBuf>,
@@ -85,6 +89,7 @@ async fn main() -> ExitCode {
         applied_share: args.fault_applied_share,
     };
     config.scripted_faults = args.fail;
+    config.require_org_id = args.require_org_id;
     config.request_log = args.request_log;
     config.seed = args.seed;
     if let Some(spec) = args.spec {

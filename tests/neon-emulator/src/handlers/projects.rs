@@ -3,10 +3,18 @@
 
 use super::*;
 
+/// Neon's answer to a personal API key of an organization member that names no
+/// organization (`GET /projects`, `POST /projects`).
+const ORG_ID_REQUIRED: &str =
+    "org_id is required, you can find it on your organization settings page";
+
 pub(super) async fn list_projects(
     State(ctx): Ctx_,
     Query(q): Query<HashMap<String, String>>,
 ) -> Answer {
+    if ctx.config.require_org_id && !q.contains_key("org_id") {
+        return Err(bad_request(ORG_ID_REQUIRED));
+    }
     let limit = match q.get("limit") {
         None => 10,
         Some(l) => match l.parse::<usize>() {
@@ -49,6 +57,9 @@ pub(super) async fn list_projects(
 pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
     let body = ctx.body("POST", "/projects", &bytes)?;
     let p = &body["project"];
+    if ctx.config.require_org_id && p["org_id"].as_str().is_none() {
+        return Err(bad_request(ORG_ID_REQUIRED));
+    }
     let max = ctx.config.max_history_retention_seconds;
     let retention = p["history_retention_seconds"]
         .as_i64()
