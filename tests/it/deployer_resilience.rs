@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use harness::deploy::DeployStack;
 use harness::paths::fixture;
+use neon_emulator::OperationFault;
 use neon_emulator::faults::{RandomFaults, ScriptedFault};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -225,4 +226,63 @@ async fn two_deploys_of_one_stage_one_wins_the_other_is_told_who_holds_the_lock(
         .await
         .ok();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+/// Neon retries an operation in `error` on its own: the deploy waits it out. An operation
+/// that ends `failed` fails its step with Neon's message and the operation's ID, and the
+/// steps already running finish and are recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_neon_retries_are_waited_for_and_failed_ones_are_reported() {
+    let stack = DeployStack::start(|c| {
+        c.operation_delay = Duration::from_millis(800);
+        c.operation_faults = vec![
+            OperationFault {
+                action: "create_branch".into(),
+                retried: true,
+                message: "pageserver is unavailable, retrying".into(),
+            },
+            OperationFault {
+                action: "start_compute".into(),
+                retried: false,
+                message: "compute failed to start: out of capacity in the region".into(),
+            },
+        ];
+    })
+    .await;
+    let config = fixture("infra/guide-full-stack.toml");
+    let run = stack.run(&config, &["deploy", "--stage", "ops"]).await;
+    assert_eq!(run.code, 1, "{}", run.all());
+    // The project's own start_compute failed: its step reports Neon's words and the ID.
+    assert!(
+        run.stderr
+            .contains("compute failed to start: out of capacity in the region"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("ended `failed`"), "{}", run.stderr);
+    let op_id = run
+        .stderr
+        .split("start_compute` (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(op_id.len(), 36, "no operation ID in:\n{}", run.stderr);
+
+    // Next run: the operation that Neon retried (create_branch) and everything else finish.
+    let again = stack.run(&config, &["deploy", "--stage", "ops"]).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    let state = stack.state_json("ops");
+    for name in [
+        "MyAppProject",
+        "DevBranch",
+        "DevEndpoint",
+        "AppUser",
+        "ServiceDb",
+    ] {
+        assert!(
+            state["resources"][name].is_object(),
+            "{name} missing: {state}"
+        );
+    }
 }

@@ -27,6 +27,15 @@ pub const DEFAULT_API_HOST: &str = "https://console.neon.tech/api/v2";
 /// How long one operation may run before the deployer stops waiting.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long an operation may stay in `error` (Neon retries those: `failures_count` grows,
+/// `retry_at` moves) before the deployer stops waiting for Neon's retries to succeed.
+const ERROR_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The first poll of an operation, doubling up to [`POLL_MAX`]: at most four polls a second
+/// per operation, far below Neon's 40 requests per second per route.
+const POLL_FIRST: Duration = Duration::from_millis(250);
+const POLL_MAX: Duration = Duration::from_secs(2);
+
 /// Path segments and query values: everything but RFC 3986's unreserved characters.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -64,11 +73,12 @@ pub enum NeonError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("Neon operation `{action}` ({id}) ended `{status}`{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("Neon operation `{action}` ({id}) ended `{status}` after {failures} failed attempt(s){}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Operation {
         id: OperationId,
         action: String,
         status: String,
+        failures: i64,
         message: Option<String>,
     },
     #[error("Neon operation `{action}` ({id}) did not finish within {} minutes", OPERATION_TIMEOUT.as_secs() / 60)]
@@ -284,26 +294,40 @@ impl Neon {
     }
 
     /// Polls each operation until it has finished; bounded, and says which one failed.
+    /// `scheduling`/`running`/`cancelling`: wait. `error`: Neon is retrying it; wait, for at
+    /// most [`ERROR_PATIENCE`] without progress. `failed`/`cancelled`: fail, with Neon's message.
     async fn wait_for(&self, ops: &[Operation]) -> Result<(), NeonError> {
         for op in ops {
             let started = Instant::now();
-            let mut status = op.status.clone();
-            let mut message = op.error.clone();
-            let mut delay = Duration::from_millis(50);
+            let mut current = op.clone();
+            let mut error_since: Option<Instant> = None;
+            let mut delay = POLL_FIRST;
             loop {
-                match status {
+                let failed = |status: &OperationStatus, current: &Operation| NeonError::Operation {
+                    id: op.id.clone(),
+                    action: op.action.clone(),
+                    status: format!("{status:?}").to_lowercase(),
+                    failures: current.failures_count,
+                    message: current.error.clone(),
+                };
+                match current.status {
                     OperationStatus::Finished | OperationStatus::Skipped => break,
-                    OperationStatus::Failed
-                    | OperationStatus::Error
-                    | OperationStatus::Cancelled => {
-                        return Err(NeonError::Operation {
-                            id: op.id.clone(),
-                            action: op.action.clone(),
-                            status: format!("{status:?}").to_lowercase(),
-                            message,
-                        });
+                    OperationStatus::Failed | OperationStatus::Cancelled => {
+                        return Err(failed(&current.status, &current));
                     }
-                    _ => {}
+                    OperationStatus::Error => {
+                        let since = *error_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > ERROR_PATIENCE {
+                            return Err(failed(&current.status, &current));
+                        }
+                        tracing::info!(
+                            operation = %op.id,
+                            failures = current.failures_count,
+                            last_retry = current.retry_at.as_deref().unwrap_or("-"),
+                            "Neon is retrying the operation"
+                        );
+                    }
+                    _ => error_since = None,
                 }
                 if started.elapsed() > OPERATION_TIMEOUT {
                     return Err(NeonError::OperationTimeout {
@@ -312,12 +336,11 @@ impl Neon {
                     });
                 }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                let current: OperationResponse = self
+                delay = (delay * 2).min(POLL_MAX);
+                let answer: OperationResponse = self
                     .get(&format!("/projects/{}/operations/{}", op.project_id, op.id))
                     .await?;
-                status = current.operation.status;
-                message = current.operation.error;
+                current = answer.operation;
             }
         }
         Ok(())

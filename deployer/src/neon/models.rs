@@ -66,6 +66,11 @@ pub struct Operation {
     pub status: OperationStatus,
     #[serde(default)]
     pub error: Option<String>,
+    /// How many times Neon's attempts at it failed (it retries operations in `error`).
+    pub failures_count: i64,
+    /// When Neon last retried it.
+    #[serde(default)]
+    pub retry_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

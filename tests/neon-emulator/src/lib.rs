@@ -57,6 +57,8 @@ pub struct EmulatorConfig {
     pub max_history_retention_seconds: i64,
     pub random_faults: RandomFaults,
     pub scripted_faults: Vec<ScriptedFault>,
+    /// Operations that go wrong, each once, the first operation of its action taking it.
+    pub operation_faults: Vec<OperationFault>,
     /// The API key is a personal key of an account in an organization, as every new Neon
     /// account is: listing or creating projects without `org_id` answers 400.
     pub require_org_id: bool,
@@ -79,11 +81,23 @@ impl EmulatorConfig {
             random_faults: RandomFaults::default(),
             scripted_faults: Vec::new(),
             require_org_id: false,
+            operation_faults: Vec::new(),
             request_log: None,
             spec_path: spec::default_spec_path(),
             seed: None,
         }
     }
+}
+
+/// An operation that goes wrong: `retried`, it reports `error` (with `failures_count` and
+/// `retry_at`) while Neon retries it, then finishes; otherwise it ends `failed` with
+/// `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationFault {
+    /// The operation's action, e.g. `create_branch`, `apply_config`.
+    pub action: String,
+    pub retried: bool,
+    pub message: String,
 }
 
 /// One request as the emulator saw it.
@@ -126,6 +140,7 @@ pub(crate) struct Ctx {
     pub backend: backend::Backend,
     pub state: tokio::sync::Mutex<state::State>,
     pub rng: Mutex<util::Rng>,
+    pub operation_faults: Mutex<Vec<OperationFault>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<LoggedRequest>>,
     log_file: Option<Mutex<std::fs::File>>,
@@ -176,6 +191,7 @@ impl Emulator {
                 config.random_faults.clone(),
                 config.scripted_faults.clone(),
             )),
+            operation_faults: Mutex::new(config.operation_faults.clone()),
             config,
             spec,
             backend,

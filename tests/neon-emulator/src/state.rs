@@ -86,6 +86,8 @@ pub struct Operation {
     pub created_at: String,
     pub started: Instant,
     pub duration: Duration,
+    /// A fault scripted for this operation.
+    pub fault: Option<crate::OperationFault>,
 }
 
 impl Operation {
@@ -94,18 +96,41 @@ impl Operation {
         self.started.elapsed() < self.duration
     }
 
+    /// The status Neon would report now: `running` then `finished`; with a retried fault,
+    /// `error` (Neon retries it) for the first half, then `running`; with a final fault,
+    /// `failed` at the end.
+    fn status(&self) -> (&'static str, u32, Option<&str>) {
+        let elapsed = self.started.elapsed();
+        match &self.fault {
+            Some(f) if f.retried && elapsed < self.duration / 2 => ("error", 1, Some(&f.message)),
+            Some(f) if f.retried && elapsed < self.duration => ("running", 1, None),
+            Some(f) if f.retried => ("finished", 1, None),
+            Some(f) if elapsed >= self.duration => ("failed", 3, Some(&f.message)),
+            _ if elapsed < self.duration => ("running", 0, None),
+            _ => ("finished", 0, None),
+        }
+    }
+
     pub fn json(&self) -> Value {
         let running = self.running();
+        let (status, failures, error) = self.status();
         let mut v = json!({
             "id": self.id,
             "project_id": self.project_id,
             "action": self.action,
-            "status": if running { "running" } else { "finished" },
-            "failures_count": 0,
+            "status": status,
+            "failures_count": failures,
             "created_at": self.created_at,
             "updated_at": if running { self.created_at.clone() } else { now_rfc3339() },
             "total_duration_ms": if running { self.started.elapsed().as_millis() as u64 } else { self.duration.as_millis() as u64 },
         });
+        if let Some(e) = error {
+            v["error"] = json!(e);
+        }
+        if failures > 0 {
+            // When Neon last retried it (the spec's meaning): here, when it started.
+            v["retry_at"] = json!(self.created_at);
+        }
         if let Some(b) = &self.branch_id {
             v["branch_id"] = json!(b);
         }

@@ -174,6 +174,13 @@ impl Ctx {
             created_at: now_rfc3339(),
             started: Instant::now(),
             duration: self.config.operation_delay,
+            fault: {
+                let mut faults = self.operation_faults.lock().unwrap();
+                faults
+                    .iter()
+                    .position(|f| f.action == action)
+                    .map(|i| faults.remove(i))
+            },
         };
         let json = op.json();
         project.operations.push(op);
