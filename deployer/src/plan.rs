@@ -216,7 +216,23 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
                 None => (Action::Create, Vec::new()),
             },
             Some(recorded) => {
-                let fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
+                let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
+                // Recorded while its branch had no read-write endpoint: the URI is computed
+                // again, not left empty forever.
+                if r.kind == Kind::Database
+                    && recorded
+                        .outputs
+                        .get("connection_uri")
+                        .is_none_or(String::is_empty)
+                {
+                    fields.push(FieldChange {
+                        field: "connection_uri".to_owned(),
+                        old: Some(Value::String("(not computed)".to_owned())),
+                        new: Some(Value::String(KNOWN_AFTER.to_owned())),
+                        secret: false,
+                        forces_replacement: false,
+                    });
+                }
                 let action = if fields.iter().any(|f| f.forces_replacement) {
                     Action::Replace
                 } else if !fields.is_empty() {

@@ -720,3 +720,72 @@ async fn an_environment_over_lambdas_4_kb_is_refused_before_aws_is_touched() {
         stack.aws.calls()
     );
 }
+
+/// A database on a branch without a read-write endpoint has no connection URI yet. Once an
+/// endpoint is declared, the next deploy computes it (the database waits for the endpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_databases_uri_is_computed_once_its_branch_has_an_endpoint() {
+    let stack = DeployStack::start(|_| {}).await;
+    let full = std::fs::read_to_string(fixture(GUIDE_FULL)).unwrap();
+    let without_endpoint = full.replace(
+        "[neon.endpoint.DevEndpoint]\nbranch = \"DevBranch\"\ntype = \"read_write\"\n",
+        "",
+    );
+    assert_ne!(
+        full, without_endpoint,
+        "the fixture changed; update this test"
+    );
+    let (_dir, config) = temp_config(&without_endpoint);
+    stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();
+    let state = stack.state_json("uri");
+    assert_eq!(
+        state["resources"]["ServiceDb"]["outputs"]["connection_uri"],
+        json!(""),
+        "{state:#}"
+    );
+
+    // Names that sort before the endpoint's still wait for it.
+    let (_dir, config) = temp_config(&full.replace("DevEndpoint", "ZzEndpoint"));
+    let diff = stack.run(&config, &["diff", "--stage", "uri"]).await.ok();
+    assert!(diff.stdout.contains("connection_uri"), "{}", diff.stdout);
+    stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();
+
+    // A fresh stage with the renamed endpoint: roles and databases go after the endpoint.
+    stack.neon.emulator.clear_requests();
+    stack
+        .run(&config, &["deploy", "--stage", "order"])
+        .await
+        .ok();
+    let posts: Vec<String> = stack
+        .neon
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.status < 300)
+        .map(|r| r.path)
+        .collect();
+    let at = |suffix: &str| {
+        posts
+            .iter()
+            .position(|p| p.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no POST …{suffix} in {posts:?}"))
+    };
+    assert!(at("/endpoints") < at("/roles"), "{posts:?}");
+    assert!(at("/endpoints") < at("/databases"), "{posts:?}");
+    let state = stack.state_json("uri");
+    let uri = state["resources"]["ServiceDb"]["outputs"]["connection_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(uri.starts_with("postgres"), "{state:#}");
+    let client = connect_uri(&uri).await.unwrap();
+    let row = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap();
+    let db: String = row.get(0);
+    assert!(db.contains("service_database"), "{db}");
+
+    let again = stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}

@@ -417,15 +417,20 @@ impl Checker<'_> {
         }
 
         // A database's connection URI goes through its branch's endpoint: create that first.
+        // Neon creates a branch's roles and databases through its read-write compute: they
+        // wait for that endpoint, whatever their names sort as (an implicit dependency).
         let endpoints: Vec<(String, String)> = resources
             .iter()
             .filter_map(|(_, r)| match &r.spec {
-                Spec::Endpoint { branch, .. } => Some((branch.clone(), r.name.clone())),
+                Spec::Endpoint {
+                    branch,
+                    read_write: true,
+                } => Some((branch.clone(), r.name.clone())),
                 _ => None,
             })
             .collect();
         for (_, r) in resources.iter_mut() {
-            if let Spec::Database { branch, .. } = &r.spec {
+            if let Spec::Database { branch, .. } | Spec::Role { branch, .. } = &r.spec {
                 let branch = branch.clone();
                 r.deps.extend(
                     endpoints

@@ -218,7 +218,7 @@ mod tests {
             .to_string();
         assert!(err.contains("missing field `id`"), "{err}");
         let op: Operation = serde_json::from_str(
-            r#"{"id":"a","project_id":"p","action":"create_branch","status":"brand_new"}"#,
+            r#"{"id":"a","project_id":"p","action":"create_branch","status":"brand_new","failures_count":0}"#,
         )
         .unwrap();
         assert_eq!(op.status, OperationStatus::Unknown);
