@@ -9,6 +9,7 @@
 //! concept, long because it has one method per endpoint.
 
 pub mod models;
+mod rate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub enum NeonError {
         path: String,
         status: u16,
         message: String,
-        /// Seconds, from a 429's `Retry-After`.
+        /// Seconds, from a 429's or 503's `Retry-After`.
         retry_after: Option<u64>,
     },
     #[error("cannot reach the Neon API ({method} {path})")]
@@ -140,6 +141,12 @@ impl NeonError {
                 ..
             } => Verdict::RetryAfter(Duration::from_secs(*secs)),
             NeonError::Api {
+                status: 503,
+                retry_after: Some(secs),
+                method,
+                ..
+            } if method != Method::POST => Verdict::RetryAfter(Duration::from_secs(*secs)),
+            NeonError::Api {
                 status: 423 | 429, ..
             } => Verdict::Retry,
             NeonError::Api { status, method, .. } if *status >= 500 && method != Method::POST => {
@@ -157,6 +164,7 @@ pub struct Neon {
     key: String,
     calls: AtomicU64,
     mutating_calls: AtomicU64,
+    rate: rate::RateLimit,
 }
 
 impl std::fmt::Debug for Neon {
@@ -177,6 +185,7 @@ impl Neon {
             key: key.to_owned(),
             calls: AtomicU64::new(0),
             mutating_calls: AtomicU64::new(0),
+            rate: rate::RateLimit::default(),
         }
     }
 
@@ -195,6 +204,7 @@ impl Neon {
         path: &str,
         body: Option<&Value>,
     ) -> Result<String, NeonError> {
+        self.rate.acquire().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
         if method != Method::GET {
             self.mutating_calls.fetch_add(1, Ordering::Relaxed);
@@ -231,9 +241,12 @@ impl Neon {
             path: path.to_owned(),
             status: status.as_u16(),
             message,
-            retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
-                .then_some(retry_after)
-                .flatten(),
+            retry_after: matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            )
+            .then_some(retry_after)
+            .flatten(),
         })
     }
 
