@@ -145,6 +145,40 @@ pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact,
     Ok(Artifact::new(zip))
 }
 
+/// The cheap part of [`build`] for prebuilt code (`DEPLOYER_ARTIFACT_DIR`): the binary's
+/// ELF header, or a prebuilt zip's size and its `bootstrap`'s header. Reads no more than it
+/// must, so a deploy can check it before starting anything.
+pub fn check_prebuilt(package: &str, arm64: bool) -> Result<(), BuildError> {
+    let Some(dir) = std::env::var_os("DEPLOYER_ARTIFACT_DIR") else {
+        return Ok(());
+    };
+    let wanted = if arm64 {
+        Machine::Aarch64
+    } else {
+        Machine::X86_64
+    };
+    let dir = PathBuf::from(dir).join(package);
+    let binary = dir.join("bootstrap");
+    let zip_path = dir.join("bootstrap.zip");
+    if !binary.exists() && zip_path.exists() {
+        let zip = read(&zip_path)?;
+        check_size(package, &zip)?;
+        let head = lambda_zip::bootstrap_head(&zip, 64).map_err(|source| BuildError::Zip {
+            path: zip_path.clone(),
+            source,
+        })?;
+        return check_machine(&zip_path, &head, wanted);
+    }
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(&binary)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|source| BuildError::Read {
+            path: binary.clone(),
+            source,
+        })?;
+    check_machine(&binary, &head[..n], wanted)
+}
+
 impl Artifact {
     fn new(zip: Vec<u8>) -> Artifact {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &zip);

@@ -35,11 +35,13 @@ impl Policy {
         max_elapsed: Duration::from_secs(60),
     };
 
-    /// IAM propagation: a new role is not usable by Lambda for several seconds.
+    /// IAM propagation: a new role is not usable by Lambda for several seconds. Steady
+    /// tries about every second: exponential steps would overshoot the moment the role
+    /// becomes usable by as much again, and CreateFunction is cheap to repeat.
     pub const IAM_PROPAGATION: Policy = Policy {
-        initial: Duration::from_secs(1),
-        max_delay: Duration::from_secs(15),
-        max_attempts: 30,
+        initial: Duration::from_millis(500),
+        max_delay: Duration::from_secs(1),
+        max_attempts: 240,
         max_elapsed: Duration::from_secs(180),
     };
 

@@ -66,6 +66,8 @@ pub struct AwsCall {
     pub action: Option<String>,
     /// The SigV4 `Authorization` header (`Credential=<key id>/...`; no secret in it).
     pub authorization: Option<String>,
+    /// When the proxy received it.
+    pub at: Instant,
 }
 
 impl AwsCall {
@@ -200,6 +202,7 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        at: Instant::now(),
     });
     if state.deny.load(Ordering::SeqCst) {
         return access_denied(action.as_deref(), parts.uri.path());

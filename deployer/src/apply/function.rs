@@ -22,9 +22,10 @@ use crate::config::{Config, Kind, Resource, Spec};
 use crate::plan::{Action, Plan, function_environment};
 use crate::state::ResourceState;
 
-/// A function's build, then its role, started ahead of its step. The role waits for the
-/// build: code that cannot run (the wrong architecture, too large) stops the step before
-/// any AWS call.
+/// A function's build and its role, started ahead of its step, side by side: IAM's
+/// propagation is the longest wait of a fresh deploy, so the role is created first thing.
+/// (Prebuilt code was checked before the run started; a failed cargo build leaves the role,
+/// which the next deploy adopts.)
 type Prep = JoinHandle<Result<(Artifact, Role), StepCause>>;
 
 /// The builds and roles started for this run's functions, taken by their steps.
@@ -155,11 +156,15 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         timeout: *timeout as i32,
         environment: env.into_iter().collect::<HashMap<_, _>>(),
     };
-    // The log group first, so the function's first logs already have a retention.
-    let logs_changed =
-        aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32).await?;
-    let (arn, mut changes) = lambda::upsert_function(&aws.lambda, &spec).await?;
-    let url = lambda::converge_url(&aws.lambda, &name, *url, &mut changes).await?;
+    // Three independent things at once: the log group (created before the function's first
+    // invocation could make one without a retention), the function, and a read of its URL
+    // and policy (a function still being created has neither, which reads the same).
+    let (logs_changed, (arn, mut changes), url_state) = tokio::try_join!(
+        aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32),
+        lambda::upsert_function(&aws.lambda, &spec),
+        lambda::UrlState::read(&aws.lambda, &name),
+    )?;
+    let url = lambda::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
     let outputs = FunctionOutputs {
         name: name.clone(),
         arn,

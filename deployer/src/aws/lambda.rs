@@ -83,8 +83,45 @@ enum Ready {
     Updated,
 }
 
-/// Waits with the SDK's waiter; on failure says the state the function is in, and why.
+/// How long [`wait`] polls on its own before handing over to the SDK's waiter.
+const QUICK_PHASE: Duration = Duration::from_secs(6);
+const QUICK_POLL: Duration = Duration::from_millis(200);
+
+/// Waits until the function is `ready`. Lambda's transitions usually take a second or two;
+/// the SDK's waiters poll no sooner than every second, growing, which would add about as
+/// much again to each wait of a deploy. So the first seconds are polled here, every 250 ms
+/// (GetFunction, as the SDK's V2 waiters use: its quota is 100 requests a second, where
+/// GetFunctionConfiguration shares the control plane's 15); anything longer, or
+/// anything that is not plain progress, is left to the SDK's waiter, bounded, whose
+/// acceptors decide success and failure. On failure: the state the function is in, and why.
 async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError> {
+    use aws_sdk_lambda::types::{LastUpdateStatus, State};
+    let quick_until = std::time::Instant::now() + QUICK_PHASE;
+    while std::time::Instant::now() < quick_until {
+        let Ok(function) = lambda.get_function().function_name(name).send().await else {
+            break;
+        };
+        let Some(conf) = function.configuration() else {
+            break;
+        };
+        let (done, progressing) = match ready {
+            Ready::Active => (
+                conf.state() == Some(&State::Active),
+                conf.state() == Some(&State::Pending),
+            ),
+            Ready::Updated => (
+                conf.last_update_status() == Some(&LastUpdateStatus::Successful),
+                conf.last_update_status() == Some(&LastUpdateStatus::InProgress),
+            ),
+        };
+        if done {
+            return Ok(());
+        }
+        if !progressing {
+            break;
+        }
+        tokio::time::sleep(QUICK_POLL).await;
+    }
     let result = match ready {
         Ready::Active => lambda
             .wait_until_function_active_v2()
@@ -340,25 +377,12 @@ pub async fn converge_url(
     lambda: &Client,
     name: &str,
     wanted: bool,
+    found: UrlState,
     changes: &mut Changes,
 ) -> Result<Option<String>, AwsError> {
-    let current = match lambda
-        .get_function_url_config()
-        .function_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Some((out.function_url().to_owned(), out.auth_type().clone())),
-        Err(e) if is_code(&e, "ResourceNotFoundException") => None,
-        Err(e) => {
-            return Err(AwsError::sdk(
-                format!("read the URL of function `{name}`"),
-                &e,
-            ));
-        }
-    };
+    let UrlState { current, policy } = found;
     if !wanted {
-        let sids = UrlPolicy::read(lambda, name).await?.sids;
+        let sids = policy.sids;
         if current.is_some() {
             lambda
                 .delete_function_url_config()
@@ -409,7 +433,6 @@ pub async fn converge_url(
             out.function_url().to_owned()
         }
     };
-    let policy = UrlPolicy::read(lambda, name).await?;
     for (sid, present) in [
         (URL_PERMISSION_SID, policy.public_url),
         (INVOKE_PERMISSION_SID, policy.invoke_via_url),
@@ -448,6 +471,40 @@ pub async fn converge_url(
         changes.url = true;
     }
     Ok(Some(url))
+}
+
+/// The function's URL and resource policy as found, read before [`converge_url`] (and
+/// alongside the function's own changes: reads need no wait).
+#[derive(Debug)]
+pub struct UrlState {
+    current: Option<(String, FunctionUrlAuthType)>,
+    policy: UrlPolicy,
+}
+
+impl UrlState {
+    /// Reads both; a function that does not exist yet has neither.
+    pub async fn read(lambda: &Client, name: &str) -> Result<UrlState, AwsError> {
+        let url = async {
+            match lambda
+                .get_function_url_config()
+                .function_name(name)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(Some((
+                    out.function_url().to_owned(),
+                    out.auth_type().clone(),
+                ))),
+                Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(None),
+                Err(e) => Err(AwsError::sdk(
+                    format!("read the URL of function `{name}`"),
+                    &e,
+                )),
+            }
+        };
+        let (current, policy) = tokio::try_join!(url, UrlPolicy::read(lambda, name))?;
+        Ok(UrlState { current, policy })
+    }
 }
 
 /// What the function's resource policy grants a public URL. Since October 2025 a NONE-auth

@@ -23,7 +23,7 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
             let hint = e.hint();
             Failure::bad_input(e).hint(hint)
         })?;
-    check_prebuilt_code(&config, &dir, &plan)?;
+    check_prebuilt_code(&config, &plan)?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
     let recorder = Recorder::new(state, &dir);
     let applier = Applier {
@@ -49,11 +49,7 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
 /// Prebuilt code (`DEPLOYER_ARTIFACT_DIR`) costs nothing to check, so it is checked before
 /// anything is created: the wrong architecture or a zip too large is bad input (exit 2)
 /// with no call to Neon or AWS. Code cargo-lambda builds is checked in its step.
-fn check_prebuilt_code(
-    config: &crate::config::Config,
-    dir: &Path,
-    plan: &plan::Plan,
-) -> Result<(), Failure> {
+fn check_prebuilt_code(config: &crate::config::Config, plan: &plan::Plan) -> Result<(), Failure> {
     use crate::config::{Kind, Spec};
     use crate::plan::Action;
     if std::env::var_os("DEPLOYER_ARTIFACT_DIR").is_none() {
@@ -70,7 +66,7 @@ fn check_prebuilt_code(
             continue;
         };
         // Whatever is wrong with it, the prebuilt folder is the user's input.
-        if let Err(e) = crate::build::build(dir, package, *arm64) {
+        if let Err(e) = crate::build::check_prebuilt(package, *arm64) {
             let hint = e.hint().unwrap_or_else(|| {
                 "DEPLOYER_ARTIFACT_DIR must hold <package>/bootstrap or <package>/bootstrap.zip"
                     .to_owned()

@@ -32,9 +32,12 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 /// `retry_at` moves) before the deployer stops waiting for Neon's retries to succeed.
 const ERROR_PATIENCE: Duration = Duration::from_secs(120);
 
-/// The first poll of an operation, doubling up to [`POLL_MAX`]: at most four polls a second
-/// per operation, far below Neon's 40 requests per second per route.
+/// Operations are polled every [`POLL_FIRST`] for their first [`POLL_FAST_FOR`] (most take a
+/// second or a few; polling slower would add as much to every step), then at intervals
+/// doubling up to [`POLL_MAX`]. At most four polls a second per operation, far below Neon's
+/// 40 requests per second per route (and [`rate`] keeps the account's 700 a minute).
 const POLL_FIRST: Duration = Duration::from_millis(250);
+const POLL_FAST_FOR: Duration = Duration::from_secs(10);
 const POLL_MAX: Duration = Duration::from_secs(2);
 
 /// Path segments and query values: everything but RFC 3986's unreserved characters.
@@ -349,7 +352,9 @@ impl Neon {
                     });
                 }
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(POLL_MAX);
+                if started.elapsed() > POLL_FAST_FOR {
+                    delay = (delay * 2).min(POLL_MAX);
+                }
                 let answer: OperationResponse = self
                     .get(&format!("/projects/{}/operations/{}", op.project_id, op.id))
                     .await?;

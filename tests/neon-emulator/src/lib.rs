@@ -53,6 +53,9 @@ pub struct EmulatorConfig {
     pub api_key: String,
     /// How long every operation stays `running`.
     pub operation_delay: Duration,
+    /// Per action (`create_timeline`, `start_compute`...), instead of `operation_delay`:
+    /// Neon's project creation takes seconds, other operations about one.
+    pub operation_delays: BTreeMap<String, Duration>,
     /// The plan's limit on `history_retention_seconds` (Neon's Free plan: 6 hours).
     pub max_history_retention_seconds: i64,
     pub random_faults: RandomFaults,
@@ -77,6 +80,7 @@ impl EmulatorConfig {
             postgres: postgres.into(),
             api_key: api_key.into(),
             operation_delay: Duration::from_millis(0),
+            operation_delays: BTreeMap::new(),
             max_history_retention_seconds: 21_600,
             random_faults: RandomFaults::default(),
             scripted_faults: Vec::new(),

@@ -1,13 +1,111 @@
-//! Benchmark driver (bench/run): the deployer against moto and the Neon emulator. Times a
-//! fresh deploy and a no-op redeploy of the guide's api, counting remote calls, and prints
-//! one JSON line.
+//! Benchmark driver (bench/run): the deployer against moto and the Neon emulator, with the
+//! latencies of real clouds injected: Neon's project creation takes 5 s of operations and
+//! its other operations 1 s; every AWS call takes 30 ms more, a new function is Pending for
+//! 2 s, a new IAM role cannot be assumed for 8 s, an update is InProgress for 2 s.
+//!
+//! For the guide's two examples it times a fresh deploy (default concurrency, and
+//! `--concurrency 1` for comparison), a code-only redeploy and a no-op redeploy, and
+//! computes each one's critical path from the same delays: the longest chain of waits the
+//! resources' dependencies impose, which no deployer can beat. One JSON line per run.
 //!
 //! usage: bench-deploy <runs>
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use harness::deploy::DeployStack;
+use harness::aws::Timings;
+use harness::deploy::{DeployStack, lambda_artifacts, temp_config};
 use harness::paths::fixture;
+
+const PROJECT_CREATE: Duration = Duration::from_secs(5);
+const OTHER_OPERATION: Duration = Duration::from_secs(1);
+
+fn timings() -> Timings {
+    Timings {
+        latency: Duration::from_millis(30),
+        pending: Duration::from_secs(2),
+        in_progress: Duration::from_secs(2),
+        iam_propagation: Duration::from_secs(8),
+        iam_read_lag: Duration::ZERO,
+        ..Timings::default()
+    }
+}
+
+/// The critical paths, in seconds, from the injected delays.
+struct Critical {
+    /// Example 2: the function needs the project's URI (5 s of operations) and a role Lambda
+    /// can assume (three IAM calls, then 8 s); then it is Pending 2 s; then its URL and two
+    /// permissions (three calls) and the log group (two calls before the function).
+    api_fresh: f64,
+    /// Example 1: project, branch, endpoint, role, database: a chain, each waiting on the
+    /// one before (and Neon runs one operation per project at a time).
+    full_fresh: f64,
+    /// The read that finds the code changed, the upload, and its InProgress wait.
+    code_only: f64,
+}
+
+fn critical() -> Critical {
+    let t = timings();
+    let lat = t.latency.as_secs_f64();
+    let neon = PROJECT_CREATE.as_secs_f64();
+    let role = 3.0 * lat + t.iam_propagation.as_secs_f64();
+    Critical {
+        api_fresh: neon.max(role) + lat + t.pending.as_secs_f64() + 3.0 * lat,
+        full_fresh: neon + 4.0 * OTHER_OPERATION.as_secs_f64(),
+        code_only: 2.0 * lat + t.in_progress.as_secs_f64(),
+    }
+}
+
+/// A folder for DEPLOYER_ARTIFACT_DIR with this `api/bootstrap`.
+fn artifacts(binary: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("api")).expect("mkdir");
+    std::fs::write(dir.path().join("api/bootstrap"), binary).expect("write bootstrap");
+    dir
+}
+
+async fn timed(
+    stack: &DeployStack,
+    config: &Path,
+    args: &[&str],
+    artifact_dir: &Path,
+) -> serde_json::Value {
+    stack.neon.emulator.clear_requests();
+    stack.aws.clear();
+    let mut cmd = stack.command(config, args);
+    cmd.env("DEPLOYER_ARTIFACT_DIR", artifact_dir);
+    let started = Instant::now();
+    let out = cmd.output().await.expect("run deployer");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "deploy failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let neon = stack.neon.emulator.requests();
+    let aws = stack.aws.calls();
+    // BENCH_TRACE=1: each AWS call's time since the run started, to see where time goes.
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        for c in &aws {
+            eprintln!(
+                "{:>7.3} s  {} {} {}",
+                c.at.duration_since(started).as_secs_f64(),
+                c.method,
+                c.path,
+                c.action.as_deref().unwrap_or("")
+            );
+        }
+        eprintln!("{seconds:>7.3} s  done: {}", args.join(" "));
+    }
+    serde_json::json!({
+        "seconds": seconds,
+        "neon_calls": neon.len(),
+        "neon_mutating": neon.iter().filter(|r| r.mutating).count(),
+        "aws_calls": aws.len(),
+        "aws_mutating": aws.iter().filter(|c| c.mutating()).count(),
+    })
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -15,32 +113,73 @@ async fn main() {
         .nth(1)
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    let stack = DeployStack::start(|_| {}).await;
-    let config = fixture("infra/guide-aws-hono.toml");
+    let stack = DeployStack::start(|c| {
+        c.operation_delay = OTHER_OPERATION;
+        c.operation_delays = BTreeMap::from([("create_timeline".to_owned(), PROJECT_CREATE)]);
+    })
+    .await;
+    stack.aws.set_timings(timings());
+    let binary = std::fs::read(lambda_artifacts().join("api/bootstrap")).expect("built api");
+    let mut changed = binary.clone();
+    changed.extend_from_slice(b"\0bench: a different build");
+    let (same, other) = (artifacts(&binary), artifacts(&changed));
+    let api = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).expect("fixture");
+    let (_api_dir, api) = temp_config(&api);
+    let full = fixture("infra/guide-full-stack.toml");
+    let c = critical();
+
     let mut results = Vec::new();
     for i in 0..runs {
-        let stage = format!("bench{i}");
         let mut one = serde_json::Map::new();
-        for kind in ["fresh", "noop"] {
-            stack.neon.emulator.clear_requests();
-            stack.aws.clear();
-            let started = Instant::now();
-            let run = stack.run(&config, &["deploy", "--stage", &stage]).await;
-            let seconds = started.elapsed().as_secs_f64();
-            assert_eq!(run.code, 0, "deploy failed:\n{}", run.all());
-            let neon = stack.neon.emulator.requests();
-            let aws = stack.aws.calls();
-            one.insert(
-                kind.into(),
-                serde_json::json!({
-                    "seconds": seconds,
-                    "neon_calls": neon.len(),
-                    "neon_mutating": neon.iter().filter(|r| r.mutating).count(),
-                    "aws_calls": aws.len(),
-                    "aws_mutating": aws.iter().filter(|c| c.mutating()).count(),
-                }),
-            );
-        }
+        let stage = format!("bench{i}");
+        let serial = format!("serial{i}");
+        let (full_stage, full_serial) = (format!("full{i}"), format!("fullserial{i}"));
+        let fd = ["deploy", "--stage", full_stage.as_str()];
+        let fs = [
+            "deploy",
+            "--stage",
+            full_serial.as_str(),
+            "--concurrency",
+            "1",
+        ];
+        let d = ["deploy", "--stage", stage.as_str()];
+        let s = ["deploy", "--stage", serial.as_str(), "--concurrency", "1"];
+        one.insert(
+            "api_fresh".into(),
+            timed(&stack, &api, &d, same.path()).await,
+        );
+        one.insert(
+            "api_noop".into(),
+            timed(&stack, &api, &d, same.path()).await,
+        );
+        one.insert(
+            "api_code_only".into(),
+            timed(&stack, &api, &d, other.path()).await,
+        );
+        one.insert(
+            "api_fresh_serial".into(),
+            timed(&stack, &api, &s, same.path()).await,
+        );
+        one.insert(
+            "full_fresh".into(),
+            timed(&stack, &full, &fd, same.path()).await,
+        );
+        one.insert(
+            "full_noop".into(),
+            timed(&stack, &full, &fd, same.path()).await,
+        );
+        one.insert(
+            "full_fresh_serial".into(),
+            timed(&stack, &full, &fs, same.path()).await,
+        );
+        one.insert(
+            "critical".into(),
+            serde_json::json!({
+                "api_fresh": c.api_fresh,
+                "full_fresh": c.full_fresh,
+                "code_only": c.code_only,
+            }),
+        );
         results.push(serde_json::Value::Object(one));
     }
     println!("{}", serde_json::Value::Array(results));

@@ -173,7 +173,12 @@ impl Ctx {
             action,
             created_at: now_rfc3339(),
             started: Instant::now(),
-            duration: self.config.operation_delay,
+            duration: self
+                .config
+                .operation_delays
+                .get(action)
+                .copied()
+                .unwrap_or(self.config.operation_delay),
             fault: {
                 let mut faults = self.operation_faults.lock().unwrap();
                 faults
