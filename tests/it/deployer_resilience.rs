@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use harness::deploy::DeployStack;
+use harness::aws::Timings;
+use harness::deploy::{DeployStack, temp_config};
 use harness::paths::fixture;
 use neon_emulator::OperationFault;
 use neon_emulator::faults::{RandomFaults, ScriptedFault};
@@ -285,4 +286,87 @@ async fn operations_neon_retries_are_waited_for_and_failed_ones_are_reported() {
             "{name} missing: {state}"
         );
     }
+}
+
+/// With concurrency, the Neon project, the IAM role and the function's creation overlap.
+/// A deploy killed at any moment of that overlap converges on the next run: one project
+/// per stage, the function holding that project's URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_killed_while_neon_and_aws_steps_overlap_converges_on_the_next_run() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
+    stack.aws.set_timings(Timings {
+        latency: Duration::from_millis(20),
+        pending: Duration::from_secs(1),
+        in_progress: Duration::from_secs(1),
+        iam_propagation: Duration::from_secs(2),
+        ..Timings::default()
+    });
+    let guide = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap();
+    let (_dir, config) = temp_config(&guide);
+    let kills_ms = [150, 600, 1200, 1800, 2600, 3400];
+    for ms in kills_ms {
+        let stage = format!("overlap{ms}");
+        let mut child = stack
+            .command(&config, &["deploy", "--stage", &stage])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        child.start_kill().unwrap(); // SIGKILL
+        let _ = child.wait().await;
+        let mut next = stack.run(&config, &["deploy", "--stage", &stage]).await;
+        if next.code != 0 && next.stderr.contains("is locked by") {
+            stack
+                .run(&config, &["unlock", "--stage", &stage])
+                .await
+                .ok();
+            next = stack.run(&config, &["deploy", "--stage", &stage]).await;
+        }
+        assert_eq!(next.code, 0, "after a kill at {ms} ms:\n{}", next.all());
+
+        let state = stack.state_json(&stage);
+        let link: Value = serde_json::from_str(
+            &stack
+                .lambda
+                .get_function_configuration()
+                .function_name(format!("aws-hono-{stage}-MyApi"))
+                .send()
+                .await
+                .unwrap()
+                .environment()
+                .and_then(|e| e.variables())
+                .and_then(|v| v.get("LINK_NeonDB").cloned())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            link["connection_string"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("postgres")),
+            "{link}"
+        );
+        assert_eq!(
+            link["connection_string"],
+            state["resources"]["MyAppProject"]["outputs"]["connection_uri"],
+            "the function does not hold its project's URI (kill at {ms} ms)"
+        );
+    }
+    let listed = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects",
+            &[],
+            "search=my-sst-project&limit=400",
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed.body["projects"].as_array().unwrap().len(),
+        kills_ms.len(),
+        "an orphaned or duplicated project: {:#}",
+        listed.body
+    );
 }
