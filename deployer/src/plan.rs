@@ -324,6 +324,49 @@ fn outputs_of<'a>(state: &'a StageState, name: &str) -> Option<&'a BTreeMap<Stri
     state.resources.get(name).map(|r| &r.outputs)
 }
 
+/// The environment each function will have, where it is known before the deploy: from
+/// recorded outputs, and from links whose properties are literal (or known) themselves.
+/// `None` for a function that waits on an output this deploy produces.
+pub fn known_function_environments(
+    config: &Config,
+    state: &StageState,
+) -> Vec<(String, Option<BTreeMap<String, String>>)> {
+    let mut view = state.clone();
+    for r in &config.resources {
+        if let Spec::Link { properties } = &r.spec {
+            let resolved: Option<BTreeMap<String, String>> = properties
+                .iter()
+                .map(|(k, t)| resolve_template(t, |n| outputs_of(state, n)).map(|v| (k.clone(), v)))
+                .collect();
+            if let Some(outputs) = resolved {
+                view.resources.insert(
+                    r.name.clone(),
+                    crate::state::ResourceState {
+                        kind: r.kind,
+                        ids: BTreeMap::new(),
+                        inputs: Value::Null,
+                        outputs,
+                        imported: false,
+                    },
+                );
+            }
+        }
+    }
+    config
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Function {
+                links, environment, ..
+            } => Some((
+                r.name.clone(),
+                function_environment(links, environment, &view),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Fills a template's references from `outputs`; `None` if one is not known.
 pub fn resolve_template<'a>(
     t: &Template,

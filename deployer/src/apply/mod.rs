@@ -11,6 +11,8 @@ mod branch;
 mod database;
 mod endpoint;
 mod function;
+
+pub use function::{LAMBDA_ENV_LIMIT_BYTES, environment_size};
 mod link;
 mod project;
 mod records;

@@ -24,6 +24,7 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
             Failure::bad_input(e).hint(hint)
         })?;
     check_prebuilt_code(&config, &plan)?;
+    check_known_environments(&config, &state)?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
     let recorder = Recorder::new(state, &dir);
     let applier = Applier {
@@ -72,6 +73,29 @@ fn check_prebuilt_code(config: &crate::config::Config, plan: &plan::Plan) -> Res
                     .to_owned()
             });
             return Err(Failure::bad_input(e).hint(hint));
+        }
+    }
+    Ok(())
+}
+
+/// A function whose environment is already known (literal values, or outputs recorded by
+/// an earlier deploy) is measured against Lambda's 4 KB before anything starts; one that
+/// waits on outputs this deploy creates is measured in its step, before its AWS calls.
+fn check_known_environments(
+    config: &crate::config::Config,
+    state: &crate::state::StageState,
+) -> Result<(), Failure> {
+    use crate::apply::{StepCause, environment_size};
+    for (function, env) in plan::known_function_environments(config, state) {
+        let Some(env) = env else {
+            continue;
+        };
+        let size = environment_size(&env);
+        if size > crate::apply::LAMBDA_ENV_LIMIT_BYTES {
+            return Err(
+                Failure::bad_input(StepCause::EnvTooLarge { function, size })
+                    .hint("link fewer properties, or shorten the environment values"),
+            );
         }
     }
     Ok(())
