@@ -366,3 +366,46 @@ async fn a_profile_from_aws_login_provides_the_credentials() {
         "no request signed with the login credentials"
     );
 }
+
+/// IAM refuses to delete a role with policies attached or inline. Whatever was added to the
+/// function's role (by hand, by another tool), `remove` detaches and deletes it, then the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_deletes_a_role_whatever_policies_were_added_to_it() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_with(""));
+    stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    stack
+        .iam
+        .attach_role_policy()
+        .role_name(FUNCTION)
+        .policy_arn("arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess")
+        .send()
+        .await
+        .unwrap();
+    stack
+        .iam
+        .put_role_policy()
+        .role_name(FUNCTION)
+        .policy_name("read-a-bucket")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::example/*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+
+    stack
+        .run(&config, &["remove", "--stage", "real", "--yes"])
+        .await
+        .ok();
+    let role = stack.iam.get_role().role_name(FUNCTION).send().await;
+    let err = role.expect_err("the role survived remove");
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&err),
+        Some("NoSuchEntity"),
+        "{err:?}"
+    );
+}
