@@ -217,6 +217,17 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
             },
             Some(recorded) => {
                 let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
+                // Recorded by IDs only (created, then an operation failed): finished by
+                // an update that reads its outputs.
+                if r.kind == Kind::Project && recorded.outputs.is_empty() {
+                    fields.push(FieldChange {
+                        field: "outputs".to_owned(),
+                        old: Some(Value::String("(not recorded)".to_owned())),
+                        new: Some(Value::String(KNOWN_AFTER.to_owned())),
+                        secret: false,
+                        forces_replacement: false,
+                    });
+                }
                 // Recorded while its branch had no read-write endpoint: the URI is computed
                 // again, not left empty forever.
                 if r.kind == Kind::Database

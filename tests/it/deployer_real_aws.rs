@@ -409,3 +409,56 @@ async fn remove_deletes_a_role_whatever_policies_were_added_to_it() {
         "{err:?}"
     );
 }
+
+/// The IAM role and log group are made while Neon works. If the Neon side then fails, the
+/// stage still names the function, so `remove` leaves nothing behind in AWS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_failing_at_neon_leaves_nothing_that_remove_cannot_find() {
+    let stack = DeployStack::start(|c| {
+        c.operation_delay = std::time::Duration::from_millis(1500);
+        c.operation_faults = vec![neon_emulator::OperationFault {
+            action: "start_compute".into(),
+            retried: false,
+            message: "out of capacity".into(),
+        }];
+    })
+    .await;
+    let (_dir, config) = temp_config(&guide_with(""));
+    let failed = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    let role = stack.iam.get_role().role_name(FUNCTION).send().await;
+    assert!(role.is_ok(), "the role was not made while Neon worked");
+
+    stack
+        .run(&config, &["remove", "--stage", "real", "--yes"])
+        .await
+        .ok();
+    assert!(
+        stack
+            .iam
+            .get_role()
+            .role_name(FUNCTION)
+            .send()
+            .await
+            .is_err(),
+        "remove left the IAM role behind"
+    );
+    assert_eq!(log_retention(&stack, FUNCTION).await, None);
+    let listed = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects",
+            &[],
+            "search=my-sst-project&limit=400",
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed.body["projects"].as_array().map(Vec::len),
+        Some(0),
+        "remove left the project whose start failed: {:#}",
+        listed.body
+    );
+}

@@ -22,6 +22,16 @@ use crate::config::{Config, Kind, Resource, Spec};
 use crate::plan::{Action, Plan, function_environment};
 use crate::state::ResourceState;
 
+/// The AWS name of the function a plan change is about.
+pub(super) fn physical_name_of(
+    config: &Config,
+    stage: &str,
+    change: &crate::plan::Change,
+) -> Option<String> {
+    (change.kind == Kind::Function)
+        .then(|| aws::physical_name(&config.app, stage, &change.resource))
+}
+
 /// A function's build and its role, started ahead of its step, side by side: IAM's
 /// propagation is the longest wait of a fresh deploy, so the role is created first thing.
 /// (Prebuilt code was checked before the run started; a failed cargo build leaves the role,

@@ -115,6 +115,9 @@ async fn create(
         })
     };
     let resumed = std::cell::Cell::new(previous.is_some());
+    // Created, but an operation failed: the project exists and is recorded (IDs only), so
+    // the next deploy finishes it and `remove` finds it.
+    let created_but_failed = std::cell::RefCell::new(None);
     let id = retry::retry(
         Policy::ADOPT,
         || async {
@@ -126,9 +129,17 @@ async fn create(
             neon.create_project(body.clone())
                 .await
                 .map(|c| c.project.id)
+                .map_err(|(created, e)| {
+                    if created.is_some() {
+                        *created_but_failed.borrow_mut() = created;
+                    }
+                    e
+                })
         },
         |e: &NeonError| {
-            if e.uncertain() {
+            if created_but_failed.borrow().is_some() {
+                Verdict::Stop
+            } else if e.uncertain() {
                 tracing::debug!(error = %e, "create project uncertain; looking before retrying");
                 resumed.set(true);
                 Verdict::Retry
@@ -137,7 +148,24 @@ async fn create(
             }
         },
     )
-    .await?;
+    .await;
+    let id = match (id, created_but_failed.into_inner()) {
+        (Ok(id), _) => id,
+        (Err(e), Some(created)) => {
+            step.recorder.record(
+                &r.name,
+                ResourceState {
+                    kind: r.kind,
+                    ids: std::collections::BTreeMap::from([("project_id".to_owned(), created.0)]),
+                    inputs: inputs.clone(),
+                    outputs: std::collections::BTreeMap::new(),
+                    imported: false,
+                },
+            )?;
+            return Err(e.into());
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     Ok(id)
 }
 

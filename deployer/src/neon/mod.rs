@@ -366,13 +366,32 @@ impl Neon {
 
     // ---- projects -----------------------------------------------------------------------
 
-    pub async fn create_project(&self, project: Value) -> Result<CreatedProject, NeonError> {
-        self.change(
-            Method::POST,
-            "/projects",
-            Some(&json!({ "project": project })),
+    /// Creates a project and waits for its operations. A project whose operations fail
+    /// exists nonetheless: its ID comes back with the error, for the caller to record.
+    pub async fn create_project(
+        &self,
+        project: Value,
+    ) -> Result<CreatedProject, (Option<ProjectId>, NeonError)> {
+        let path = "/projects";
+        let body = json!({ "project": project });
+        let text = retry::retry(
+            Policy::NEON,
+            || self.send(&Method::POST, path, Some(&body)),
+            NeonError::verdict,
         )
         .await
+        .map_err(|e| (None, e))?;
+        let decode = |source| NeonError::Decode {
+            method: Method::POST,
+            path: path.to_owned(),
+            source,
+        };
+        let created: CreatedProject = serde_json::from_str(&text).map_err(|e| (None, decode(e)))?;
+        let ops: Operations = serde_json::from_str(&text).map_err(|e| (None, decode(e)))?;
+        self.wait_for(&ops.operations)
+            .await
+            .map_err(|e| (Some(created.project.id.clone()), e))?;
+        Ok(created)
     }
 
     /// Projects whose name contains `name` (Neon searches by substring), every page. With
