@@ -148,6 +148,13 @@ async fn main() {
             "api_fresh".into(),
             timed(&stack, &api, &d, same.path()).await,
         );
+        // The zip the deployer uploaded: what "Lambda zip" should measure.
+        let uploaded = stack
+            .aws
+            .model()
+            .code(&format!("aws-hono-{stage}-MyApi"))
+            .map_or(0, |z| z.len());
+        one.insert("zip_bytes".into(), serde_json::json!(uploaded));
         one.insert(
             "api_noop".into(),
             timed(&stack, &api, &d, same.path()).await,
