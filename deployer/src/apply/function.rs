@@ -22,14 +22,41 @@ use crate::config::{Config, Kind, Resource, Spec};
 use crate::plan::{Action, Plan, function_environment};
 use crate::state::ResourceState;
 
-/// The AWS name of the function a plan change is about.
-pub(super) fn physical_name_of(
+/// Records every function the plan creates, IDs only, before anything starts: its IAM role
+/// and log group may exist before the function step runs (or if it fails), and what the
+/// state names, `remove` deletes. The step records it fully.
+pub(super) fn record_before_creating(
     config: &Config,
     stage: &str,
-    change: &crate::plan::Change,
-) -> Option<String> {
-    (change.kind == Kind::Function)
-        .then(|| aws::physical_name(&config.app, stage, &change.resource))
+    plan: &Plan,
+    recorder: &super::Recorder,
+) -> Result<(), Vec<super::StepError>> {
+    for change in &plan.changes {
+        if change.kind != Kind::Function || change.action != Action::Create {
+            continue;
+        }
+        let placeholder = ResourceState {
+            kind: Kind::Function,
+            ids: std::collections::BTreeMap::from([(
+                "function_name".to_owned(),
+                aws::physical_name(&config.app, stage, &change.resource),
+            )]),
+            inputs: serde_json::Value::Null,
+            outputs: std::collections::BTreeMap::new(),
+            imported: false,
+        };
+        recorder
+            .record(&change.resource, placeholder)
+            .map_err(|e| {
+                vec![super::StepError {
+                    verb: "create",
+                    resource: change.resource.clone(),
+                    kind: change.kind,
+                    cause: e.into(),
+                }]
+            })?;
+    }
+    Ok(())
 }
 
 /// A function's build and its role, started ahead of its step, side by side: IAM's
@@ -172,9 +199,9 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
     let (logs_changed, (arn, mut changes), url_state) = tokio::try_join!(
         aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32),
         lambda::upsert_function(&aws.lambda, &spec),
-        lambda::UrlState::read(&aws.lambda, &name),
+        aws::url::UrlState::read(&aws.lambda, &name),
     )?;
-    let url = lambda::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
+    let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
     let outputs = FunctionOutputs {
         name: name.clone(),
         arn,

@@ -282,35 +282,7 @@ impl Applier<'_> {
 
     pub async fn apply(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Vec<StepError>> {
         let locks = ProjectLocks::default();
-        // A function about to be created is recorded first, IDs only: its IAM role and log
-        // group may exist before the function step runs (or if it fails), and what the state
-        // names, `remove` deletes. The step records it fully.
-        for change in &plan.changes {
-            if change.kind == Kind::Function
-                && change.action == Action::Create
-                && let Some(aws_name) = function::physical_name_of(self.config, self.stage, change)
-            {
-                recorder
-                    .record(
-                        &change.resource,
-                        ResourceState {
-                            kind: Kind::Function,
-                            ids: BTreeMap::from([("function_name".to_owned(), aws_name)]),
-                            inputs: serde_json::Value::Null,
-                            outputs: BTreeMap::new(),
-                            imported: false,
-                        },
-                    )
-                    .map_err(|e| {
-                        vec![StepError {
-                            verb: "create",
-                            resource: change.resource.clone(),
-                            kind: change.kind,
-                            cause: e.into(),
-                        }]
-                    })?;
-            }
-        }
+        function::record_before_creating(self.config, self.stage, plan, recorder)?;
         // Builds and IAM roles overlap the Neon steps, unless steps run one at a time.
         let prepared = if self.concurrency > 1 {
             function::Prepared::start(

@@ -5,6 +5,7 @@
 pub mod iam;
 pub mod lambda;
 pub mod logs;
+pub mod url;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
