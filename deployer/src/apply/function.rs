@@ -62,7 +62,7 @@ pub(super) fn record_before_creating(
 /// A function's build and its role, started ahead of its step, side by side: IAM's
 /// propagation is the longest wait of a fresh deploy, so the role is created first thing.
 /// (Prebuilt code was checked before the run started; a failed cargo build leaves the role,
-/// which the next deploy adopts.)
+/// which the state names, so the next deploy adopts it and `remove` deletes it.)
 type Prep = JoinHandle<Result<(Artifact, Role), StepCause>>;
 
 /// The builds and roles started for this run's functions, taken by their steps.
@@ -107,11 +107,11 @@ impl Prepared {
                 aws::physical_name(&config.app, stage, &change.resource),
             );
             let prep = tokio::spawn(async move {
-                let artifact =
-                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64))
-                        .await??;
-                let role = aws::iam::upsert_role(&iam, &name).await?;
-                Ok((artifact, role))
+                let build =
+                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64));
+                let role = aws::iam::upsert_role(&iam, &name).await;
+                let artifact = build.await??;
+                Ok((artifact, role?))
             });
             preps.insert(change.resource.clone(), prep);
         }
