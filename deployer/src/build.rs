@@ -176,7 +176,13 @@ pub fn check_prebuilt(package: &str, arm64: bool) -> Result<(), BuildError> {
             path: binary.clone(),
             source,
         })?;
-    check_machine(&binary, &head[..n], wanted)
+    check_machine(&binary, &head[..n], wanted)?;
+    // Only a binary over the limit can make a zip over it: zip that one now to know.
+    let size = std::fs::metadata(&binary).map_or(0, |m| m.len() as usize);
+    if size > DIRECT_UPLOAD_LIMIT_BYTES {
+        check_size(package, &lambda_zip::zip_bootstrap(&read(&binary)?))?;
+    }
+    Ok(())
 }
 
 impl Artifact {
