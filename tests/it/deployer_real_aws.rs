@@ -17,6 +17,16 @@ fn guide_with(extra_function_lines: &str) -> String {
     )
 }
 
+/// How many CreateFunction calls the proxy saw (refused ones included).
+fn create_function_calls(stack: &DeployStack) -> usize {
+    stack
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
+        .count()
+}
+
 async fn configuration(
     stack: &DeployStack,
 ) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
@@ -45,12 +55,7 @@ async fn the_guide_deploys_through_lambda_states_and_iam_propagation() {
         first.stdout
     );
     // The function was refused while its role propagated, and waited out while Pending.
-    let creates = stack
-        .aws
-        .calls()
-        .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
-        .count();
+    let creates = create_function_calls(&stack);
     assert!(creates >= 2, "CreateFunction was never refused: {creates}");
 
     stack.aws.clear();
@@ -203,12 +208,7 @@ async fn lambdas_environment_error_is_final_and_keeps_the_secrets() {
     let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("String measured"), "{}", run.stderr);
-    let creates = stack
-        .aws
-        .calls()
-        .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
-        .count();
+    let creates = create_function_calls(&stack);
     assert_eq!(
         creates, 1,
         "an invalid environment was retried as IAM propagation"
@@ -252,12 +252,7 @@ async fn a_role_left_by_an_interrupted_run_is_waited_for() {
     let (_dir, config) = temp_config(&guide_with(""));
     let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(run.code, 0, "{}", run.all());
-    let creates = stack
-        .aws
-        .calls()
-        .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/functions"))
-        .count();
+    let creates = create_function_calls(&stack);
     assert!(creates >= 2, "the role was never refused: {creates}");
 }
 
