@@ -273,6 +273,19 @@ impl Neon {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, NeonError> {
+        let (answer, ops) = self.start_change(method, path, body).await?;
+        self.wait_for(&ops.operations).await?;
+        Ok(answer)
+    }
+
+    /// A change's call, with retries: its answer and the operations it started, not yet
+    /// waited for.
+    async fn start_change<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(T, Operations), NeonError> {
         let text = retry::retry(
             Policy::NEON,
             || self.send(&method, path, body),
@@ -285,8 +298,7 @@ impl Neon {
             source,
         };
         let ops: Operations = serde_json::from_str(&text).map_err(decode)?;
-        self.wait_for(&ops.operations).await?;
-        serde_json::from_str(&text).map_err(decode)
+        Ok((serde_json::from_str(&text).map_err(decode)?, ops))
     }
 
     /// Deletes what `path` names and waits for its operations; already gone counts as deleted.
@@ -306,22 +318,11 @@ impl Neon {
         &self,
         project: Value,
     ) -> Result<CreatedProject, (Option<ProjectId>, NeonError)> {
-        let path = "/projects";
         let body = json!({ "project": project });
-        let text = retry::retry(
-            Policy::NEON,
-            || self.send(&Method::POST, path, Some(&body)),
-            NeonError::verdict,
-        )
-        .await
-        .map_err(|e| (None, e))?;
-        let decode = |source| NeonError::Decode {
-            method: Method::POST,
-            path: path.to_owned(),
-            source,
-        };
-        let created: CreatedProject = serde_json::from_str(&text).map_err(|e| (None, decode(e)))?;
-        let ops: Operations = serde_json::from_str(&text).map_err(|e| (None, decode(e)))?;
+        let (created, ops): (CreatedProject, _) = self
+            .start_change(Method::POST, "/projects", Some(&body))
+            .await
+            .map_err(|e| (None, e))?;
         self.wait_for(&ops.operations)
             .await
             .map_err(|e| (Some(created.project.id.clone()), e))?;
