@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use harness::neon::{API_KEY, NeonStack};
 use harness::paths::workspace_bin;
-use harness::pg::{PgCluster, connect_uri};
+use harness::pg::connect_uri;
 use harness::process::{Spawned, clean_command};
 use neon_emulator::LoggedRequest;
 use neon_emulator::faults::{RandomFaults, ScriptedFault};
@@ -78,6 +78,15 @@ async fn projects_with_the_same_role_names_share_neither_passwords_nor_data() {
     let a_uri = s(&a["connection_uris"][0]["connection_uri"]);
     let b_uri = s(&b["connection_uris"][0]["connection_uri"]);
     let a_db = connect_uri(&a_uri).await.unwrap();
+    // Names are exactly the requested ones, as Neon's are: no suffix to tell projects apart.
+    let row = a_db
+        .query_one("SELECT current_user::text, current_database()::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("neondb_owner".to_owned(), "neondb".to_owned())
+    );
     a_db.batch_execute("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('a-only')")
         .await
         .unwrap();
@@ -87,20 +96,14 @@ async fn projects_with_the_same_role_names_share_neither_passwords_nor_data() {
         "b sees a's table"
     );
 
-    // a's role cannot enter b's database, even with its own valid password.
-    let a_params = &a["connection_uris"][0]["connection_parameters"];
-    let b_params = &b["connection_uris"][0]["connection_parameters"];
-    let crossed = format!(
-        "postgresql://{}:{}@localhost:{}/{}?sslmode=require",
-        s(&a_params["role"]),
-        s(&a_params["password"]),
-        neon.pg.port(),
-        s(&b_params["database"]),
-    );
+    // a's role (same name, its own password) cannot log in to b's server.
+    let a_password = s(&a["roles"][0]["password"]);
+    let b_password = s(&b["roles"][0]["password"]);
+    let crossed = b_uri.replace(&b_password, &a_password);
     let err = connect_uri(&crossed)
         .await
-        .expect_err("a's role must not enter b's database");
-    assert!(err.contains("permission denied"), "{err}");
+        .expect_err("a's password must not open b's database");
+    assert!(err.contains("password authentication failed"), "{err}");
 }
 
 #[tokio::test]
@@ -158,17 +161,21 @@ async fn a_branch_starts_with_its_parents_roles_databases_and_data() {
 #[tokio::test]
 async fn deletes_really_drop_roles_and_databases() {
     let neon = NeonStack::start(|_| {}).await;
-    let admin = neon.pg.admin().await;
+    let project = new_project(&neon, json!({"project": {"name": "p"}})).await;
+    let pid = s(&project["project"]["id"]);
+    let main = s(&project["branch"]["id"]);
+    let superuser = neon
+        .emulator
+        .superuser_uri(&pid, &main)
+        .await
+        .expect("the branch has a server");
+    let admin = connect_uri(&superuser).await.unwrap();
     let count = |sql: &'static str| {
         let admin = &admin;
         async move { admin.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
     };
     let roles_before = count("SELECT count(*) FROM pg_roles").await;
     let dbs_before = count("SELECT count(*) FROM pg_database").await;
-
-    let project = new_project(&neon, json!({"project": {"name": "p"}})).await;
-    let pid = s(&project["project"]["id"]);
-    let main = s(&project["branch"]["id"]);
     let b = "/projects/{project_id}/branches/{branch_id}";
     let c = &neon.client;
     c.call(
@@ -189,11 +196,11 @@ async fn deletes_really_drop_roles_and_databases() {
     .await;
     assert_eq!(
         count("SELECT count(*) FROM pg_roles").await,
-        roles_before + 2
+        roles_before + 1
     );
     assert_eq!(
         count("SELECT count(*) FROM pg_database").await,
-        dbs_before + 2
+        dbs_before + 1
     );
 
     let deleted = c
@@ -206,10 +213,7 @@ async fn deletes_really_drop_roles_and_databases() {
         )
         .await;
     assert_eq!(deleted.status, 200);
-    assert_eq!(
-        count("SELECT count(*) FROM pg_database").await,
-        dbs_before + 1
-    );
+    assert_eq!(count("SELECT count(*) FROM pg_database").await, dbs_before);
     c.call(
         "DELETE",
         &format!("{b}/roles/{{role_name}}"),
@@ -218,15 +222,17 @@ async fn deletes_really_drop_roles_and_databases() {
         None,
     )
     .await;
-    assert_eq!(
-        count("SELECT count(*) FROM pg_roles").await,
-        roles_before + 1
-    );
+    assert_eq!(count("SELECT count(*) FROM pg_roles").await, roles_before);
 
+    // Deleting the project stops its branches' servers: nothing answers there any more.
+    drop(admin);
     c.call("DELETE", "/projects/{project_id}", &[&pid], "", None)
         .await;
-    assert_eq!(count("SELECT count(*) FROM pg_roles").await, roles_before);
-    assert_eq!(count("SELECT count(*) FROM pg_database").await, dbs_before);
+    assert!(neon.emulator.superuser_uri(&pid, &main).await.is_none());
+    let gone = connect_uri(&superuser)
+        .await
+        .expect_err("the deleted project's server is stopped");
+    assert!(gone.contains("onnect"), "{gone}");
 }
 
 #[tokio::test]
@@ -404,28 +410,22 @@ async fn faults_after_apply_make_the_change_and_still_fail() {
 
 #[tokio::test]
 async fn the_binary_prints_its_url_first_and_logs_requests_as_json_lines() {
-    let pg = PgCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("requests.jsonl");
     let env: BTreeMap<String, String> = [("RUST_LOG".to_owned(), "warn".to_owned())].into();
     let mut cmd = clean_command(&workspace_bin("neon-emulator"), &env);
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--postgres",
-        &pg.admin_url(),
-        "--api-key",
-        API_KEY,
-    ])
-    .args([
-        "--operation-delay-ms",
-        "0",
-        "--max-history-retention-seconds",
-        "21600",
-    ])
-    .args(["--fail", "GET /projects 503 x1"])
-    .arg("--request-log")
-    .arg(&log);
+    cmd.args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
+        .args([
+            "--operation-delay-ms",
+            "0",
+            "--max-history-retention-seconds",
+            "21600",
+        ])
+        .args(["--fail", "GET /projects 503 x1"])
+        .arg("--request-log")
+        .arg(&log)
+        .arg("--data-dir")
+        .arg(dir.path());
     let mut emulator = Spawned::start(cmd);
     let base = emulator.wait_for(Duration::from_secs(20), |out| {
         out.lines()
@@ -454,6 +454,12 @@ async fn the_binary_prints_its_url_first_and_logs_requests_as_json_lines() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let db = connect_uri(&s(&created["connection_uris"][0]["connection_uri"]))
+        .await
+        .expect("the new project's database connects");
+    db.batch_execute("SELECT 1").await.unwrap();
+    drop(db);
 
     let lines: Vec<LoggedRequest> = std::fs::read_to_string(&log)
         .unwrap()
@@ -476,4 +482,17 @@ async fn the_binary_prints_its_url_first_and_logs_requests_as_json_lines() {
     assert!(lines.iter().all(|r| r.path == "/projects"));
     // Passwords appear only in answers, never in the emulator's own output.
     assert!(!emulator.output().contains("npg_"), "{}", emulator.output());
+    // Stopped, it stops the branches' servers and deletes their files.
+    emulator.signal("TERM");
+    assert!(
+        emulator.wait_exit(Duration::from_secs(20)).is_some(),
+        "the emulator exits on TERM"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("neon-emulator-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -1,37 +1,37 @@
-//! The Neon API emulator over a throwaway PostgreSQL, and a client that checks every
-//! answer against the response schemas of Neon's OpenAPI document.
+//! The Neon API emulator (its branches' PostgreSQL servers serve TLS with a certificate of
+//! a test CA), and a client that checks every answer against the response schemas of
+//! Neon's OpenAPI document.
 
 use std::sync::Arc;
 
 use neon_emulator::spec::Spec;
-use neon_emulator::{Emulator, EmulatorConfig};
+use neon_emulator::{Emulator, EmulatorConfig, TlsPem};
 use serde_json::Value;
 
-use crate::pg::PgCluster;
+use crate::certs::TestCa;
 
 pub const API_KEY: &str = "test-neon-api-key";
 
-/// A PostgreSQL cluster (TLS on) with an emulator in front of it.
+/// An emulator whose branches serve TLS, and a client for it.
 pub struct NeonStack {
     pub emulator: Emulator,
     pub client: NeonClient,
-    pub pg: PgCluster,
 }
 
 impl NeonStack {
-    /// Starts both; `configure` adjusts the emulator (operation delay, faults...).
+    /// Starts the emulator; `configure` adjusts it (operation delay, faults...).
     pub async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
-        let pg = PgCluster::start();
-        let mut config = EmulatorConfig::new(pg.admin_url(), API_KEY);
+        let server = TestCa::new("neon emulator test CA").server_cert(&["localhost", "127.0.0.1"]);
+        let mut config = EmulatorConfig::new(API_KEY);
+        config.tls = Some(TlsPem {
+            cert: server.cert_pem,
+            key: server.key_pem,
+        });
         configure(&mut config);
         let spec = Spec::load(&config.spec_path).expect("Neon's OpenAPI document");
         let emulator = Emulator::start(config).await.expect("emulator starts");
         let client = NeonClient::new(&emulator.base_url(), API_KEY, spec);
-        NeonStack {
-            emulator,
-            client,
-            pg,
-        }
+        NeonStack { emulator, client }
     }
 }
 

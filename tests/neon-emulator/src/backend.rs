@@ -1,16 +1,35 @@
-//! The real PostgreSQL behind the emulator. Every Neon role and database becomes a real
-//! one with a unique physical name (`neondb_owner` of two projects are two roles), databases
-//! refuse connections from roles of other branches, and a new branch gets copies of its
-//! parent's roles (same passwords) and databases (same data), as Neon's branches do.
+//! The real PostgreSQL behind the emulator. As on Neon, every branch has its own server:
+//! a cluster started on demand (a copy of a template made once by `initdb`), and a new
+//! branch's cluster is a `pg_basebackup` of its parent's, so it starts with the parent's
+//! roles (same passwords) and databases (same data). Role and database names are exactly
+//! those requested, so `current_user` is the role the user declared, and a role of one
+//! branch cannot log in to another branch's server.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use localpg::{Init, LocalPgError, Tools};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use pgconn::DatabaseTarget;
 use tokio_postgres::{Client, NoTls};
+
+/// The superuser of every branch's server, named as Neon's is.
+pub const SUPERUSER: &str = "cloud_admin";
+
+/// The host in every URI: the test certificates are made for it.
+pub const HOST: &str = "localhost";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("the `--postgres` connection string is not usable: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Cluster(#[from] LocalPgError),
+    #[error("cannot prepare `{}` for PostgreSQL", path.display())]
+    Files {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
 }
@@ -20,19 +39,68 @@ impl BackendError {
     pub fn db_message(&self) -> Option<String> {
         match self {
             BackendError::Postgres(e) => e.as_db_error().map(|d| d.message().to_owned()),
-            BackendError::Config(_) => None,
+            _ => None,
         }
     }
 }
 
-pub struct Backend {
-    target: DatabaseTarget,
-    admin: Client,
-    /// Host and port clients use to reach the server (from the admin connection string).
-    host: String,
-    port: u16,
-    /// Whether the server serves TLS; URIs then say `sslmode=require` as Neon's do.
+/// A server certificate and key (PEM) for every branch's server; URIs then say
+/// `sslmode=require`, as Neon's do.
+#[derive(Debug, Clone)]
+pub struct TlsPem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Where branch servers live, and the template each project's first one is copied from.
+pub struct Clusters {
+    tools: Tools,
+    root: Arc<Root>,
+    template: PathBuf,
+    superuser_password: String,
     tls: bool,
+}
+
+/// One branch's running server; dropping it stops the server and deletes its files.
+pub struct Cluster {
+    /// `<root>/<id>`: the socket folder, with the data folder `data` inside.
+    dir: PathBuf,
+    port: u16,
+    admin: Client,
+    superuser_password: String,
+    tls: bool,
+    root: Arc<Root>,
+}
+
+/// The folder of every server. The last one to let go of it stops any server still running
+/// there (one whose start finished after its request was abandoned), then deletes it.
+struct Root {
+    dir: tempfile::TempDir,
+    tools: Tools,
+    /// Data folders of servers that were started and not stopped since.
+    started: Mutex<Vec<PathBuf>>,
+}
+
+impl Root {
+    fn stop(&self, data: &Path) {
+        let _ = self
+            .tools
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        self.started.lock().unwrap().retain(|d| d != data);
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let left = std::mem::take(&mut *self.started.lock().unwrap());
+        for data in left {
+            self.stop(&data);
+        }
+    }
 }
 
 /// What must be escaped in a URI's user, password and path (RFC 3986 reserved characters).
@@ -68,77 +136,198 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A physical name: the Neon name made safe and short, plus a unique suffix.
-pub fn physical_name(name: &str, suffix: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
+fn files(path: &Path) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
+    move |source| BackendError::Files {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> Result<u16, BackendError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(files(Path::new("127.0.0.1:0")))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a cluster task does not panic")
+}
+
+impl Clusters {
+    /// Makes the template cluster under `parent` (default: the system's temporary folder).
+    pub async fn prepare(
+        parent: Option<PathBuf>,
+        tls: Option<TlsPem>,
+        superuser_password: String,
+    ) -> Result<Clusters, BackendError> {
+        blocking(move || {
+            let tools = Tools::find()?;
+            let mut builder = tempfile::Builder::new();
+            builder.prefix("neon-emulator-");
+            let root = match &parent {
+                Some(p) => builder.tempdir_in(p),
+                None => builder.tempdir(),
+            }
+            .map_err(files(parent.as_deref().unwrap_or(Path::new("/tmp"))))?;
+            let dir = root.path();
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(files(dir))?;
+            tools.give(dir)?;
+            let template = dir.join("template");
+            let pwfile = dir.join("pwfile");
+            fs::write(&pwfile, &superuser_password).map_err(files(&pwfile))?;
+            tools.give(&pwfile)?;
+            tools.initdb(
+                &template,
+                &Init {
+                    superuser: SUPERUSER.to_owned(),
+                    pwfile: Some(pwfile.clone()),
+                    no_sync: true,
+                },
+            )?;
+            fs::remove_file(&pwfile).map_err(files(&pwfile))?;
+            let mut conf = String::from(
+                "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n\
+                 full_page_writes = off\nshared_buffers = 16MB\nmax_connections = 100\n",
+            );
+            if let Some(tls) = &tls {
+                for (name, pem) in [("server.crt", &tls.cert), ("server.key", &tls.key)] {
+                    let path = template.join(name);
+                    fs::write(&path, pem).map_err(files(&path))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                        .map_err(files(&path))?;
+                    tools.give(&path)?;
+                }
+                conf.push_str(
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                );
+            }
+            localpg::append_conf(&template, &conf)?;
+            Ok(Clusters {
+                root: Arc::new(Root {
+                    dir: root,
+                    tools: tools.clone(),
+                    started: Mutex::new(Vec::new()),
+                }),
+                tools,
+                template,
+                superuser_password,
+                tls: tls.is_some(),
+            })
+        })
+        .await
+    }
+
+    /// A new, empty server for a project's first branch `id`.
+    pub async fn create(&self, id: &str) -> Result<Cluster, BackendError> {
+        let (template, dir) = (self.template.clone(), self.dir(id)?);
+        let data = dir.join("data");
+        blocking(move || {
+            // `-a` keeps the owner (the `postgres` account when we are root) and modes.
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(&data)
+                .output()
+                .map_err(files(&data))?;
+            if !copied.status.success() {
+                return Err(files(&data)(std::io::Error::other(
+                    String::from_utf8_lossy(&copied.stderr).into_owned(),
+                )));
+            }
+            Ok(())
+        })
+        .await?;
+        self.start(dir).await
+    }
+
+    /// A server for branch `id` holding a copy of `parent`'s roles and data.
+    pub async fn branch(&self, parent: &Cluster, id: &str) -> Result<Cluster, BackendError> {
+        let dir = self.dir(id)?;
+        let (tools, data) = (self.tools.clone(), dir.join("data"));
+        let (parent_dir, parent_port) = (parent.dir.clone(), parent.port);
+        blocking(move || {
+            let mut cmd = tools.command("pg_basebackup");
+            cmd.arg("-D")
+                .arg(&data)
+                .arg("-h")
+                .arg(&parent_dir)
+                .args(["-p", &parent_port.to_string(), "-U", SUPERUSER])
+                .args(["--checkpoint=fast", "--wal-method=stream", "--no-sync"]);
+            let output = cmd.output().map_err(|source| LocalPgError::Spawn {
+                tool: "pg_basebackup".into(),
+                source,
+            })?;
+            if !output.status.success() {
+                return Err(LocalPgError::Failed {
+                    tool: "pg_basebackup".into(),
+                    status: output.status,
+                    output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                }
+                .into());
+            }
+            Ok(())
+        })
+        .await?;
+        self.start(dir).await
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, BackendError> {
+        let dir = self.root.dir.path().join(id);
+        fs::create_dir(&dir).map_err(files(&dir))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(files(&dir))?;
+        self.tools.give(&dir)?;
+        Ok(dir)
+    }
+
+    /// Starts the server in `dir/data` on a free port, its socket in `dir`.
+    async fn start(&self, dir: PathBuf) -> Result<Cluster, BackendError> {
+        let (tools, root) = (self.tools.clone(), self.root.clone());
+        let (dir, port) = blocking(move || {
+            let data = dir.join("data");
+            root.started.lock().unwrap().push(data.clone());
+            localpg::append_conf(
+                &data,
+                &format!("unix_socket_directories = '{}'\n", dir.display()),
+            )?;
+            // Another process may take the free port between our check and the bind.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let port = free_port()?;
+                match tools.start(&data, &dir.join("server.log"), port) {
+                    Ok(()) => return Ok((dir, port)),
+                    Err(e) if attempt == 5 => return Err(e.into()),
+                    Err(_) => continue,
+                }
             }
         })
-        .take(40)
-        .collect();
-    format!("{safe}_{suffix}")
-}
-
-async fn connect(target: &DatabaseTarget, dbname: Option<&str>) -> Result<Client, BackendError> {
-    let mut config = target.info.config.clone();
-    if let Some(db) = dbname {
-        config.dbname(db);
-    }
-    let client = match &target.tls {
-        Some(tls) => {
-            let (client, conn) = config.connect(tls.clone()).await?;
-            tokio::spawn(conn);
-            client
-        }
-        None => {
-            let (client, conn) = config.connect(NoTls).await?;
-            tokio::spawn(conn);
-            client
-        }
-    };
-    Ok(client)
-}
-
-impl Backend {
-    /// Connects with a superuser connection string.
-    pub async fn connect(admin_uri: &str) -> Result<Backend, BackendError> {
-        let target = DatabaseTarget::parse(admin_uri)
-            .map_err(|e| BackendError::Config(pgconn::Chain(&e).to_string()))?;
-        let host = match target.info.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => {
-                return Err(BackendError::Config(
-                    "it must name a TCP host, since clients connect with the returned URIs".into(),
-                ));
-            }
-        };
-        let port = target
-            .info
-            .config
-            .get_ports()
-            .first()
-            .copied()
-            .unwrap_or(5432);
-        let admin = connect(&target, None).await?;
-        let tls: String = admin.query_one("SHOW ssl", &[]).await?.get(0);
-        Ok(Backend {
-            target,
-            admin,
-            host,
+        .await?;
+        let (admin, conn) = tokio_postgres::Config::new()
+            .host_path(&dir)
+            .port(port)
+            .user(SUPERUSER)
+            .dbname("postgres")
+            .connect(NoTls)
+            .await?;
+        tokio::spawn(conn);
+        Ok(Cluster {
+            dir,
             port,
-            tls: tls == "on",
+            admin,
+            superuser_password: self.superuser_password.clone(),
+            tls: self.tls,
+            root: self.root.clone(),
         })
     }
+}
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
+impl Cluster {
     /// A connection URI as Neon returns them, that really connects.
     pub fn uri(&self, role: &str, password: &str, database: &str) -> String {
         let enc = |s: &str| utf8_percent_encode(s, URI_COMPONENT).to_string();
@@ -148,110 +337,69 @@ impl Backend {
             "sslmode=disable"
         };
         format!(
-            "postgresql://{}:{}@{}:{}/{}?{params}",
+            "postgresql://{}:{}@{HOST}:{}/{}?{params}",
             enc(role),
             enc(password),
-            self.host,
             self.port,
             enc(database)
         )
     }
 
-    pub async fn create_role(&self, physical: &str, password: &str) -> Result<(), BackendError> {
+    /// The superuser's URI (for tests that look inside a branch).
+    pub fn superuser_uri(&self) -> String {
+        format!(
+            "postgresql://{SUPERUSER}:{}@{HOST}:{}/postgres?sslmode=disable",
+            utf8_percent_encode(&self.superuser_password, URI_COMPONENT),
+            self.port
+        )
+    }
+
+    /// A role as Neon's API makes them: it may log in, create databases and roles.
+    pub async fn create_role(&self, name: &str, password: &str) -> Result<(), BackendError> {
         self.admin
             .batch_execute(&format!(
-                "CREATE ROLE {} LOGIN PASSWORD {}",
-                quote_ident(physical),
+                "CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}",
+                quote_ident(name),
                 quote_literal(password)
             ))
             .await?;
         Ok(())
     }
 
-    pub async fn set_password(&self, physical: &str, password: &str) -> Result<(), BackendError> {
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), BackendError> {
         self.admin
             .batch_execute(&format!(
                 "ALTER ROLE {} PASSWORD {}",
-                quote_ident(physical),
+                quote_ident(name),
                 quote_literal(password)
             ))
             .await?;
         Ok(())
     }
 
-    /// Drops a role after revoking the database grants the emulator gave it.
-    pub async fn drop_role(
-        &self,
-        physical: &str,
-        branch_databases: &[String],
-    ) -> Result<(), BackendError> {
-        for db in branch_databases {
-            self.admin
-                .batch_execute(&format!(
-                    "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM {}",
-                    quote_ident(db),
-                    quote_ident(physical)
-                ))
-                .await?;
-        }
+    pub async fn drop_role(&self, name: &str) -> Result<(), BackendError> {
         self.admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(physical)))
+            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(name)))
             .await?;
         Ok(())
     }
 
-    /// Creates a database (empty, or a copy of `template`) that only `members` may enter.
-    pub async fn create_database(
-        &self,
-        physical: &str,
-        owner: &str,
-        members: &[String],
-        template: Option<&str>,
-    ) -> Result<(), BackendError> {
-        let mut sql = format!(
-            "CREATE DATABASE {} OWNER {}",
-            quote_ident(physical),
-            quote_ident(owner)
-        );
-        if let Some(template) = template {
-            // PostgreSQL copies a database only while nobody is connected to it.
-            self.admin
-                .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    &[&template],
-                )
-                .await?;
-            sql.push_str(&format!(" TEMPLATE {}", quote_ident(template)));
-        }
-        self.admin.batch_execute(&sql).await?;
+    pub async fn create_database(&self, name: &str, owner: &str) -> Result<(), BackendError> {
         self.admin
             .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-                quote_ident(physical)
-            ))
-            .await?;
-        for member in members {
-            self.grant_connect(physical, member).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn grant_connect(&self, database: &str, role: &str) -> Result<(), BackendError> {
-        self.admin
-            .batch_execute(&format!(
-                "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}",
-                quote_ident(database),
-                quote_ident(role)
+                "CREATE DATABASE {} OWNER {}",
+                quote_ident(name),
+                quote_ident(owner)
             ))
             .await?;
         Ok(())
     }
 
-    pub async fn drop_database(&self, physical: &str) -> Result<(), BackendError> {
+    pub async fn drop_database(&self, name: &str) -> Result<(), BackendError> {
         self.admin
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(physical)
+                quote_ident(name)
             ))
             .await?;
         Ok(())
@@ -268,24 +416,34 @@ impl Backend {
         Ok(())
     }
 
-    /// In a copied database, hands what the parent branch's roles owned to the child's.
-    /// `REASSIGN OWNED` also moves shared objects (the parent's databases), so the caller
-    /// gives those back with [`Backend::set_owner`] afterwards.
-    pub async fn reassign_owned(
-        &self,
-        database: &str,
-        pairs: &[(String, String)],
-    ) -> Result<(), BackendError> {
-        let client = connect(&self.target, Some(database)).await?;
-        for (from, to) in pairs {
-            client
-                .batch_execute(&format!(
-                    "REASSIGN OWNED BY {} TO {}",
-                    quote_ident(from),
-                    quote_ident(to)
-                ))
-                .await?;
-        }
+    /// Renames a database; its sessions are disconnected, since PostgreSQL renames only a
+    /// database nobody is connected to.
+    pub async fn rename_database(&self, from: &str, to: &str) -> Result<(), BackendError> {
+        self.admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&from],
+            )
+            .await?;
+        self.admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(from),
+                quote_ident(to)
+            ))
+            .await?;
         Ok(())
+    }
+
+    /// Stops the server and deletes its files without blocking the runtime.
+    pub async fn shut_down(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.root.stop(&self.dir.join("data"));
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }

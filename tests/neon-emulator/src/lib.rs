@@ -8,10 +8,11 @@
 //! `history_retention_seconds`. For tests it injects faults (random at a seeded rate, or
 //! scripted) and keeps a log of every request.
 //!
-//! Quirks of the emulation: each Neon role and database has a physical name in PostgreSQL
-//! (`neondb_owner_x1y2z3`), which is what the returned URIs and connection parameters name;
-//! endpoint hosts are the backing server's host; creating a branch disconnects sessions on
-//! the parent's databases for the moment it copies them.
+//! As on Neon, every branch has its own PostgreSQL server (started on demand, a copy of the
+//! parent's for a new branch), so roles and databases have exactly the requested names.
+//! Quirks of the emulation: every endpoint's host is `localhost` and each branch's server
+//! has its own port (Neon's URIs name an endpoint host on port 5432); a pooled URI is the
+//! direct one.
 
 mod backend;
 pub mod faults;
@@ -36,7 +37,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use backend::BackendError;
+pub use backend::{BackendError, TlsPem};
 use faults::{Faults, RandomFaults, ScriptedFault};
 use spec::{Spec, SpecError};
 
@@ -47,8 +48,10 @@ pub const BASE_PATH: &str = "/api/v2";
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
     pub listen: SocketAddr,
-    /// A superuser connection string for the backing PostgreSQL.
-    pub postgres: String,
+    /// Certificate and key every branch's server serves TLS with (none: no TLS).
+    pub tls: Option<TlsPem>,
+    /// Where branch servers keep their files (default: the system's temporary folder).
+    pub data_dir: Option<PathBuf>,
     /// The API key clients must send as `Authorization: Bearer <key>`.
     pub api_key: String,
     /// How long every operation stays `running`.
@@ -73,11 +76,12 @@ pub struct EmulatorConfig {
 }
 
 impl EmulatorConfig {
-    /// Defaults for a loopback emulator over `postgres`.
-    pub fn new(postgres: impl Into<String>, api_key: impl Into<String>) -> Self {
+    /// Defaults for a loopback emulator without TLS.
+    pub fn new(api_key: impl Into<String>) -> Self {
         EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            postgres: postgres.into(),
+            tls: None,
+            data_dir: None,
             api_key: api_key.into(),
             operation_delay: Duration::from_millis(0),
             operation_delays: BTreeMap::new(),
@@ -122,7 +126,7 @@ pub struct LoggedRequest {
 pub enum StartError {
     #[error(transparent)]
     Spec(#[from] SpecError),
-    #[error("cannot connect to the backing PostgreSQL")]
+    #[error("cannot prepare PostgreSQL for the branches")]
     Backend(#[from] BackendError),
     #[error("cannot listen on {addr}")]
     Listen {
@@ -141,8 +145,8 @@ pub enum StartError {
 pub(crate) struct Ctx {
     pub config: EmulatorConfig,
     pub spec: Arc<Spec>,
-    pub backend: backend::Backend,
     pub state: tokio::sync::Mutex<state::State>,
+    pub clusters: backend::Clusters,
     pub rng: Mutex<util::Rng>,
     pub operation_faults: Mutex<Vec<OperationFault>>,
     faults: Mutex<Faults>,
@@ -161,7 +165,12 @@ impl Emulator {
     /// Connects to PostgreSQL, loads the spec and starts serving.
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, StartError> {
         let spec = Spec::load(&config.spec_path)?;
-        let backend = backend::Backend::connect(&config.postgres).await?;
+        let mut rng = config
+            .seed
+            .map_or_else(util::Rng::from_clock, util::Rng::new);
+        let clusters =
+            backend::Clusters::prepare(config.data_dir.clone(), config.tls.clone(), rng.password())
+                .await?;
         let log_file = match &config.request_log {
             Some(path) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -186,11 +195,7 @@ impl Emulator {
             source,
         })?;
         let ctx = Arc::new(Ctx {
-            rng: Mutex::new(
-                config
-                    .seed
-                    .map_or_else(util::Rng::from_clock, util::Rng::new),
-            ),
+            rng: Mutex::new(rng),
             faults: Mutex::new(Faults::new(
                 config.random_faults.clone(),
                 config.scripted_faults.clone(),
@@ -198,12 +203,12 @@ impl Emulator {
             operation_faults: Mutex::new(config.operation_faults.clone()),
             config,
             spec,
-            backend,
             state: tokio::sync::Mutex::new(state::State {
                 projects: BTreeMap::new(),
                 order: Vec::new(),
                 next_database_id: 1,
             }),
+            clusters,
             log: Mutex::new(Vec::new()),
             log_file,
         });
@@ -222,6 +227,24 @@ impl Emulator {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.ctx.log.lock().unwrap().clone()
+    }
+
+    /// The superuser's URI of a branch's server, to look inside it.
+    pub async fn superuser_uri(&self, project_id: &str, branch_id: &str) -> Option<String> {
+        let st = self.ctx.state.lock().await;
+        let branch = st.projects.get(project_id)?.branches.get(branch_id)?;
+        Some(branch.cluster.superuser_uri())
+    }
+
+    /// Stops serving, then stops every branch's server and deletes its files.
+    pub async fn shut_down(self) {
+        self.server.abort();
+        let projects = std::mem::take(&mut self.ctx.state.lock().await.projects);
+        for (_, project) in projects {
+            for (_, branch) in project.branches {
+                branch.cluster.shut_down().await;
+            }
+        }
     }
 
     /// Forgets the requests logged so far.

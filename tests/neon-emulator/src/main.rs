@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use neon_emulator::faults::{RandomFaults, ScriptedFault};
-use neon_emulator::{Emulator, EmulatorConfig};
+use neon_emulator::{Emulator, EmulatorConfig, TlsPem};
 
-/// An emulator of the Neon API v2 over a real PostgreSQL server, for tests and offline work.
+/// An emulator of the Neon API v2 over real PostgreSQL servers (one per branch, started
+/// with the `initdb`/`pg_ctl` on PATH), for tests and offline work.
 ///
 /// Examples:
-///   neon-emulator --postgres postgres://postgres:pw@127.0.0.1:5432/postgres --api-key test
-///   neon-emulator --postgres ... --api-key test --operation-delay-ms 300 \
+///   neon-emulator --api-key test
+///   neon-emulator --api-key test --tls-cert server.crt --tls-key server.key
+///   neon-emulator --api-key test --operation-delay-ms 300 \
 ///       --fault-rate 0.2 --fault-seed 7 --fail "POST /projects/*/branches 503 x2"
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
@@ -22,9 +24,15 @@ struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Superuser connection string of the backing PostgreSQL.
-    #[arg(long, env = "NEON_EMULATOR_POSTGRES", hide_env_values = true)]
-    postgres: String,
+    /// Certificate (PEM) every branch's server serves TLS with; needs `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Folder for the branches' servers (default: the system's temporary folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// The API key clients must send as a bearer token.
     #[arg(long, env = "NEON_EMULATOR_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -78,7 +86,21 @@ async fn main() -> ExitCode {
         eprintln!("error: `--fault-rate` and `--fault-applied-share` must be between 0 and 1");
         return ExitCode::from(2);
     }
-    let mut config = EmulatorConfig::new(args.postgres, args.api_key);
+    let mut config = EmulatorConfig::new(args.api_key);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("error: cannot read `{}`: {e}", path.display()))
+        };
+        match (read(cert), read(key)) {
+            (Ok(cert), Ok(key)) => config.tls = Some(TlsPem { cert, key }),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    config.data_dir = args.data_dir;
     config.listen = args.listen;
     config.operation_delay = Duration::from_millis(args.operation_delay_ms);
     config.max_history_retention_seconds = args.max_history_retention_seconds;
@@ -104,6 +126,12 @@ async fn main() -> ExitCode {
         }
     };
     println!("{}", emulator.base_url());
-    let _ = tokio::signal::ctrl_c().await;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match &mut terminate { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    emulator.shut_down().await;
     ExitCode::SUCCESS
 }

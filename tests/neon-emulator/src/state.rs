@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::backend::Cluster;
 use crate::util::now_rfc3339;
 
 pub struct State {
@@ -42,12 +43,12 @@ pub struct Branch {
     pub updated_at: String,
     pub roles: BTreeMap<String, Role>,
     pub databases: BTreeMap<String, Database>,
+    /// The branch's own PostgreSQL server.
+    pub cluster: Cluster,
 }
 
 pub struct Role {
     pub name: String,
-    /// The role's name in the backing PostgreSQL, unique across projects and branches.
-    pub physical: String,
     pub password: String,
     pub created_at: String,
     pub updated_at: String,
@@ -56,7 +57,6 @@ pub struct Role {
 pub struct Database {
     pub id: i64,
     pub name: String,
-    pub physical: String,
     pub owner_name: String,
     pub created_at: String,
     pub updated_at: String,

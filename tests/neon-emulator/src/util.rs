@@ -77,11 +77,6 @@ impl Rng {
     pub fn password(&mut self) -> String {
         format!("npg_{}", self.chars(12, ALNUM))
     }
-
-    /// A short suffix that makes physical PostgreSQL names unique.
-    pub fn suffix(&mut self) -> String {
-        self.chars(6, LOWER_ALNUM)
-    }
 }
 
 const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

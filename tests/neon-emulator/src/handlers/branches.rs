@@ -64,62 +64,38 @@ pub(super) async fn create_branch(
         ));
     }
 
-    // Copy the parent's roles (same passwords) and databases (same data).
+    // A copy of the parent's server: its roles (same passwords) and databases (same data).
+    let cluster = ctx
+        .clusters
+        .branch(&parent.cluster, &branch_id)
+        .await
+        .map_err(internal)?;
     let now = now_rfc3339();
-    let mut roles = BTreeMap::new();
-    let mut renames = Vec::new();
-    for r in parent.roles.values() {
-        let physical = physical_name(&r.name, &ctx.suffix());
-        ctx.backend
-            .create_role(&physical, &r.password)
-            .await
-            .map_err(internal)?;
-        renames.push((r.physical.clone(), physical.clone()));
-        roles.insert(
-            r.name.clone(),
-            Role {
+    let roles: BTreeMap<String, Role> = parent
+        .roles
+        .values()
+        .map(|r| {
+            let role = Role {
                 name: r.name.clone(),
-                physical,
                 password: r.password.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
-            },
-        );
-    }
-    let members: Vec<String> = roles.values().map(|r: &Role| r.physical.clone()).collect();
-    let mut databases = BTreeMap::new();
+            };
+            (r.name.clone(), role)
+        })
+        .collect();
     let mut db_id = next_db_id;
+    let mut databases = BTreeMap::new();
     for d in parent.databases.values() {
-        let physical = physical_name(&d.name, &ctx.suffix());
-        let owner = &roles[&d.owner_name];
-        ctx.backend
-            .create_database(&physical, &owner.physical, &members, Some(&d.physical))
-            .await
-            .map_err(internal)?;
-        ctx.backend
-            .reassign_owned(&physical, &renames)
-            .await
-            .map_err(internal)?;
-        databases.insert(
-            d.name.clone(),
-            Database {
-                id: db_id,
-                name: d.name.clone(),
-                physical,
-                owner_name: d.owner_name.clone(),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            },
-        );
+        let db = Database {
+            id: db_id,
+            name: d.name.clone(),
+            owner_name: d.owner_name.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        databases.insert(d.name.clone(), db);
         db_id += 1;
-    }
-    // REASSIGN OWNED moved the parent's databases too: give them back.
-    for d in parent.databases.values() {
-        let owner = &parent.roles[&d.owner_name];
-        ctx.backend
-            .set_owner(&d.physical, &owner.physical)
-            .await
-            .map_err(internal)?;
     }
 
     let new_branch = Branch {
@@ -131,6 +107,7 @@ pub(super) async fn create_branch(
         updated_at: now,
         roles,
         databases,
+        cluster,
     };
     let mut ops = vec![ctx.operation(p, "create_branch", Some(&branch_id), None)];
     let mut endpoints = Vec::new();
@@ -152,7 +129,13 @@ pub(super) async fn create_branch(
         let uris: Vec<Value> = new_branch
             .databases
             .values()
-            .filter_map(|d| Some(ctx.connection_details(new_branch.roles.get(&d.owner_name)?, d)))
+            .filter_map(|d| {
+                Some(connection_details(
+                    &new_branch,
+                    new_branch.roles.get(&d.owner_name)?,
+                    d,
+                ))
+            })
             .collect();
         body["connection_uris"] = json!(uris);
     }
@@ -216,7 +199,6 @@ pub(super) async fn delete_branch(
             "cannot delete a branch that has child branches",
         ));
     }
-    drop_branch_objects(&ctx, b).await.map_err(internal)?;
     let b = p.branches.remove(&branch_id).expect("checked above");
     let endpoints: Vec<String> = p
         .endpoints
@@ -232,5 +214,6 @@ pub(super) async fn delete_branch(
     ops.push(ctx.operation(p, "delete_timeline", Some(&branch_id), None));
     let mut json = p.branch_json(&b);
     json["current_state"] = json!("ready");
+    b.cluster.shut_down().await;
     ok(StatusCode::OK, json!({ "branch": json, "operations": ops }))
 }

@@ -63,17 +63,14 @@ pub(super) async fn create_database(
             "database.owner_name: role `{owner_name}` does not exist in branch `{branch_id}`"
         ))
     })?;
-    let physical = physical_name(&name, &ctx.suffix());
-    let members: Vec<String> = b.roles.values().map(|r| r.physical.clone()).collect();
-    ctx.backend
-        .create_database(&physical, &owner.physical, &members, None)
+    b.cluster
+        .create_database(&name, &owner.name)
         .await
         .map_err(internal)?;
     let now = now_rfc3339();
     let db = Database {
         id: db_id,
         name: name.clone(),
-        physical,
         owner_name,
         created_at: now.clone(),
         updated_at: now,
@@ -120,9 +117,15 @@ pub(super) async fn update_database(
             "database.owner_name: role `{new_owner}` does not exist in branch `{branch_id}`"
         ))
     })?;
+    if new_name != name {
+        b.cluster
+            .rename_database(&name, &new_name)
+            .await
+            .map_err(internal)?;
+    }
     if new_owner != db.owner_name {
-        ctx.backend
-            .set_owner(&db.physical, &owner.physical)
+        b.cluster
+            .set_owner(&new_name, &owner.name)
             .await
             .map_err(internal)?;
     }
@@ -151,10 +154,7 @@ pub(super) async fn delete_database(
         .databases
         .get(&name)
         .ok_or_else(|| not_found("database"))?;
-    ctx.backend
-        .drop_database(&db.physical)
-        .await
-        .map_err(internal)?;
+    b.cluster.drop_database(&db.name).await.map_err(internal)?;
     let db = branch_mut(p, &branch_id)?
         .databases
         .remove(&name)

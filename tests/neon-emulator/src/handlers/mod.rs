@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::backend::physical_name;
+use crate::backend::HOST;
 use crate::state::{
     Branch, Database, Endpoint, Operation, Project, Role, database_json, role_json,
 };
@@ -192,30 +192,13 @@ impl Ctx {
         json
     }
 
-    fn suffix(&self) -> String {
-        self.rng.lock().unwrap().suffix()
-    }
-
-    fn connection_details(&self, role: &Role, db: &Database) -> Value {
-        json!({
-            "connection_uri": self.backend.uri(&role.physical, &role.password, &db.physical),
-            "connection_parameters": {
-                "database": db.physical,
-                "password": role.password,
-                "role": role.physical,
-                "host": self.backend.host(),
-                "pooler_host": self.backend.host(),
-            }
-        })
-    }
-
     fn new_endpoint(&self, branch_id: &str, kind: &str, options: &Value) -> Endpoint {
         let now = now_rfc3339();
         Endpoint {
             id: self.rng.lock().unwrap().resource_id("ep"),
             branch_id: branch_id.to_owned(),
             kind: kind.to_owned(),
-            host: self.backend.host().to_owned(),
+            host: HOST.to_owned(),
             min_cu: options["autoscaling_limit_min_cu"].as_f64().unwrap_or(0.25),
             max_cu: options["autoscaling_limit_max_cu"].as_f64().unwrap_or(2.0),
             suspend_timeout_seconds: options["suspend_timeout_seconds"].as_i64().unwrap_or(0),
@@ -243,6 +226,20 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The `ConnectionDetails` schema for `role` on `db` of branch `b`.
+fn connection_details(b: &Branch, role: &Role, db: &Database) -> Value {
+    json!({
+        "connection_uri": b.cluster.uri(&role.name, &role.password, &db.name),
+        "connection_parameters": {
+            "database": db.name,
+            "password": role.password,
+            "role": role.name,
+            "host": HOST,
+            "pooler_host": HOST,
+        }
+    })
 }
 
 fn project<'a>(st: &'a crate::state::State, id: &str) -> Result<&'a Project, ApiError> {

@@ -45,7 +45,7 @@ pub(super) async fn connection_uri(
     // No PgBouncer here: a pooled URI is the direct one.
     ok(
         StatusCode::OK,
-        json!({ "uri": ctx.backend.uri(&role.physical, &role.password, &db.physical) }),
+        json!({ "uri": b.cluster.uri(&role.name, &role.password, &db.name) }),
     )
 }
 

@@ -79,30 +79,20 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
         let mut rng = ctx.rng.lock().unwrap();
         (rng.project_id(), rng.resource_id("br"), rng.password())
     };
-    let role_physical = physical_name(&role_name, &ctx.suffix());
-    let db_physical = physical_name(&database_name, &ctx.suffix());
-    ctx.backend
-        .create_role(&role_physical, &password)
+    // The project's first branch gets its own server; dropped on failure, it goes away.
+    let cluster = ctx.clusters.create(&branch_id).await.map_err(internal)?;
+    cluster
+        .create_role(&role_name, &password)
         .await
         .map_err(internal)?;
-    if let Err(e) = ctx
-        .backend
-        .create_database(
-            &db_physical,
-            &role_physical,
-            std::slice::from_ref(&role_physical),
-            None,
-        )
+    cluster
+        .create_database(&database_name, &role_name)
         .await
-    {
-        let _ = ctx.backend.drop_role(&role_physical, &[]).await;
-        return Err(internal(e));
-    }
+        .map_err(internal)?;
 
     let now = now_rfc3339();
     let role = Role {
         name: role_name.clone(),
-        physical: role_physical,
         password,
         created_at: now.clone(),
         updated_at: now.clone(),
@@ -111,14 +101,12 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
     let db = Database {
         id: st.next_database_id,
         name: database_name.clone(),
-        physical: db_physical,
         owner_name: role_name.clone(),
         created_at: now.clone(),
         updated_at: now.clone(),
     };
     st.next_database_id += 1;
     let endpoint = ctx.new_endpoint(&branch_id, "read_write", &p["default_endpoint_settings"]);
-    let connection = ctx.connection_details(&role, &db);
     let branch = Branch {
         id: branch_id.clone(),
         name: p["branch"]["name"].as_str().unwrap_or("main").to_owned(),
@@ -128,6 +116,7 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
         updated_at: now.clone(),
         roles: BTreeMap::from([(role_name.clone(), role)]),
         databases: BTreeMap::from([(database_name.clone(), db)]),
+        cluster,
     };
     let mut project = Project {
         id: project_id.clone(),
@@ -162,6 +151,7 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
     project.endpoints.insert(endpoint_id, endpoint);
     project.branches.insert(branch_id.clone(), branch);
     let b = &project.branches[&branch_id];
+    let connection = connection_details(b, &b.roles[&role_name], &b.databases[&database_name]);
     let body = json!({
         "project": project.json(),
         "connection_uris": [connection],
@@ -220,18 +210,9 @@ pub(super) async fn delete_project(State(ctx): Ctx_, Path(id): Path<String>) -> 
     project_for_change(&mut st, &id)?;
     let p = st.projects.remove(&id).expect("checked above");
     st.order.retain(|o| o != &id);
-    for b in p.branches.values() {
-        drop_branch_objects(&ctx, b).await.map_err(internal)?;
+    let json = p.json();
+    for (_, b) in p.branches {
+        b.cluster.shut_down().await;
     }
-    ok(StatusCode::OK, json!({ "project": p.json() }))
-}
-
-pub(super) async fn drop_branch_objects(ctx: &Ctx, b: &Branch) -> Result<(), crate::BackendError> {
-    for db in b.databases.values() {
-        ctx.backend.drop_database(&db.physical).await?;
-    }
-    for role in b.roles.values() {
-        ctx.backend.drop_role(&role.physical, &[]).await?;
-    }
-    Ok(())
+    ok(StatusCode::OK, json!({ "project": json }))
 }

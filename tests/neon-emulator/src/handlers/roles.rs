@@ -47,22 +47,14 @@ pub(super) async fn create_role(
     if b.roles.contains_key(&name) {
         return Err(conflict(format!("role `{name}` already exists")));
     }
-    let physical = physical_name(&name, &ctx.suffix());
     let password = ctx.rng.lock().unwrap().password();
-    ctx.backend
-        .create_role(&physical, &password)
+    b.cluster
+        .create_role(&name, &password)
         .await
         .map_err(internal)?;
-    for db in b.databases.values() {
-        ctx.backend
-            .grant_connect(&db.physical, &physical)
-            .await
-            .map_err(internal)?;
-    }
     let now = now_rfc3339();
     let role = Role {
         name: name.clone(),
-        physical,
         password,
         created_at: now.clone(),
         updated_at: now,
@@ -83,15 +75,14 @@ pub(super) async fn delete_role(
     let mut st = ctx.state.lock().await;
     let p = project_for_change(&mut st, &id)?;
     let b = branch(p, &branch_id)?;
-    let role = b.roles.get(&name).ok_or_else(|| not_found("role"))?;
+    b.roles.get(&name).ok_or_else(|| not_found("role"))?;
     if let Some(db) = b.databases.values().find(|d| d.owner_name == name) {
         return Err(bad_request(format!(
             "role `{name}` owns database `{}`; delete the database or change its owner first",
             db.name
         )));
     }
-    let dbs: Vec<String> = b.databases.values().map(|d| d.physical.clone()).collect();
-    if let Err(e) = ctx.backend.drop_role(&role.physical, &dbs).await {
+    if let Err(e) = b.cluster.drop_role(&name).await {
         return match e.db_message() {
             Some(message) => Err(bad_request(message)),
             None => Err(internal(e)),
@@ -132,15 +123,10 @@ pub(super) async fn reset_password(
     let mut st = ctx.state.lock().await;
     let p = project_for_change(&mut st, &id)?;
     let b = branch(p, &branch_id)?;
-    let physical = b
-        .roles
-        .get(&name)
-        .ok_or_else(|| not_found("role"))?
-        .physical
-        .clone();
+    b.roles.get(&name).ok_or_else(|| not_found("role"))?;
     let password = ctx.rng.lock().unwrap().password();
-    ctx.backend
-        .set_password(&physical, &password)
+    b.cluster
+        .set_password(&name, &password)
         .await
         .map_err(internal)?;
     let role = branch_mut(p, &branch_id)?
