@@ -310,6 +310,16 @@ fn fault_message(status: u16) -> &'static str {
     }
 }
 
+/// Runs a request to completion even if its client goes away, as Neon's control plane
+/// does: a change half-made (a database created in PostgreSQL, not yet recorded) would
+/// otherwise be left behind by a client killed mid-request.
+async fn detached(next: Next, req: Request) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"),
+    }
+}
+
 /// Authentication, fault injection and the request log, around every API call.
 async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
@@ -335,13 +345,13 @@ async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response
             Some(f) => {
                 fault = true;
                 if f.after_apply {
-                    let _ = next.run(req).await;
+                    let _ = detached(next, req).await;
                 }
                 let status =
                     StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 error(status, fault_message(f.status))
             }
-            None => next.run(req).await,
+            None => detached(next, req).await,
         }
     };
 

@@ -79,6 +79,9 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
         let mut rng = ctx.rng.lock().unwrap();
         (rng.project_id(), rng.resource_id("br"), rng.password())
     };
+    // Held from here, so a list made while the project is being created waits and sees it
+    // (Neon lists a project as soon as its create was accepted).
+    let mut st = ctx.state.lock().await;
     // The project's first branch gets its own server; dropped on failure, it goes away.
     let cluster = ctx.clusters.create(&branch_id).await.map_err(internal)?;
     cluster
@@ -97,7 +100,6 @@ pub(super) async fn create_project(State(ctx): Ctx_, bytes: Bytes) -> Answer {
         created_at: now.clone(),
         updated_at: now.clone(),
     };
-    let mut st = ctx.state.lock().await;
     let db = Database {
         id: st.next_database_id,
         name: database_name.clone(),
