@@ -146,6 +146,10 @@ pub fn environment_size(env: &std::collections::BTreeMap<String, String>) -> usi
     serde_json::to_string(env).map_or(usize::MAX, |s| s.len())
 }
 
+/// How old a read of the function may be when it is acted on: one made before a build that
+/// took longer is made again.
+const STALE_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Builds and converges the function; the record, and whether anything changed in AWS.
 pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool), StepCause> {
     let Spec::Function {
@@ -172,16 +176,40 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
     }
     let name = aws::physical_name(&step.config.app, step.stage, &r.name);
     let aws = step.aws()?;
-    let (artifact, role) = match step.prepared.take(&r.name) {
-        Some(prep) => prep.await??,
-        // Not started ahead (`--concurrency 1`, or a replaced function): one after the other.
-        None => {
-            let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);
-            let artifact =
-                tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm)).await??;
-            (artifact, aws::iam::upsert_role(&aws.iam, &name).await?)
-        }
+    let prepared = async {
+        let started = std::time::Instant::now();
+        let (artifact, role) = match step.prepared.take(&r.name) {
+            Some(prep) => prep.await??,
+            // Not started ahead (`--concurrency 1`, or a replaced function): in turn.
+            None => {
+                let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);
+                let artifact =
+                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm))
+                        .await??;
+                (artifact, aws::iam::upsert_role(&aws.iam, &name).await?)
+            }
+        };
+        Ok::<_, StepCause>((artifact, role, started.elapsed()))
     };
+    // The reads need neither the code nor the role, so they overlap with them: a code-only
+    // deploy then costs the role's reads, the upload and its wait, not their sum. All three
+    // finish, so a failure reported is the same whichever fails first: the build's or the
+    // role's before the reads'.
+    let (prepared, existing, url_state) = tokio::join!(
+        prepared,
+        lambda::read_function(&aws.lambda, &name),
+        aws::url::UrlState::read(&aws.lambda, &name),
+    );
+    let (artifact, role, prepared_in) = prepared?;
+    let (mut existing, mut url_state) = (existing?, url_state?);
+    // After a long build, what was read may be stale (another run, or the console): read
+    // again rather than decide on it.
+    if prepared_in > STALE_READ {
+        (existing, url_state) = tokio::try_join!(
+            lambda::read_function(&aws.lambda, &name),
+            aws::url::UrlState::read(&aws.lambda, &name),
+        )?;
+    }
     let spec = lambda::FunctionSpec {
         name: name.clone(),
         role_arn: role.arn.clone(),
@@ -193,13 +221,13 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         timeout: *timeout as i32,
         environment: env.into_iter().collect::<HashMap<_, _>>(),
     };
-    // Three independent things at once: the log group (created before the function's first
-    // invocation could make one without a retention), the function, and a read of its URL
-    // and policy (a function still being created has neither, which reads the same).
-    let (logs_changed, (arn, mut changes), url_state) = tokio::try_join!(
+    // Two independent things at once: the log group (created before the function's first
+    // invocation could make one without a retention) and the function. The URL and its
+    // policy were read above (a function still being created has neither, which reads the
+    // same).
+    let (logs_changed, (arn, mut changes)) = tokio::try_join!(
         aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32),
-        lambda::upsert_function(&aws.lambda, &spec),
-        aws::url::UrlState::read(&aws.lambda, &name),
+        lambda::upsert_function(&aws.lambda, &spec, existing),
     )?;
     let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
     let outputs = FunctionOutputs {

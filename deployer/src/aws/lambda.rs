@@ -76,21 +76,26 @@ enum Ready {
     Updated,
 }
 
-/// How long [`wait`] polls on its own before handing over to the SDK's waiter.
+/// How long [`wait`] polls on its own before handing over to the SDK's waiter, and how
+/// often: every 100 ms for the first 3 s, then every 250 ms.
 const QUICK_PHASE: Duration = Duration::from_secs(6);
-const QUICK_POLL: Duration = Duration::from_millis(200);
+const FAST_PHASE: Duration = Duration::from_secs(3);
+const FAST_POLL: Duration = Duration::from_millis(100);
+const QUICK_POLL: Duration = Duration::from_millis(250);
 
 /// Waits until the function is `ready`. Lambda's transitions usually take a second or two;
 /// the SDK's waiters poll no sooner than every second, growing, which would add about as
-/// much again to each wait of a deploy. So the first seconds are polled here, every 250 ms
-/// (GetFunction, as the SDK's V2 waiters use: its quota is 100 requests a second, where
-/// GetFunctionConfiguration shares the control plane's 15); anything longer, or
-/// anything that is not plain progress, is left to the SDK's waiter, bounded, whose
-/// acceptors decide success and failure. On failure: the state the function is in, and why.
+/// much again to each wait of a deploy (a code-only deploy is little more than this wait).
+/// So the first seconds are polled here, every 100 ms then 250 ms (GetFunction, as the
+/// SDK's V2 waiters use: its quota is 100 requests a second per Region, so one wait uses
+/// at most a tenth of it, where GetFunctionConfiguration shares the control plane's 15);
+/// anything longer, or anything that is not plain progress, is left to the SDK's waiter,
+/// bounded, whose acceptors decide success and failure. On failure: the state the
+/// function is in, and why.
 async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError> {
     use aws_sdk_lambda::types::{LastUpdateStatus, State};
-    let quick_until = std::time::Instant::now() + QUICK_PHASE;
-    while std::time::Instant::now() < quick_until {
+    let started = std::time::Instant::now();
+    while started.elapsed() < QUICK_PHASE {
         let Ok(function) = lambda.get_function().function_name(name).send().await else {
             break;
         };
@@ -113,7 +118,12 @@ async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError>
         if !progressing {
             break;
         }
-        tokio::time::sleep(QUICK_POLL).await;
+        let poll = if started.elapsed() < FAST_PHASE {
+            FAST_POLL
+        } else {
+            QUICK_POLL
+        };
+        tokio::time::sleep(poll).await;
     }
     let result = match ready {
         Ready::Active => lambda
@@ -164,11 +174,7 @@ const ROLE_NOT_ASSUMABLE: &str = "cannot be assumed by Lambda";
 
 /// Waits until the function takes a change: not `Pending`, no update `InProgress`. An
 /// `Inactive` function, or one whose last update `Failed`, takes changes as it is.
-async fn settle(
-    lambda: &Client,
-    name: &str,
-    conf: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
-) -> Result<(), AwsError> {
+async fn settle(lambda: &Client, name: &str, conf: &Configuration) -> Result<(), AwsError> {
     use aws_sdk_lambda::types::{LastUpdateStatus, State};
     if conf.state() == Some(&State::Pending) {
         return wait(lambda, name, Ready::Active).await;
@@ -224,22 +230,32 @@ where
 }
 
 /// Creates the function or brings it to `spec`, changing only what differs.
-pub async fn upsert_function(
-    lambda: &Client,
-    spec: &FunctionSpec,
-) -> Result<(String, Changes), AwsError> {
-    let name = &spec.name;
-    let mut changes = Changes::default();
-    let existing = match lambda
+/// The function's configuration as Lambda has it, or `None` if there is no such function.
+pub async fn read_function(lambda: &Client, name: &str) -> Result<Option<Configuration>, AwsError> {
+    match lambda
         .get_function_configuration()
         .function_name(name)
         .send()
         .await
     {
-        Ok(conf) => Some(conf),
-        Err(e) if is_code(&e, "ResourceNotFoundException") => None,
-        Err(e) => return Err(AwsError::sdk(format!("read function `{name}`"), &e)),
-    };
+        Ok(conf) => Ok(Some(conf)),
+        Err(e) if is_code(&e, "ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(AwsError::sdk(format!("read function `{name}`"), &e)),
+    }
+}
+
+/// What [`read_function`] finds.
+pub type Configuration =
+    aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+
+/// Creates the function, or brings `existing` (what [`read_function`] found) to `spec`.
+pub async fn upsert_function(
+    lambda: &Client,
+    spec: &FunctionSpec,
+    existing: Option<Configuration>,
+) -> Result<(String, Changes), AwsError> {
+    let name = &spec.name;
+    let mut changes = Changes::default();
     let environment = Environment::builder()
         .set_variables(Some(spec.environment.clone()))
         .build();
@@ -285,7 +301,8 @@ pub async fn upsert_function(
             Ok(out) => out.function_arn().unwrap_or_default().to_owned(),
             // Created by an earlier, interrupted attempt: converge on it.
             Err(e) if is_code(&e, "ResourceConflictException") => {
-                return Box::pin(upsert_function(lambda, spec)).await;
+                let existing = read_function(lambda, name).await?;
+                return Box::pin(upsert_function(lambda, spec, existing)).await;
             }
             Err(e) => {
                 return Err(redacted(
