@@ -82,7 +82,16 @@ async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>, AwsError> {
 
 /// Finds or creates the role, and attaches the basic execution policy if it is missing.
 pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
-    let role = match get_role(iam, name).await? {
+    // The role usually exists (every deploy after the first): its policies are listed
+    // beside the read, one round trip instead of two; the list is only used if the role
+    // was found.
+    let (found, listed) = tokio::join!(
+        get_role(iam, name),
+        iam.list_attached_role_policies().role_name(name).send()
+    );
+    let found = found?;
+    let listed = if found.is_some() { listed.ok() } else { None };
+    let role = match found {
         Some(role) => role,
         None => match iam
             .create_role()
@@ -107,13 +116,16 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
     let policy = basic_execution_policy(&role.arn);
     // A role this run created has no policies yet: no need to list them.
     let has_basic = !role.created && {
-        let attached = retry::retry(
-            IAM_READ_AFTER_CREATE,
-            || iam.list_attached_role_policies().role_name(name).send(),
-            not_yet_visible,
-        )
-        .await
-        .map_err(|e| AwsError::sdk(format!("list the policies of IAM role `{name}`"), &e))?;
+        let attached = match listed {
+            Some(attached) => attached,
+            None => retry::retry(
+                IAM_READ_AFTER_CREATE,
+                || iam.list_attached_role_policies().role_name(name).send(),
+                not_yet_visible,
+            )
+            .await
+            .map_err(|e| AwsError::sdk(format!("list the policies of IAM role `{name}`"), &e))?,
+        };
         attached
             .attached_policies()
             .iter()
