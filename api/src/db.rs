@@ -5,13 +5,20 @@
 //! connection: tokio-postgres pipelines their queries. Connecting starts during
 //! initialisation, is bounded by a timeout, and happens again on demand when a connection
 //! breaks, so a restarted database is picked up without restarting the service.
+//!
+//! The query keeps no state on the server between transactions: no named prepared
+//! statement, no session settings. So it works through a transaction-mode pooler of any
+//! version (Neon's `-pooler` host is PgBouncer in transaction mode, which may run each
+//! transaction on a different server connection), and it costs one round trip: Parse,
+//! Bind, Describe, Execute and Sync of the unnamed statement go out together
+//! (`query_typed`, tokio-postgres 0.7.11+).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls};
 
 use crate::config::{ConfigError, DatabaseTarget};
 
@@ -32,10 +39,43 @@ pub enum DbError {
     Query(#[source] tokio_postgres::Error),
 }
 
-/// A live connection with its prepared statement.
+/// What the log says to do when the server is out of connections (53300,
+/// `too_many_connections`).
+const NO_FREE_CONNECTIONS_HINT: &str = "the database has no free connection slots (max_connections): link the pooled connection string instead (Neon: the `-pooler` host, the project's `connection_uri_pooler` output), which serves thousands of clients over a few server connections";
+
+/// What the log says to do when a pooler refuses the client.
+const POOLER_REFUSED_HINT: &str =
+    "the connection pooler refused the client: it is at its client limit (max_client_conn)";
+
+impl DbError {
+    /// The SQLSTATE the server (or pooler) answered with, if it answered with an error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            DbError::Connect(e) | DbError::Query(e) => e.code().map(SqlState::code),
+            _ => None,
+        }
+    }
+
+    /// What to do about it, when the answer says.
+    pub fn hint(&self) -> Option<&'static str> {
+        let (DbError::Connect(e) | DbError::Query(e)) = self else {
+            return None;
+        };
+        let db = e.as_db_error()?;
+        if db.code() == &SqlState::TOO_MANY_CONNECTIONS {
+            Some(NO_FREE_CONNECTIONS_HINT)
+        } else if db.message().contains("no more connections allowed") {
+            // PgBouncer's words at max_client_conn (it answers 08P01).
+            Some(POOLER_REFUSED_HINT)
+        } else {
+            None
+        }
+    }
+}
+
+/// A live connection.
 struct Conn {
     client: Client,
-    version: Statement,
 }
 
 #[derive(Default)]
@@ -129,7 +169,9 @@ impl Database {
     }
 
     async fn query_version(&self, conn: &Conn) -> Result<String, DbError> {
-        match tokio::time::timeout(self.timeout, conn.client.query_one(&conn.version, &[])).await {
+        match tokio::time::timeout(self.timeout, conn.client.query_typed_one(VERSION_SQL, &[]))
+            .await
+        {
             Ok(Ok(row)) => row.try_get(0).map_err(DbError::Query),
             Ok(Err(e)) => Err(DbError::Query(e)),
             Err(_) => Err(DbError::QueryTimeout(self.timeout)),
@@ -163,11 +205,7 @@ async fn connect(target: &DatabaseTarget) -> Result<Conn, DbError> {
         None => spawn_connection(target.info.config.connect(NoTls).await),
     }
     .map_err(DbError::Connect)?;
-    let version = client
-        .prepare(VERSION_SQL)
-        .await
-        .map_err(DbError::Connect)?;
-    Ok(Conn { client, version })
+    Ok(Conn { client })
 }
 
 /// Drives the connection in the background; it ends when the server or the client closes it.

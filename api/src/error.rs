@@ -39,7 +39,12 @@ impl IntoResponse for ApiError {
                 )
             }
             ApiError::Database(e) => {
-                tracing::error!(error = %Chain(e), "database unavailable");
+                tracing::error!(
+                    error = %Chain(e),
+                    sqlstate = e.sqlstate(),
+                    hint = e.hint(),
+                    "database unavailable"
+                );
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database unavailable",
