@@ -46,6 +46,13 @@ ensure_postgres() {
   # in containers without systemd nothing starts it anyway; ours are separate clusters.
 }
 
+# PgBouncer from Debian (1.18: older than Neon's pooler, so what works through it works
+# through Neon's), for the tests of the api behind a transaction-mode pooler.
+ensure_pgbouncer() {
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || die "installed pgbouncer but cannot find it"
+}
+
 ensure_pip_tool() { # command, pip requirement...
   local cmd=$1; shift
   if ! command -v "$cmd" >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 
 mod api_lambda;
 mod api_load;
+mod api_pooler;
 mod api_process;
 mod api_routes;
 mod api_tls;

@@ -4,15 +4,19 @@
 //! - [`certs`]: the test CAs and server certificates;
 //! - [`process`]: the project's binaries run as child processes, with captured output;
 //! - [`runtime_api`]: a Lambda Runtime API emulator that hands out recorded events;
-//! - [`neon`]: the Neon API emulator over a throwaway cluster, with a spec-checking client;
+//! - [`pgbouncer`]: PgBouncer in transaction mode (Neon's pooler) in front of a cluster;
+//! - [`load`]: concurrent HTTP load whose every answer the test judges;
+//! - [`neon`]: the Neon API emulator (a server per branch), with a spec-checking client;
 //! - [`aws`]: moto in server mode and a proxy that records the calls made to it.
 
 pub mod aws;
 pub mod aws_model;
 pub mod certs;
 pub mod deploy;
+pub mod load;
 pub mod neon;
 pub mod paths;
 pub mod pg;
+pub mod pgbouncer;
 pub mod process;
 pub mod runtime_api;

@@ -45,7 +45,7 @@ impl Default for PgOptions {
 }
 
 /// The server tools for every cluster of this test run (as `postgres` when we are root).
-fn tools() -> &'static Tools {
+pub fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
         Tools::find().unwrap_or_else(|e| {
@@ -56,7 +56,7 @@ fn tools() -> &'static Tools {
     })
 }
 
-fn give_to_postgres(path: &Path) {
+pub fn give_to_postgres(path: &Path) {
     tools()
         .give(path)
         .unwrap_or_else(|e| panic!("{}", Chain(&e)));

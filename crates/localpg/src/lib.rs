@@ -79,7 +79,13 @@ impl Tools {
 
     /// A command for `tool` (`initdb`, `pg_ctl`, `psql`...), as the account that may run it.
     pub fn command(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(self.bindir.join(tool));
+        self.command_for(&self.bindir.join(tool))
+    }
+
+    /// A command for any `program` of PostgreSQL's world, run as that same account
+    /// (PgBouncer, too, refuses to run as root).
+    pub fn command_for(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
