@@ -228,13 +228,12 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
                         forces_replacement: false,
                     });
                 }
-                // Recorded while its branch had no read-write endpoint: the URI is computed
-                // again, not left empty forever.
+                // Recorded while its branch had no read-write endpoint (or by a version without
+                // the pooler's URI): the URIs are computed again, not left empty forever.
                 if r.kind == Kind::Database
-                    && recorded
-                        .outputs
-                        .get("connection_uri")
-                        .is_none_or(String::is_empty)
+                    && ["connection_uri", "connection_uri_pooler"]
+                        .iter()
+                        .any(|k| recorded.outputs.get(*k).is_none_or(String::is_empty))
                 {
                     fields.push(FieldChange {
                         field: "connection_uri".to_owned(),
@@ -344,7 +343,7 @@ pub fn known_function_environments(
 ) -> Vec<(String, Option<BTreeMap<String, String>>)> {
     let mut view = state.clone();
     for r in &config.resources {
-        if let Spec::Link { properties } = &r.spec {
+        if let Spec::Link { properties, .. } = &r.spec {
             let resolved: Option<BTreeMap<String, String>> = properties
                 .iter()
                 .map(|(k, t)| resolve_template(t, |n| outputs_of(state, n)).map(|v| (k.clone(), v)))
@@ -447,7 +446,7 @@ pub fn desired_inputs(r: &Resource, state: &StageState) -> Value {
             name,
             owner,
         } => json!({ "branch": branch, "name": resolve(name), "owner": owner }),
-        Spec::Link { properties } => json!({
+        Spec::Link { properties, .. } => json!({
             "properties": properties
                 .iter()
                 .map(|(k, t)| (k.clone(), resolve(t)))

@@ -561,6 +561,15 @@ async fn the_guides_full_neon_stack_deploys_and_its_database_connects() {
     db.batch_execute("CREATE TABLE t (v int)")
         .await
         .expect("the owner can create tables");
+    // The pooled URI (Neon's pooler; the emulator's is the direct one) is an output too.
+    let pooled = connect_uri(
+        outputs["ServiceDb"]["connection_uri_pooler"]
+            .as_str()
+            .expect("a database has connection_uri_pooler"),
+    )
+    .await
+    .expect("the pooled URI connects");
+    pooled.batch_execute("SELECT 1 FROM t").await.unwrap();
     // The branch is named as declared, off the project's default branch.
     let pid = outputs["MyAppProject"]["id"].as_str().unwrap();
     let branches = stack

@@ -27,6 +27,16 @@ fn probe() -> (String, Arc<AtomicUsize>) {
 }
 
 fn deployer(config: &Path, args: &[&str], neon: &str, aws: &str) -> (i32, String, String) {
+    deployer_with(config, args, neon, aws, &[])
+}
+
+fn deployer_with(
+    config: &Path,
+    args: &[&str],
+    neon: &str,
+    aws: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(workspace_bin("deployer"))
         .arg("--config")
@@ -41,6 +51,7 @@ fn deployer(config: &Path, args: &[&str], neon: &str, aws: &str) -> (i32, String
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("DEPLOYER_STATE_DIR", state.path())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -123,4 +134,38 @@ fn bad_stage_names_and_missing_keys_are_bad_input() {
     assert_eq!(code, 2);
     assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
     assert_eq!(neon_hits.load(Ordering::SeqCst), 0);
+}
+
+/// A function linked to a direct Neon connection string gets a one-line note naming the
+/// pooled output and how to silence it; the pooled link, or `pooler_hint = false`, none.
+#[test]
+fn diff_notes_a_direct_neon_link_until_the_pooler_is_linked_or_the_note_silenced() {
+    let (neon, _) = probe();
+    let (aws, _) = probe();
+    let notes = |fixture_name: &str| {
+        let (code, stdout, stderr) = deployer_with(
+            &fixture(fixture_name),
+            &["diff", "--stage", "dev"],
+            &neon,
+            &aws,
+            &[("NEON_ORG_ID", "org-test")],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("note: "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let direct = notes("infra/guide-aws-hono.toml");
+    assert_eq!(direct.len(), 1, "{direct:?}");
+    assert!(
+        direct[0].contains("MyApi links NeonDB.connection_string")
+            && direct[0].contains("${MyAppProject.connection_uri_pooler}")
+            && direct[0].contains("pooler_hint = false in [link.NeonDB]"),
+        "{}",
+        direct[0]
+    );
+    assert!(notes("infra/guide-pooled.toml").is_empty());
+    assert!(notes("infra/guide-direct-on-purpose.toml").is_empty());
 }

@@ -62,7 +62,10 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
             .await?;
         }
     }
-    let uri = connection_uri(neon, &pid, &bid, &name, &owner_name).await?;
+    let (uri, pooled) = tokio::try_join!(
+        connection_uri(neon, &pid, &bid, &name, &owner_name, false),
+        connection_uri(neon, &pid, &bid, &name, &owner_name, true),
+    )?;
     Ok(Recorded::typed(
         &BranchObjectIds {
             project_id: pid,
@@ -72,19 +75,22 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         &DatabaseOutputs {
             name,
             connection_uri: uri,
+            connection_uri_pooler: pooled,
         },
     ))
 }
 
-/// The URI through the branch's read-write endpoint; empty while the branch has none.
+/// The URI through the branch's read-write endpoint (`pooled`: its pooler host); empty
+/// while the branch has none.
 async fn connection_uri(
     neon: &Neon,
     pid: &ProjectId,
     bid: &BranchId,
     name: &str,
     owner: &str,
+    pooled: bool,
 ) -> Result<String, NeonError> {
-    match neon.connection_uri(pid, bid, name, owner, false).await {
+    match neon.connection_uri(pid, bid, name, owner, pooled).await {
         Ok(uri) => Ok(uri),
         Err(e) if e.is_not_found() => Ok(String::new()),
         Err(e) => Err(e),

@@ -6,7 +6,7 @@ use crate::config::{Resource, Spec};
 use crate::plan::resolve_template;
 
 pub fn converge(step: &Step<'_>, r: &Resource) -> Result<Recorded, StepCause> {
-    let Spec::Link { properties } = &r.spec else {
+    let Spec::Link { properties, .. } = &r.spec else {
         unreachable!("link::converge is called for links")
     };
     let mut outputs = std::collections::BTreeMap::new();

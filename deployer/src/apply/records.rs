@@ -80,6 +80,8 @@ pub struct DatabaseOutputs {
     pub name: String,
     /// Empty while the branch has no read-write endpoint.
     pub connection_uri: String,
+    /// Through Neon's pooler (PgBouncer, transaction mode); empty like `connection_uri`.
+    pub connection_uri_pooler: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +170,7 @@ mod tests {
                 to_map(&DatabaseOutputs {
                     name: "d".into(),
                     connection_uri: "u".into(),
+                    connection_uri_pooler: "p".into(),
                 }),
             ),
             (

@@ -26,6 +26,9 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     check_prebuilt_code(&config, &plan)?;
     check_known_environments(&config, &state)?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
+    for note in config.pooler_notes() {
+        eprintln!("note: {note}");
+    }
     let recorder = Recorder::new(state, &dir);
     let applier = Applier {
         config: &config,

@@ -150,7 +150,7 @@ fn link_environment(
     let mut vars = BTreeMap::new();
     for r in &config.resources {
         match &r.spec {
-            Spec::Link { properties } => {
+            Spec::Link { properties, .. } => {
                 let mut props = BTreeMap::new();
                 for (k, t) in properties {
                     let v = resolve_template(t, |n| resolved.get(n)).ok_or_else(|| {
@@ -451,12 +451,12 @@ impl LocalCluster {
                         .unwrap_or_default();
                     self.ensure_database(&name, &owner_name)?;
                     let password = self.password(&owner_name)?;
+                    // No pooler locally: the pooled URI is the direct one.
+                    let uri = self.uri(&owner_name, &password, &name);
                     BTreeMap::from([
                         ("name".to_owned(), name.clone()),
-                        (
-                            "connection_uri".to_owned(),
-                            self.uri(&owner_name, &password, &name),
-                        ),
+                        ("connection_uri".to_owned(), uri.clone()),
+                        ("connection_uri_pooler".to_owned(), uri),
                     ])
                 }
                 Spec::Link { .. } | Spec::Function { .. } => continue,

@@ -22,5 +22,8 @@ pub async fn run(config_path: &Path, args: &DiffArgs) -> Result<(), Failure> {
     if let Err(e) = plan.check_protection(policy, false) {
         println!("note: {e}");
     }
+    for note in config.pooler_notes() {
+        println!("note: {note}");
+    }
     Ok(())
 }

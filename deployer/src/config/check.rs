@@ -325,7 +325,32 @@ impl Checker<'_> {
         for (name, props) in raw.link {
             let mut properties = BTreeMap::new();
             let mut deps = BTreeSet::new();
-            if props.is_empty() {
+            let mut pooler_hint = true;
+            for (key, value) in props {
+                // The one key of a link that is not a property the function sees.
+                if key.get_ref() == "pooler_hint" {
+                    match value.get_ref() {
+                        toml::Value::Boolean(b) => pooler_hint = *b,
+                        _ => self.error(
+                            value.span(),
+                            "`pooler_hint` must be true or false",
+                            Some(
+                                "pooler_hint = false stops the note that suggests Neon's pooled connection string for this link"
+                                    .into(),
+                            ),
+                        ),
+                    }
+                    continue;
+                }
+                let text = match value.get_ref() {
+                    toml::Value::String(s) => Spanned::new(value.span(), s.clone()),
+                    other => Spanned::new(value.span(), other.to_string()),
+                };
+                let t = self.template(&text);
+                deps.extend(t.refs().map(str::to_owned));
+                properties.insert(key.into_inner(), t);
+            }
+            if properties.is_empty() {
                 self.error(
                     name.span(),
                     format!("link `{}` has no properties", name.get_ref()),
@@ -335,20 +360,14 @@ impl Checker<'_> {
                     ),
                 );
             }
-            for (key, value) in props {
-                let text = match value.get_ref() {
-                    toml::Value::String(s) => Spanned::new(value.span(), s.clone()),
-                    other => Spanned::new(value.span(), other.to_string()),
-                };
-                let t = self.template(&text);
-                deps.extend(t.refs().map(str::to_owned));
-                properties.insert(key.into_inner(), t);
-            }
             add(
                 name.span(),
                 name.into_inner(),
                 Kind::Link,
-                Spec::Link { properties },
+                Spec::Link {
+                    properties,
+                    pooler_hint,
+                },
                 None,
                 deps,
             );
@@ -664,7 +683,7 @@ fn templates(spec: &Spec) -> Vec<&Template> {
             vec![name]
         }
         Spec::Endpoint { .. } => vec![],
-        Spec::Link { properties } => properties.values().collect(),
+        Spec::Link { properties, .. } => properties.values().collect(),
         Spec::Function { environment, .. } => environment.values().collect(),
     }
 }

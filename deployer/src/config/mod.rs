@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::env::EnvSource;
 
 mod check;
+mod notes;
 mod raw;
 mod values;
 
@@ -105,7 +106,7 @@ impl Kind {
             Kind::Branch => &["id"],
             Kind::Endpoint => &["id", "host"],
             Kind::Role => &["name", "password"],
-            Kind::Database => &["name", "connection_uri"],
+            Kind::Database => &["name", "connection_uri", "connection_uri_pooler"],
             Kind::Link => &[],
             Kind::Function => &["name", "arn", "url"],
         }
@@ -119,7 +120,7 @@ impl Kind {
                 Kind::Project,
                 "connection_uri" | "connection_uri_pooler" | "database_password"
             ) | (Kind::Role, "password")
-                | (Kind::Database, "connection_uri")
+                | (Kind::Database, "connection_uri" | "connection_uri_pooler")
                 | (Kind::Link, _)
         )
     }
@@ -208,6 +209,9 @@ pub enum Spec {
     },
     Link {
         properties: BTreeMap<String, Template>,
+        /// `pooler_hint = false`: this link means its direct Neon connection string, so
+        /// `diff` and `deploy` do not suggest the pooler's.
+        pooler_hint: bool,
     },
     Function {
         package: String,
