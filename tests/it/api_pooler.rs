@@ -140,3 +140,55 @@ async fn at_the_connection_limit_version_answers_503_at_once_and_recovers() {
         survivor.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_at_its_client_limit_gets_503_and_a_log_that_says_so() {
+    let pg = small_database().await;
+    let bouncer = PgBouncer::start(
+        &pg,
+        &["app"],
+        PoolerOptions {
+            max_client_conn: 10,
+            ..PoolerOptions::default()
+        },
+    )
+    .await;
+    let timeout = CONNECT_TIMEOUT_MS.to_string();
+    let url = bouncer.url("app", PASSWORD, "appdb");
+    let api = ApiServer::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_POOL_SIZE", "20"),
+        ("DB_CONNECT_TIMEOUT_MS", &timeout),
+    ]);
+    let outcomes = load::run(&[api.url("/version"), api.url("/")], 400, 16).await;
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.target == 0 && o.status == Ok(503))
+        .collect();
+    assert!(!refused.is_empty(), "20 clients, a limit of 10");
+    for o in &refused {
+        assert_eq!(o.body, r#"{"error":"database unavailable"}"#);
+        assert!(
+            o.elapsed < Duration::from_millis(CONNECT_TIMEOUT_MS),
+            "{o:?}"
+        );
+    }
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.target == 1)
+            .all(|o| o.status == Ok(200)),
+        "`/` keeps serving"
+    );
+    // The log names the SQLSTATE and says the pooler refused, not the database.
+    let logs = api.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("database unavailable"))
+        .unwrap_or_else(|| panic!("no log of the 503:\n{logs}"));
+    assert!(line.contains("sqlstate"), "{line}");
+    assert!(
+        line.contains("the connection pooler refused the client"),
+        "{line}"
+    );
+}

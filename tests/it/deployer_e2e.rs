@@ -107,6 +107,18 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
             first.stdout
         );
     }
+    // The guide links the direct URI: one note says what a scaling function should link.
+    let notes: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("note: "))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", first.stderr);
+    assert!(
+        notes[0].contains("${MyAppProject.connection_uri_pooler}"),
+        "{}",
+        notes[0]
+    );
 
     // The function, its environment, its URL and both permissions, as AWS reports them.
     let conf = stack

@@ -21,8 +21,8 @@ fn assert_snapshot(name: &str, run: &Run, dir: &Path) {
         .stderr
         .replace(&dir.display().to_string(), "<dir>")
         .lines()
-        // Progress lines are not the error; the snapshot is what follows them.
-        .filter(|l| !l.starts_with("Deploying "))
+        // Progress lines and notes are not the error; the snapshot is what follows them.
+        .filter(|l| !l.starts_with("Deploying ") && !l.starts_with("note: "))
         .collect::<Vec<_>>()
         .join("\n");
     let got = format!("exit code: {}\n{stderr}\n", run.code);
