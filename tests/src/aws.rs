@@ -66,8 +66,10 @@ pub struct AwsCall {
     pub action: Option<String>,
     /// The SigV4 `Authorization` header (`Credential=<key id>/...`; no secret in it).
     pub authorization: Option<String>,
-    /// When the proxy received it.
+    /// When the proxy received it (the whole body).
     pub at: Instant,
+    /// When moto's answer was passed back (none for answers the proxy made itself).
+    pub answered: Option<Instant>,
 }
 
 impl AwsCall {
@@ -193,17 +195,22 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
         .map(str::to_owned);
-    state.calls.lock().unwrap().push(AwsCall {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        action: action.clone().or_else(|| target.clone()),
-        authorization: parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        at: Instant::now(),
-    });
+    let index = {
+        let mut calls = state.calls.lock().unwrap();
+        calls.push(AwsCall {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            action: action.clone().or_else(|| target.clone()),
+            authorization: parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            at: Instant::now(),
+            answered: None,
+        });
+        calls.len() - 1
+    };
     if state.deny.load(Ordering::SeqCst) {
         return access_denied(action.as_deref(), parts.uri.path());
     }
@@ -255,6 +262,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                         }
                     }
                 }
+            }
+            if let Some(call) = state.calls.lock().unwrap().get_mut(index) {
+                call.answered = Some(Instant::now());
             }
             let mut out = (status, bytes).into_response();
             for (k, v) in &headers {
