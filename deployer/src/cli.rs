@@ -42,8 +42,19 @@ pub enum Command {
     Outputs(OutputsArgs),
     /// Run the api locally with the stage's links (a local PostgreSQL without NEON_API_KEY).
     Dev(DevArgs),
-    /// Clear a stage's lock left by an interrupted run.
-    Unlock(StageArgs),
+    /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
+    /// with --force).
+    Unlock(UnlockArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Remove the lock even though its holder looks alive (its lease is live). The holder's
+    /// next state write is then refused, so nothing it does overwrites another run's work.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -113,6 +113,14 @@ impl From<StateError> for Failure {
             StateError::UnknownVersion { .. } => {
                 Failure::bad_input(e).hint("upgrade deployer to the version that wrote it")
             }
+            StateError::Fenced { stage, .. } | StateError::LeaseLost { stage } => {
+                let hint = format!(
+                    "another run deployed stage `{stage}` meanwhile; run `deployer deploy --stage {stage}` again to converge on what it left"
+                );
+                Failure::remote(e).hint(hint)
+            }
+            StateError::Bucket { .. } => Failure::bad_input(e)
+                .hint("check `[state]` in infra.toml and that the AWS credentials may use S3"),
             _ => Failure::remote(e),
         }
     }

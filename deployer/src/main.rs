@@ -54,9 +54,9 @@ fn main() -> ExitCode {
             Command::Deploy(args) => commands::deploy::run(&cli.config, args).await.map(|()| 0),
             Command::Diff(args) => commands::diff::run(&cli.config, args).await.map(|()| 0),
             Command::Remove(args) => commands::remove::run(&cli.config, args).await.map(|()| 0),
-            Command::Outputs(args) => commands::outputs::run(&cli.config, args).map(|()| 0),
+            Command::Outputs(args) => commands::outputs::run(&cli.config, args).await.map(|()| 0),
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
-            Command::Unlock(args) => commands::unlock::run(&cli.config, args).map(|()| 0),
+            Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
         }
     });
     match result {

@@ -1,6 +1,14 @@
-//! What the deployer wrote down about a stage, under `.deployer/` (gitignored): the remote
-//! IDs and outputs of every resource, written after every completed step (mode 0600: it
-//! holds passwords), and the lock that keeps two runs off one stage.
+//! What the deployer wrote down about a stage: the remote IDs and outputs of every
+//! resource, written after every completed step, and the lock that keeps two runs off one
+//! stage. Kept under `.deployer/` (gitignored, mode 0600: it holds passwords) by default,
+//! or in S3 for a team ([`s3`], chosen by `[state]` in infra.toml; [`Store`] is either).
+
+mod bucket;
+pub mod lease;
+mod s3;
+mod store;
+
+pub use store::{Held, Store, Unlocked};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,9 +28,9 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the state file `{path}` is damaged")]
+    #[error("the state `{location}` is damaged")]
     Parse {
-        path: PathBuf,
+        location: String,
         #[source]
         source: serde_json::Error,
     },
@@ -41,9 +49,23 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "the state file `{path}` has version {version}; this deployer reads up to {CURRENT_VERSION}"
+        "the state `{location}` has version {version}; this deployer reads up to {CURRENT_VERSION}"
     )]
-    UnknownVersion { path: PathBuf, version: u32 },
+    UnknownVersion { location: String, version: u32 },
+    #[error("cannot {action}: {detail}")]
+    Remote { action: String, detail: String },
+    #[error(
+        "another run wrote the state of stage `{stage}` ({location}) since this one read it; stopped without overwriting it"
+    )]
+    Fenced { stage: String, location: String },
+    #[error(
+        "this run lost the lock of stage `{stage}` (its lease was taken over); stopped before changing anything more"
+    )]
+    LeaseLost { stage: String },
+    #[error("stage `{stage}` is locked by {holder}, and its lease is live")]
+    LiveLease { stage: String, holder: String },
+    #[error("the state bucket `{bucket}` cannot be used: {detail}")]
+    Bucket { bucket: String, detail: String },
     #[error("the state of `{resource}` has no `{key}`; was the state file edited by hand?")]
     MissingId { resource: String, key: &'static str },
 }
@@ -116,6 +138,27 @@ pub struct StageState {
     pub resources: BTreeMap<String, ResourceState>,
     #[serde(default)]
     pub pending: BTreeMap<String, Pending>,
+    /// Grows by one with every write: which of two copies is newer.
+    #[serde(default)]
+    pub serial: u64,
+}
+
+/// Reads a state (from a file or an object), refusing a format newer than this deployer.
+fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateError> {
+    let state: StageState = serde_json::from_slice(bytes).map_err(|source| StateError::Parse {
+        location: location.to_owned(),
+        source,
+    })?;
+    if state.version > CURRENT_VERSION {
+        return Err(StateError::UnknownVersion {
+            location: location.to_owned(),
+            version: state.version,
+        });
+    }
+    Ok(StageState {
+        version: CURRENT_VERSION,
+        ..state
+    })
 }
 
 fn first_version() -> u32 {
@@ -138,31 +181,20 @@ impl StageState {
     /// The stage's state, or an empty one for a stage never deployed.
     pub fn load(project_dir: &Path, app: &str, stage: &str) -> Result<StageState, StateError> {
         let path = state_path(project_dir, stage);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let state: StageState =
-                    serde_json::from_str(&text).map_err(|source| StateError::Parse {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if state.version > CURRENT_VERSION {
-                    return Err(StateError::UnknownVersion {
-                        path,
-                        version: state.version,
-                    });
-                }
-                Ok(StageState {
-                    version: CURRENT_VERSION,
-                    ..state
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StageState {
-                version: CURRENT_VERSION,
-                app: app.to_owned(),
-                stage: stage.to_owned(),
-                ..Default::default()
-            }),
+        match std::fs::read(&path) {
+            Ok(bytes) => parse_state(&bytes, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StageState::empty(app, stage)),
             Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    /// The state of a stage never deployed.
+    pub fn empty(app: &str, stage: &str) -> StageState {
+        StageState {
+            version: CURRENT_VERSION,
+            app: app.to_owned(),
+            stage: stage.to_owned(),
+            ..Default::default()
         }
     }
 
@@ -290,6 +322,27 @@ impl StageLock {
             }
             Err(source) => Err(StateError::Lock { path, source }),
         }
+    }
+
+    /// Who holds the stage's lock, and whether that run is alive (a process of this host
+    /// with its pid); none if it is not locked.
+    pub fn holder(project_dir: &Path, stage: &str) -> Option<(String, bool)> {
+        let text =
+            std::fs::read_to_string(state_dir(project_dir).join(format!("{stage}.lock"))).ok()?;
+        let Ok(i) = serde_json::from_str::<LockInfo>(&text) else {
+            return Some(("an unreadable lock".into(), false));
+        };
+        let this_host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let alive = i.host == this_host && Path::new(&format!("/proc/{}", i.pid)).exists();
+        Some((
+            format!(
+                "`deployer {}` (pid {}, user {}, host {}) since {}",
+                i.command, i.pid, i.user, i.host, i.since
+            ),
+            alive,
+        ))
     }
 
     /// Removes a stale lock; true if there was one.

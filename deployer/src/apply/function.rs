@@ -25,7 +25,7 @@ use crate::state::ResourceState;
 /// Records every function the plan creates, IDs only, before anything starts: its IAM role
 /// and log group may exist before the function step runs (or if it fails), and what the
 /// state names, `remove` deletes. The step records it fully.
-pub(super) fn record_before_creating(
+pub(super) async fn record_before_creating(
     config: &Config,
     stage: &str,
     plan: &Plan,
@@ -47,6 +47,7 @@ pub(super) fn record_before_creating(
         };
         recorder
             .record(&change.resource, placeholder)
+            .await
             .map_err(|e| {
                 vec![super::StepError {
                     verb: "create",

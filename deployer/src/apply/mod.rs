@@ -19,7 +19,7 @@ mod records;
 mod role;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use crate::error::Failure;
 use crate::neon::models::ProjectId;
 use crate::neon::{Neon, NeonError};
 use crate::plan::{self, Action, Change, Plan};
-use crate::state::{Pending, ResourceState, StageState, StateError};
+use crate::state::{Held, Pending, ResourceState, StageState, StateError, Store};
 
 /// The clients a run may need; `None` where the stage needs no such service.
 #[derive(Debug, Default)]
@@ -113,19 +113,34 @@ impl From<StepError> for Failure {
     }
 }
 
-/// The stage's state during a run: every change is saved at once.
+/// The stage's state during a run: every change is saved at once, one write at a time
+/// (each S3 write is fenced on the one before), and only while the run holds the lock.
 #[derive(Debug)]
 pub struct Recorder {
     state: Mutex<StageState>,
-    project_dir: PathBuf,
+    store: Arc<Store>,
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Recorder {
-    pub fn new(state: StageState, project_dir: &Path) -> Self {
+    /// The recorder of a run that holds the stage's lock (`_held` says so).
+    pub fn new(state: StageState, store: Arc<Store>, _held: &Held) -> Self {
         Recorder {
             state: Mutex::new(state),
-            project_dir: project_dir.to_owned(),
+            store,
+            writes: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Refuses to go on once the lock may belong to another run.
+    pub fn check_lease(&self) -> Result<(), StateError> {
+        crate::state::lease::check().map_err(|_| StateError::LeaseLost {
+            stage: self.lock().stage.clone(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StageState> {
@@ -142,30 +157,46 @@ impl Recorder {
         self.state.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn update(&self, change: impl FnOnce(&mut StageState)) -> Result<(), StateError> {
-        let mut state = self.lock();
-        change(&mut state);
-        state.save(&self.project_dir)
+    async fn update(&self, change: impl FnOnce(&mut StageState)) -> Result<(), StateError> {
+        let _turn = self.writes.lock().await;
+        self.check_lease()?;
+        let snapshot = {
+            let mut state = self.lock();
+            change(&mut state);
+            state.serial += 1;
+            state.clone()
+        };
+        self.store.save(&snapshot).await
     }
 
-    fn record(&self, name: &str, resource: ResourceState) -> Result<(), StateError> {
+    /// A write that changes nothing but the serial: with S3, it succeeds only if no other
+    /// run wrote since, so a change that cannot be adopted by name (a project) is sent only
+    /// by the run that surely owns the stage.
+    async fn confirm(&self) -> Result<(), StateError> {
+        self.update(|_| {}).await
+    }
+
+    async fn record(&self, name: &str, resource: ResourceState) -> Result<(), StateError> {
         self.update(|s| {
             s.pending.remove(name);
             s.resources.insert(name.to_owned(), resource);
         })
+        .await
     }
 
-    fn forget(&self, name: &str) -> Result<(), StateError> {
+    async fn forget(&self, name: &str) -> Result<(), StateError> {
         self.update(|s| {
             s.resources.remove(name);
         })
+        .await
     }
 
     /// Notes a create about to be sent, so a resumed run looks for it first.
-    fn mark_pending(&self, name: &str, pending: Pending) -> Result<(), StateError> {
+    async fn mark_pending(&self, name: &str, pending: Pending) -> Result<(), StateError> {
         self.update(|s| {
             s.pending.insert(name.to_owned(), pending);
         })
+        .await
     }
 
     fn pending(&self, name: &str) -> Option<Pending> {
@@ -282,7 +313,7 @@ impl Applier<'_> {
 
     pub async fn apply(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Vec<StepError>> {
         let locks = ProjectLocks::default();
-        function::record_before_creating(self.config, self.stage, plan, recorder)?;
+        function::record_before_creating(self.config, self.stage, plan, recorder).await?;
         // Builds and IAM roles overlap the Neon steps, unless steps run one at a time.
         let prepared = if self.concurrency > 1 {
             function::Prepared::start(
@@ -424,6 +455,8 @@ fn report(verb: &str, change: &Change, took: Duration) {
 }
 
 async fn run_step(step: Step<'_>, change: &Change) -> Result<Done, StepCause> {
+    // A run whose lease passed to another stops before its next change.
+    step.recorder.check_lease()?;
     let declared = || -> Result<&Resource, StepCause> {
         step.config
             .resource(step.name)
@@ -437,17 +470,17 @@ async fn run_step(step: Step<'_>, change: &Change) -> Result<Done, StepCause> {
                 .get(step.name)
                 .map(ResourceState::import_id)
                 .unwrap_or_default();
-            step.recorder.forget(step.name)?;
+            step.recorder.forget(step.name).await?;
             Ok(Done::Retained(import))
         }
         Action::Delete => {
             delete(&step).await?;
-            step.recorder.forget(step.name)?;
+            step.recorder.forget(step.name).await?;
             Ok(Done::Changed("Deleted"))
         }
         Action::Replace => {
             delete(&step).await?;
-            step.recorder.forget(step.name)?;
+            step.recorder.forget(step.name).await?;
             let step = Step {
                 state: step.recorder.snapshot(),
                 ..step
@@ -497,31 +530,33 @@ async fn converge(step: &Step<'_>, r: &Resource, import: Option<&str>) -> Result
                 s.outputs == recorded_now.outputs && s.inputs == inputs && s.ids == recorded_now.ids
             });
             if !unchanged {
-                save(step, r, recorded_now, inputs)?;
+                save(step, r, recorded_now, inputs).await?;
             }
             return Ok(changed || !unchanged);
         }
     };
-    save(step, r, result, inputs)?;
+    save(step, r, result, inputs).await?;
     Ok(true)
 }
 
-fn save(
+async fn save(
     step: &Step<'_>,
     r: &Resource,
     recorded: Recorded,
     inputs: serde_json::Value,
 ) -> Result<(), StateError> {
-    step.recorder.record(
-        &r.name,
-        ResourceState {
-            kind: r.kind,
-            ids: recorded.ids,
-            inputs,
-            outputs: recorded.outputs,
-            imported: false,
-        },
-    )
+    step.recorder
+        .record(
+            &r.name,
+            ResourceState {
+                kind: r.kind,
+                ids: recorded.ids,
+                inputs,
+                outputs: recorded.outputs,
+                imported: false,
+            },
+        )
+        .await
 }
 
 /// Deletes one recorded resource remotely. Children of a project that leaves the stage in

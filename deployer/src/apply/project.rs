@@ -9,7 +9,7 @@ use crate::config::Resource;
 use crate::neon::models::{Project, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::retry::{self, Policy, Verdict};
-use crate::state::{Pending, ResourceState, StageState};
+use crate::state::{Pending, ResourceState};
 
 /// A project found by name counts as the one an earlier attempt created only if Neon says
 /// it was created no earlier than this before the attempt (clock skew between us and Neon).
@@ -86,19 +86,21 @@ async fn create(
                 .into_iter()
                 .map(|p| p.id.0)
                 .collect();
-            step.recorder.mark_pending(
-                &r.name,
-                Pending {
-                    kind: r.kind,
-                    name: name.to_owned(),
-                    since_unix: crate::output::now_unix(),
-                    existing: existing.clone(),
-                },
-            )?;
+            step.recorder
+                .mark_pending(
+                    &r.name,
+                    Pending {
+                        kind: r.kind,
+                        name: name.to_owned(),
+                        since_unix: crate::output::now_unix(),
+                        existing: existing.clone(),
+                    },
+                )
+                .await?;
             (crate::output::now_unix() as i64, existing)
         }
     };
-    let claimed = StageState::claimed_project_ids(step.project_dir);
+    let claimed = step.recorder.store().claimed_project_ids().await?;
     let ours = |p: &Project| {
         p.name == name
             && !existing.contains(&p.id.0)
@@ -118,6 +120,9 @@ async fn create(
     // Created, but an operation failed: the project exists and is recorded (IDs only), so
     // the next deploy finishes it and `remove` finds it.
     let created_but_failed = std::cell::RefCell::new(None);
+    // Project names are not unique: a create from a run that lost the stage (paused, then
+    // unlocked by force) would leave a second project. Its state write is refused first.
+    step.recorder.confirm().await?;
     let id = retry::retry(
         Policy::ADOPT,
         || async {
@@ -152,16 +157,21 @@ async fn create(
     let id = match (id, created_but_failed.into_inner()) {
         (Ok(id), _) => id,
         (Err(e), Some(created)) => {
-            step.recorder.record(
-                &r.name,
-                ResourceState {
-                    kind: r.kind,
-                    ids: std::collections::BTreeMap::from([("project_id".to_owned(), created.0)]),
-                    inputs: inputs.clone(),
-                    outputs: std::collections::BTreeMap::new(),
-                    imported: false,
-                },
-            )?;
+            step.recorder
+                .record(
+                    &r.name,
+                    ResourceState {
+                        kind: r.kind,
+                        ids: std::collections::BTreeMap::from([(
+                            "project_id".to_owned(),
+                            created.0,
+                        )]),
+                        inputs: inputs.clone(),
+                        outputs: std::collections::BTreeMap::new(),
+                        imported: false,
+                    },
+                )
+                .await?;
             return Err(e.into());
         }
         (Err(e), None) => return Err(e.into()),

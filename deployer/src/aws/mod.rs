@@ -28,22 +28,59 @@ impl std::fmt::Debug for Aws {
 #[error("no AWS region: set `region` under [app] in infra.toml, or AWS_REGION")]
 pub struct NoRegion;
 
+/// The shared AWS configuration for `region` (or the default chain's region).
+pub async fn sdk_config(region: Option<&str>) -> Result<aws_config::SdkConfig, NoRegion> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(NoRegion);
+    }
+    Ok(config)
+}
+
 impl Aws {
-    /// Loads the shared AWS configuration for `region` (or the default chain's region).
+    /// The clients for `region` (or the default chain's region).
     pub async fn connect(region: Option<&str>) -> Result<Aws, NoRegion> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r.to_owned()));
-        }
-        let config = loader.load().await;
-        if config.region().is_none() {
-            return Err(NoRegion);
-        }
+        let config = sdk_config(region).await?;
         Ok(Aws {
-            iam: aws_sdk_iam::Client::new(&config),
-            lambda: aws_sdk_lambda::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&config)
+                    .interceptor(LeaseCheck)
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&config)
+                    .interceptor(LeaseCheck)
+                    .build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+                    .interceptor(LeaseCheck)
+                    .build(),
+            ),
         })
+    }
+}
+
+/// Refuses every AWS call once the run may have lost its stage's lock (S3 state): a holder
+/// paused past its lease must not change anything when it wakes up.
+#[derive(Debug)]
+struct LeaseCheck;
+
+impl aws_sdk_lambda::config::Intercept for LeaseCheck {
+    fn name(&self) -> &'static str {
+        "LeaseCheck"
+    }
+
+    fn read_before_execution(
+        &self,
+        _: &aws_sdk_lambda::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut aws_sdk_lambda::config::ConfigBag,
+    ) -> Result<(), aws_sdk_lambda::error::BoxError> {
+        crate::state::lease::check().map_err(Into::into)
     }
 }
 

@@ -6,35 +6,56 @@ use crate::apply::{Applier, Recorder};
 use crate::cli::DeployArgs;
 use crate::error::Failure;
 use crate::plan::{self, Scope};
-use crate::state::StageLock;
 
 pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
     let dir = super::project_dir(config_path);
-    let clients = super::clients(&config, &env, &super::load_state(&config, &stage)?, true).await?;
-    let _lock = StageLock::acquire(&dir, &stage, "deploy")?;
+    let store = super::store(&config).await?;
+    let clients = super::clients(
+        &config,
+        &env,
+        &super::load_state(&store, &config, &stage).await?,
+        true,
+    )
+    .await?;
+    let held = store.lock(&stage, "deploy").await?;
+    let result = deploy_locked(&config, &stage, &dir, &clients, store, &held, args).await;
+    held.release().await;
+    result
+}
+
+/// The deploy, while this run holds the stage's lock.
+async fn deploy_locked(
+    config: &crate::config::Config,
+    stage: &str,
+    dir: &Path,
+    clients: &crate::apply::Clients,
+    store: std::sync::Arc<crate::state::Store>,
+    held: &crate::state::Held,
+    args: &DeployArgs,
+) -> Result<(), Failure> {
     // Another run may have finished while we waited for the lock: read the state again.
-    let state = super::load_state(&config, &stage)?;
-    let policy = config.policy(&stage);
-    let plan = plan::plan(&config, &state, policy, Scope::All);
+    let state = super::load_state(&store, config, stage).await?;
+    let policy = config.policy(stage);
+    let plan = plan::plan(config, &state, policy, Scope::All);
     plan.check_protection(policy, args.allow_data_loss)
         .map_err(|e| {
             let hint = e.hint();
             Failure::bad_input(e).hint(hint)
         })?;
-    check_prebuilt_code(&config, &plan)?;
-    check_known_environments(&config, &state)?;
+    check_prebuilt_code(config, &plan)?;
+    check_known_environments(config, &state)?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
     for note in config.pooler_notes() {
         eprintln!("note: {note}");
     }
-    let recorder = Recorder::new(state, &dir);
+    let recorder = Recorder::new(state, store, held);
     let applier = Applier {
-        config: &config,
-        stage: &stage,
-        project_dir: &dir,
-        clients: &clients,
+        config,
+        stage,
+        project_dir: dir,
+        clients,
         concurrency: usize::from(args.concurrency),
     };
     let result = applier.run(&plan, &recorder).await;

@@ -25,7 +25,6 @@ use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
 use crate::config::{Config, Spec};
 use crate::error::Failure;
 use crate::plan::{self, Scope, resolve_template};
-use crate::state::StageLock;
 
 pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
     let dir = super::project_dir(config_path);
@@ -50,27 +49,32 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
         cluster = Some(c);
         outputs
     } else {
-        let clients =
-            super::clients(&config, &env, &super::load_state(&config, &stage)?, false).await?;
-        let _lock = StageLock::acquire(&dir, &stage, "dev")?;
-        let state = super::load_state(&config, &stage)?;
-        let policy = config.policy(&stage);
-        let plan = plan::plan(&config, &state, policy, Scope::Neon);
-        plan.check_protection(policy, false).map_err(|e| {
-            let hint = e.hint();
-            Failure::bad_input(e).hint(hint)
-        })?;
-        let recorder = Recorder::new(state, &dir);
-        let applier = Applier {
-            config: &config,
-            stage: &stage,
-            project_dir: &dir,
-            clients: &clients,
-            concurrency: usize::from(DEFAULT_CONCURRENCY),
-        };
-        applier.run(&plan, &recorder).await?;
-        recorder
-            .into_state()
+        let store = super::store(&config).await?;
+        let state = super::load_state(&store, &config, &stage).await?;
+        let clients = super::clients(&config, &env, &state, false).await?;
+        let held = store.lock(&stage, "dev").await?;
+        let provisioned = async {
+            let state = super::load_state(&store, &config, &stage).await?;
+            let policy = config.policy(&stage);
+            let plan = plan::plan(&config, &state, policy, Scope::Neon);
+            plan.check_protection(policy, false).map_err(|e| {
+                let hint = e.hint();
+                Failure::bad_input(e).hint(hint)
+            })?;
+            let recorder = Recorder::new(state, store.clone(), &held);
+            let applier = Applier {
+                config: &config,
+                stage: &stage,
+                project_dir: &dir,
+                clients: &clients,
+                concurrency: usize::from(DEFAULT_CONCURRENCY),
+            };
+            applier.run(&plan, &recorder).await?;
+            Ok::<_, Failure>(recorder.into_state())
+        }
+        .await;
+        held.release().await;
+        provisioned?
             .resources
             .into_iter()
             .map(|(k, v)| (k, v.outputs))

@@ -9,6 +9,7 @@ pub mod remove;
 pub mod unlock;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::apply::Clients;
 use crate::aws::Aws;
@@ -17,7 +18,7 @@ use crate::config::{self, Config, Kind};
 use crate::env::EnvSource;
 use crate::error::Failure;
 use crate::neon::{DEFAULT_API_HOST, Neon};
-use crate::state::StageState;
+use crate::state::{StageState, Store};
 
 /// Stage names that are shared by a team: never picked implicitly from the user name.
 const SHARED_STAGES: &[&str] = &["prod", "production", "staging", "stage", "main", "default"];
@@ -80,13 +81,20 @@ pub fn load_with(
     Ok((env, config))
 }
 
+/// Where the stages' state lives, as `[state]` in infra.toml says.
+pub async fn store(config: &Config) -> Result<Arc<Store>, Failure> {
+    Ok(Arc::new(
+        Store::open(config, &project_dir(&config.path)).await?,
+    ))
+}
+
 /// The stage's recorded state.
-pub fn load_state(config: &Config, stage: &str) -> Result<StageState, Failure> {
-    Ok(StageState::load(
-        &project_dir(&config.path),
-        &config.app,
-        stage,
-    )?)
+pub async fn load_state(
+    store: &Store,
+    config: &Config,
+    stage: &str,
+) -> Result<StageState, Failure> {
+    Ok(store.load(&config.app, stage).await?)
 }
 
 /// Which services a stage touches: what infra.toml declares and what its state recorded.

@@ -6,10 +6,11 @@ use std::path::Path;
 use crate::cli::OutputsArgs;
 use crate::error::Failure;
 
-pub fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> {
+pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (_, config) = super::load(config_path, &stage)?;
-    let state = super::load_state(&config, &stage)?;
+    let store = super::store(&config).await?;
+    let state = super::load_state(&store, &config, &stage).await?;
     if state.resources.is_empty() {
         return Err(
             Failure::bad_input(format!("stage `{stage}` has not been deployed"))

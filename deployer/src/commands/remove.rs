@@ -9,7 +9,6 @@ use crate::apply::{Applier, Recorder};
 use crate::cli::RemoveArgs;
 use crate::error::Failure;
 use crate::plan::{self, Action, ProtectionError, Scope};
-use crate::state::{StageLock, StageState};
 
 pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
@@ -23,9 +22,32 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
         return Err(Failure::bad_input(e).hint(hint));
     }
     let dir = super::project_dir(config_path);
-    let clients = super::clients(&config, &env, &super::load_state(&config, &stage)?, true).await?;
-    let _lock = StageLock::acquire(&dir, &stage, "remove")?;
-    let state = super::load_state(&config, &stage)?;
+    let store = super::store(&config).await?;
+    let clients = super::clients(
+        &config,
+        &env,
+        &super::load_state(&store, &config, &stage).await?,
+        true,
+    )
+    .await?;
+    let held = store.lock(&stage, "remove").await?;
+    let result = remove_locked(&config, &stage, &dir, &clients, store, &held, args).await;
+    held.release().await;
+    result
+}
+
+/// The removal, while this run holds the stage's lock.
+async fn remove_locked(
+    config: &crate::config::Config,
+    stage: &str,
+    dir: &Path,
+    clients: &crate::apply::Clients,
+    store: std::sync::Arc<crate::state::Store>,
+    held: &crate::state::Held,
+    args: &RemoveArgs,
+) -> Result<(), Failure> {
+    let policy = config.policy(stage);
+    let state = super::load_state(&store, config, stage).await?;
     if state.resources.is_empty() {
         println!("Stage `{stage}` has nothing deployed.");
         return Ok(());
@@ -57,16 +79,16 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
             return Ok(());
         }
     }
-    let recorder = Recorder::new(state, &dir);
+    let recorder = Recorder::new(state, store.clone(), held);
     let applier = Applier {
         config: &empty,
-        stage: &stage,
-        project_dir: &dir,
-        clients: &clients,
+        stage,
+        project_dir: dir,
+        clients,
         concurrency: 1,
     };
     applier.run(&plan, &recorder).await?;
-    StageState::delete(&dir, &stage)?;
+    store.forget(stage).await?;
     println!("Removed stage `{stage}`.");
     Ok(())
 }

@@ -1,31 +1,26 @@
-//! `deployer unlock`: clears a lock left behind by an interrupted run.
+//! `deployer unlock`: clears a lock left behind by an interrupted run. It names the holder;
+//! a holder that looks alive (a live S3 lease, or a process of this host) is left alone
+//! unless `--force`.
 
 use std::path::Path;
 
-use crate::cli::StageArgs;
+use crate::cli::UnlockArgs;
 use crate::error::Failure;
-use crate::state::StageLock;
+use crate::state::{StateError, Unlocked};
 
-pub fn run(config_path: &Path, args: &StageArgs) -> Result<(), Failure> {
-    let stage = super::resolve_stage(args)?;
-    let dir = super::project_dir(config_path);
-    match StageLock::force_release(&dir, &stage) {
-        Ok(true) => println!("Unlocked stage `{stage}`."),
-        Ok(false) => println!("Stage `{stage}` was not locked."),
-        Err(e) => {
-            return Err(Failure::remote(UnlockError {
-                stage: stage.clone(),
-                source: e,
-            }));
+pub async fn run(config_path: &Path, args: &UnlockArgs) -> Result<(), Failure> {
+    let stage = super::resolve_stage(&args.stage)?;
+    let (_, config) = super::load(config_path, &stage)?;
+    let store = super::store(&config).await?;
+    match store.unlock(&stage, args.force).await {
+        Ok(Unlocked::Removed(holder)) => println!("Unlocked stage `{stage}` (held by {holder})."),
+        Ok(Unlocked::NotLocked) => println!("Stage `{stage}` was not locked."),
+        Err(e @ StateError::LiveLease { .. }) => {
+            return Err(Failure::bad_input(e).hint(format!(
+                "wait for it to finish or for its lease to run out; if that run is gone, `deployer unlock --stage {stage} --force` (its next write is then refused)"
+            )));
         }
+        Err(e) => return Err(e.into()),
     }
     Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot remove the lock of stage `{stage}`")]
-struct UnlockError {
-    stage: String,
-    #[source]
-    source: std::io::Error,
 }

@@ -166,6 +166,7 @@ impl Checker<'_> {
         let app = raw.app.into_inner();
         let app_name = app.name.0;
         let region = app.region.map(|r| r.into_inner());
+        let state = self.state(raw.state);
 
         let mut stages = BTreeMap::new();
         for (name, stage) in raw.stages {
@@ -467,6 +468,7 @@ impl Checker<'_> {
             region,
             stages,
             resources: ordered,
+            state,
         }
     }
 

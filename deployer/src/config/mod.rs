@@ -12,6 +12,9 @@ use crate::env::EnvSource;
 
 mod check;
 mod notes;
+mod state;
+
+pub use state::StateBackend;
 mod raw;
 mod values;
 
@@ -243,6 +246,8 @@ pub struct Config {
     pub stages: BTreeMap<String, StagePolicy>,
     /// In dependency order.
     pub resources: Vec<Resource>,
+    /// `[state]`: where the stage's state and lock live.
+    pub state: StateBackend,
 }
 
 impl Config {

@@ -24,6 +24,15 @@ pub(super) struct RawFile {
     pub(super) link: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
     #[serde(default)]
     pub(super) function: BTreeMap<Spanned<String>, RawFunction>,
+    pub(super) state: Option<Spanned<RawState>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) backend: Option<Spanned<String>>,
+    pub(super) bucket: Option<Spanned<String>>,
+    pub(super) prefix: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

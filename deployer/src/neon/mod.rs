@@ -52,6 +52,10 @@ pub enum NeonError {
         /// Seconds, from a 429's or 503's `Retry-After`.
         retry_after: Option<u64>,
     },
+    #[error(
+        "stopped before {method} {path}: this run no longer surely holds the stage's lock (its lease ran out or another run took it over)"
+    )]
+    LeaseLost { method: Method, path: String },
     #[error("cannot reach the Neon API ({method} {path})")]
     Transport {
         method: Method,
@@ -196,6 +200,13 @@ impl Neon {
         path: &str,
         body: Option<&Value>,
     ) -> Result<String, NeonError> {
+        // A run that may have lost its stage's lock changes nothing more.
+        if method != Method::GET && crate::state::lease::check().is_err() {
+            return Err(NeonError::LeaseLost {
+                method: method.clone(),
+                path: path.to_owned(),
+            });
+        }
         self.rate.acquire().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
         if method != Method::GET {

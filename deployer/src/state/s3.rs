@@ -1,0 +1,577 @@
+//! State in S3, shared by a team and its CI: `<prefix>/<app>/<stage>/state.json` and
+//! `.../lock.json`, both written with S3's conditional requests so that two runs can never
+//! both believe they hold a stage, nor overwrite each other's state.
+//!
+//! - The lock is created with `If-None-Match: *` (only one creator wins). Its holder renews a
+//!   lease with `If-Match` on the lock's ETag; a lock whose lease has run out, judged by S3's
+//!   clock (its `Date` header against the lock's `LastModified`, never the local clock), is
+//!   taken over with `If-Match` on the ETag read, so only one taker wins. Release is a
+//!   conditional delete.
+//! - Every state write is `If-Match` on the ETag this run last read or wrote
+//!   (`If-None-Match: *` for a stage never written), with a `serial` that only grows. A 412
+//!   means another run wrote: this one stops, and nothing is overwritten. That is what makes
+//!   a wrongful `unlock --force` or a takeover of a paused holder harmless.
+//!
+//! AWS: "Conditional writes" and "Conditional deletes" in the S3 User Guide; concurrent
+//! conditional requests on one key may also answer 409 `ConditionalRequestConflict`, which
+//! is the same lost race as 412.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use serde::{Deserialize, Serialize};
+
+use super::{StageState, StateError};
+
+/// How long a lock stays live without renewal; `DEPLOYER_LOCK_LEASE_SECONDS` overrides it
+/// (tests use a few seconds). The holder renews every third of it.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// S3's clock, as its last answer's `Date` header gave it.
+#[derive(Debug, Default)]
+struct S3Clock(Mutex<Option<(SystemTime, Instant)>>);
+
+impl S3Clock {
+    /// S3's time now: its last `Date` plus the time since (whole seconds, as S3 gives).
+    fn now(&self) -> Option<SystemTime> {
+        let seen = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.map(|(date, at)| date + at.elapsed())
+    }
+}
+
+#[derive(Debug)]
+struct ClockInterceptor(Arc<S3Clock>);
+
+impl Intercept for ClockInterceptor {
+    fn name(&self) -> &'static str {
+        "S3Clock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| {
+                aws_sdk_s3::primitives::DateTime::from_str(
+                    d,
+                    aws_sdk_s3::primitives::DateTimeFormat::HttpDate,
+                )
+                .ok()
+            })
+            .and_then(|d| SystemTime::try_from(d).ok());
+        if let Some(date) = date {
+            *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((date, Instant::now()));
+        }
+        Ok(())
+    }
+}
+
+/// One stage's objects in a bucket.
+#[derive(Debug)]
+pub struct S3Store {
+    client: Client,
+    pub bucket: String,
+    /// `<prefix>/<app>/`, or `<app>/` without a prefix.
+    app_key: String,
+    clock: Arc<S3Clock>,
+    /// The state object's ETag as this run last read or wrote it (`None`: there was none).
+    etag: tokio::sync::Mutex<Option<String>>,
+    lease: Duration,
+}
+
+/// What the lock object says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockBody {
+    /// `user@host`, or the CI run's URL.
+    pub holder: String,
+    pub command: String,
+    pub started: String,
+    pub lease_seconds: u64,
+    /// This run, so a holder knows its own lock.
+    pub run: String,
+}
+
+impl LockBody {
+    fn describe(&self) -> String {
+        format!(
+            "`deployer {}` by {} (started {})",
+            self.command, self.holder, self.started
+        )
+    }
+}
+
+/// The lock as read: its body, ETag and how long ago it was last renewed (S3's clock).
+#[derive(Debug)]
+pub struct LockSeen {
+    pub body: LockBody,
+    etag: String,
+    pub age: Option<Duration>,
+}
+
+impl LockSeen {
+    pub fn live(&self) -> bool {
+        self.age
+            .is_none_or(|age| age < Duration::from_secs(self.body.lease_seconds))
+    }
+
+    pub fn describe(&self) -> String {
+        match self.age {
+            Some(age) => format!(
+                "{}, lease renewed {} s ago of {} s",
+                self.body.describe(),
+                age.as_secs(),
+                self.body.lease_seconds
+            ),
+            None => self.body.describe(),
+        }
+    }
+}
+
+/// A held lock: renewed in the background until released. If a renewal fails (another run
+/// took the lock over), or is overdue, [`super::lease`] says so, and the run makes no
+/// further remote change.
+#[derive(Debug)]
+pub struct S3Lock {
+    store: Arc<S3Store>,
+    key: String,
+    etag: Arc<tokio::sync::Mutex<String>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// A lost race on a conditional request: 412, or 409 `ConditionalRequestConflict`.
+fn lost_race<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    status(e) == Some(412)
+        || e.as_service_error()
+            .and_then(|s| s.code())
+            .is_some_and(|c| c == "PreconditionFailed" || c == "ConditionalRequestConflict")
+}
+
+fn remote<E: std::error::Error + Send + Sync + 'static>(
+    action: impl Into<String>,
+    e: &SdkError<E, HttpResponse>,
+) -> StateError {
+    StateError::Remote {
+        action: action.into(),
+        detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Who we are, as the lock says it: the CI run's URL on GitHub Actions, else user@host.
+fn holder() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(run)) = (
+        var("GITHUB_SERVER_URL"),
+        var("GITHUB_REPOSITORY"),
+        var("GITHUB_RUN_ID"),
+    ) {
+        return format!("{server}/{repo}/actions/runs/{run}");
+    }
+    let user = var("USER").unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("{user}@{host}")
+}
+
+fn run_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl S3Store {
+    /// The store for `app`'s stages in `bucket` under `prefix`; the client's configuration
+    /// is the deployer's AWS one.
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: String, prefix: &str, app: &str) -> S3Store {
+        let clock = Arc::new(S3Clock::default());
+        let mut config =
+            aws_sdk_s3::config::Builder::from(sdk).interceptor(ClockInterceptor(clock.clone()));
+        // A custom endpoint (moto, MinIO, LocalStack) serves buckets by path, not by host.
+        if sdk.endpoint_url().is_some() {
+            config = config.force_path_style(true);
+        }
+        let lease = std::env::var("DEPLOYER_LOCK_LEASE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s >= 3)
+            .map_or(DEFAULT_LEASE, Duration::from_secs);
+        let app_key = if prefix.is_empty() {
+            format!("{app}/")
+        } else {
+            format!("{prefix}/{app}/")
+        };
+        S3Store {
+            client: Client::from_conf(config.build()),
+            bucket,
+            app_key,
+            clock,
+            etag: tokio::sync::Mutex::new(None),
+            lease,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn key(&self, stage: &str, object: &str) -> String {
+        format!("{}{stage}/{object}", self.app_key)
+    }
+
+    /// `s3://bucket/<prefix>/<app>/<stage>/state.json`, for messages.
+    pub fn url(&self, stage: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(stage, "state.json"))
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, String, Option<SystemTime>)>, StateError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_owned();
+                let modified = out
+                    .last_modified()
+                    .and_then(|d| SystemTime::try_from(*d).ok());
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| StateError::Remote {
+                        action: format!("read s3://{}/{key}", self.bucket),
+                        detail: e.to_string(),
+                    })?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((bytes, etag, modified)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(remote(format!("read s3://{}/{key}", self.bucket), &e)),
+        }
+    }
+
+    /// The stage's state, or an empty one; remembers its ETag for the fenced writes.
+    pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
+        let key = self.key(stage, "state.json");
+        let found = self.get(&key).await?;
+        let mut etag = self.etag.lock().await;
+        match found {
+            Some((bytes, tag, _)) => {
+                *etag = Some(tag);
+                super::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
+            }
+            None => {
+                *etag = None;
+                Ok(StageState::empty(app, stage))
+            }
+        }
+    }
+
+    /// Writes the state, fenced: only over the version this run last read or wrote.
+    pub async fn save(&self, state: &StageState) -> Result<(), StateError> {
+        let key = self.key(&state.stage, "state.json");
+        let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Remote {
+            action: "serialize the state".into(),
+            detail: e.to_string(),
+        })?;
+        let mut etag = self.etag.lock().await;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(body));
+        put = match etag.as_deref() {
+            Some(tag) => put.if_match(tag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(out) => {
+                *etag = out.e_tag().map(str::to_owned);
+                Ok(())
+            }
+            Err(e) if lost_race(&e) => Err(StateError::Fenced {
+                stage: state.stage.clone(),
+                location: self.url(&state.stage),
+            }),
+            Err(e) => Err(remote(format!("write {}", self.url(&state.stage)), &e)),
+        }
+    }
+
+    /// Deletes the stage's state (after `remove`), fenced like a write.
+    pub async fn delete(&self, stage: &str) -> Result<(), StateError> {
+        let key = self.key(stage, "state.json");
+        let etag = self.etag.lock().await;
+        let Some(tag) = etag.as_deref() else {
+            return Ok(());
+        };
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(tag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if lost_race(&e) => Err(StateError::Fenced {
+                stage: stage.to_owned(),
+                location: self.url(stage),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.code() == Some("NoSuchKey")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(remote(format!("delete {}", self.url(stage)), &e)),
+        }
+    }
+
+    /// Project IDs recorded by every stage of the app in the bucket.
+    pub async fn claimed_project_ids(&self) -> Result<Vec<String>, StateError> {
+        let mut ids = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.app_key)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| remote(format!("list s3://{}/{}", self.bucket, self.app_key), &e))?;
+            for object in page.contents() {
+                let Some(key) = object.key().filter(|k| k.ends_with("/state.json")) else {
+                    continue;
+                };
+                if let Some((bytes, _, _)) = self.get(key).await?
+                    && let Ok(state) = serde_json::from_slice::<StageState>(&bytes)
+                {
+                    ids.extend(
+                        state
+                            .resources
+                            .into_values()
+                            .filter_map(|r| r.ids.get("project_id").cloned()),
+                    );
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The lock, if there is one, with its age by S3's clock.
+    pub async fn read_lock(&self, stage: &str) -> Result<Option<LockSeen>, StateError> {
+        let key = self.key(stage, "lock.json");
+        let Some((bytes, etag, modified)) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        let body: LockBody = serde_json::from_slice(&bytes).unwrap_or(LockBody {
+            holder: "an unreadable lock".into(),
+            command: "?".into(),
+            started: "?".into(),
+            lease_seconds: 0,
+            run: String::new(),
+        });
+        let age = match (self.clock.now(), modified) {
+            (Some(now), Some(modified)) => Some(now.duration_since(modified).unwrap_or_default()),
+            _ => None,
+        };
+        Ok(Some(LockSeen { body, etag, age }))
+    }
+
+    /// Takes the stage's lock: creates it, or takes over one whose lease ran out; otherwise
+    /// says who holds it.
+    pub async fn lock(self: &Arc<Self>, stage: &str, command: &str) -> Result<S3Lock, StateError> {
+        let key = self.key(stage, "lock.json");
+        let body = LockBody {
+            holder: holder(),
+            command: command.to_owned(),
+            started: crate::output::now_rfc3339(),
+            lease_seconds: self.lease.as_secs(),
+            run: run_id(),
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let created = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await;
+        let etag = match created {
+            Ok(out) => out.e_tag().unwrap_or_default().to_owned(),
+            Err(e) if lost_race(&e) => {
+                let Some(seen) = self.read_lock(stage).await? else {
+                    // Released between our create and our read: try once more.
+                    return Box::pin(self.lock(stage, command)).await;
+                };
+                if seen.live() {
+                    return Err(StateError::Locked {
+                        stage: stage.to_owned(),
+                        holder: seen.describe(),
+                    });
+                }
+                let taken = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .if_match(&seen.etag)
+                    .body(ByteStream::from(bytes))
+                    .send()
+                    .await;
+                match taken {
+                    Ok(out) => {
+                        eprintln!(
+                            "Took over the lock of stage `{stage}` from {}: its lease had expired",
+                            seen.describe()
+                        );
+                        out.e_tag().unwrap_or_default().to_owned()
+                    }
+                    Err(e) if lost_race(&e) => {
+                        let holder = match self.read_lock(stage).await? {
+                            Some(now) => now.describe(),
+                            None => "another run".into(),
+                        };
+                        return Err(StateError::Locked {
+                            stage: stage.to_owned(),
+                            holder,
+                        });
+                    }
+                    Err(e) => {
+                        return Err(remote(format!("take over s3://{}/{key}", self.bucket), &e));
+                    }
+                }
+            }
+            Err(e) => return Err(remote(format!("create s3://{}/{key}", self.bucket), &e)),
+        };
+        let etag = Arc::new(tokio::sync::Mutex::new(etag));
+        super::lease::arm(self.lease);
+        let heartbeat = tokio::spawn(heartbeat(self.clone(), key.clone(), body, etag.clone()));
+        Ok(S3Lock {
+            store: self.clone(),
+            key,
+            etag,
+            heartbeat,
+        })
+    }
+
+    /// Deletes the lock if it is still the one seen (`deployer unlock`).
+    pub async fn delete_lock(&self, stage: &str, seen: &LockSeen) -> Result<bool, StateError> {
+        let key = self.key(stage, "lock.json");
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(&seen.etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(remote(format!("delete s3://{}/{key}", self.bucket), &e)),
+        }
+    }
+}
+
+/// Renews the lease every third of it. A renewal refused (412: the lock was taken over or
+/// deleted) or failing until the lease could have run out marks the lock lost.
+async fn heartbeat(
+    store: Arc<S3Store>,
+    key: String,
+    body: LockBody,
+    etag: Arc<tokio::sync::Mutex<String>>,
+) {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(store.lease / 3).await;
+        let mut tag = etag.lock().await;
+        let put = store
+            .client
+            .put_object()
+            .bucket(&store.bucket)
+            .key(&key)
+            .if_match(tag.as_str())
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await;
+        match put {
+            Ok(out) => {
+                *tag = out.e_tag().unwrap_or_default().to_owned();
+                renewed = Instant::now();
+                super::lease::renewed();
+            }
+            Err(e) if lost_race(&e) => {
+                tracing::warn!("the stage's lock was taken over or removed; stopping");
+                super::lease::lose();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not renew the stage's lock");
+                if renewed.elapsed() >= store.lease * 2 / 3 {
+                    super::lease::lose();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl S3Lock {
+    /// Stops renewing and deletes the lock, if it is still ours.
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        super::lease::disarm();
+        let tag = self.etag.lock().await.clone();
+        let deleted = self
+            .store
+            .client
+            .delete_object()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .if_match(tag)
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            if lost_race(&e) {
+                eprintln!(
+                    "warning: the stage's lock was taken over by another run; left it to that run"
+                );
+            } else {
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not release the stage's lock; it expires with its lease");
+            }
+        }
+    }
+}

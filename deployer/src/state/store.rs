@@ -1,0 +1,150 @@
+//! Where a stage's state and lock live, as `[state]` in infra.toml says: `.deployer/` or S3.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::s3::{S3Lock, S3Store};
+use super::{StageLock, StageState, StateError, bucket};
+use crate::config::{Config, StateBackend};
+
+#[derive(Debug)]
+pub enum Store {
+    /// `.deployer/` beside infra.toml (or `DEPLOYER_STATE_DIR`).
+    Local(PathBuf),
+    S3(Arc<S3Store>),
+}
+
+/// A stage's lock while a run holds it.
+#[derive(Debug)]
+pub enum Held {
+    Local(StageLock),
+    S3(S3Lock),
+}
+
+/// What `unlock` did.
+#[derive(Debug)]
+pub enum Unlocked {
+    /// The lock of this holder is gone.
+    Removed(String),
+    NotLocked,
+}
+
+impl Store {
+    /// The store infra.toml names; for S3, the bucket checked (or made, for the default one).
+    pub async fn open(config: &Config, project_dir: &Path) -> Result<Store, StateError> {
+        let StateBackend::S3 { bucket, prefix } = &config.state else {
+            return Ok(Store::Local(project_dir.to_owned()));
+        };
+        let sdk = crate::aws::sdk_config(config.region.as_deref())
+            .await
+            .map_err(|e| StateError::Remote {
+                action: "reach the state bucket".into(),
+                detail: e.to_string(),
+            })?;
+        let name = match bucket {
+            Some(b) => b.clone(),
+            None => bucket::default_name(&sdk).await?,
+        };
+        let store = S3Store::new(&sdk, name.clone(), prefix, &config.app);
+        match bucket {
+            Some(_) => bucket::check(store.client(), &name).await?,
+            None => {
+                let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+                bucket::ensure_default(store.client(), &name, &region).await?
+            }
+        }
+        Ok(Store::S3(Arc::new(store)))
+    }
+
+    pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
+        match self {
+            Store::Local(dir) => StageState::load(dir, app, stage),
+            Store::S3(s3) => s3.load(app, stage).await,
+        }
+    }
+
+    /// Writes the state (S3: fenced on the version last read or written).
+    pub async fn save(&self, state: &StageState) -> Result<(), StateError> {
+        match self {
+            Store::Local(dir) => state.save(dir),
+            Store::S3(s3) => s3.save(state).await,
+        }
+    }
+
+    /// Takes the stage's lock, or says who holds it.
+    pub async fn lock(&self, stage: &str, command: &str) -> Result<Held, StateError> {
+        match self {
+            Store::Local(dir) => Ok(Held::Local(StageLock::acquire(dir, stage, command)?)),
+            Store::S3(s3) => Ok(Held::S3(s3.lock(stage, command).await?)),
+        }
+    }
+
+    /// Removes the stage's lock; one whose holder is alive (a live lease) only with `force`.
+    pub async fn unlock(&self, stage: &str, force: bool) -> Result<Unlocked, StateError> {
+        match self {
+            Store::Local(dir) => {
+                let Some((holder, alive)) = StageLock::holder(dir, stage) else {
+                    return Ok(Unlocked::NotLocked);
+                };
+                if alive && !force {
+                    return Err(StateError::LiveLease {
+                        stage: stage.to_owned(),
+                        holder,
+                    });
+                }
+                match StageLock::force_release(dir, stage) {
+                    Ok(true) => Ok(Unlocked::Removed(holder)),
+                    Ok(false) => Ok(Unlocked::NotLocked),
+                    Err(source) => Err(StateError::Lock {
+                        path: super::state_dir(dir).join(format!("{stage}.lock")),
+                        source,
+                    }),
+                }
+            }
+            Store::S3(s3) => {
+                let Some(seen) = s3.read_lock(stage).await? else {
+                    return Ok(Unlocked::NotLocked);
+                };
+                if seen.live() && !force {
+                    return Err(StateError::LiveLease {
+                        stage: stage.to_owned(),
+                        holder: seen.describe(),
+                    });
+                }
+                if s3.delete_lock(stage, &seen).await? {
+                    Ok(Unlocked::Removed(seen.describe()))
+                } else {
+                    Err(StateError::Locked {
+                        stage: stage.to_owned(),
+                        holder: "a run that renewed or took the lock while we read it".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Project IDs recorded by any stage of the app: none of them is free to adopt.
+    pub async fn claimed_project_ids(&self) -> Result<Vec<String>, StateError> {
+        match self {
+            Store::Local(dir) => Ok(StageState::claimed_project_ids(dir)),
+            Store::S3(s3) => s3.claimed_project_ids().await,
+        }
+    }
+
+    /// Forgets the stage (after `remove`).
+    pub async fn forget(&self, stage: &str) -> Result<(), StateError> {
+        match self {
+            Store::Local(dir) => StageState::delete(dir, stage),
+            Store::S3(s3) => s3.delete(stage).await,
+        }
+    }
+}
+
+impl Held {
+    pub async fn release(self) {
+        match self {
+            Held::Local(lock) => drop(lock),
+            Held::S3(lock) => lock.release().await,
+        }
+    }
+}
