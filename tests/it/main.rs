@@ -13,6 +13,7 @@ mod deployer_input;
 mod deployer_package;
 mod deployer_real_aws;
 mod deployer_resilience;
+mod deployer_shared_state;
 mod dev_watch;
 mod neon_behaviour;
 mod neon_conformance;

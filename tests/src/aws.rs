@@ -70,6 +70,10 @@ pub struct AwsCall {
     pub at: Instant,
     /// When moto's answer was passed back (none for answers the proxy made itself).
     pub answered: Option<Instant>,
+    /// The request's query string (S3 names its subresources there: `?lifecycle`).
+    pub query: String,
+    /// The body, when small (configuration documents; not code uploads).
+    pub body: Option<String>,
 }
 
 impl AwsCall {
@@ -208,6 +212,8 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                 .map(str::to_owned),
             at: Instant::now(),
             answered: None,
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            body: (body.len() <= 16 * 1024).then(|| String::from_utf8_lossy(&body).into_owned()),
         });
         calls.len() - 1
     };
@@ -263,6 +269,9 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                     }
                 }
             }
+            if parts.method == "GET" && parts.uri.query() == Some("versioning") {
+                bytes = Bytes::from(s3_versioning_as_aws_answers(&bytes));
+            }
             if let Some(call) = state.calls.lock().unwrap().get_mut(index) {
                 call.answered = Some(Instant::now());
             }
@@ -276,6 +285,19 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+/// S3's GetBucketVersioning answers `<VersioningConfiguration>` (S3 API Reference,
+/// GetBucketVersioning, "Response Syntax"); moto answers `<GetBucketVersioningResponse>`,
+/// which the SDK rightly refuses to parse.
+fn s3_versioning_as_aws_answers(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body)
+        .replace("<GetBucketVersioningResponse", "<VersioningConfiguration")
+        .replace(
+            "</GetBucketVersioningResponse>",
+            "</VersioningConfiguration>",
+        )
+        .into_bytes()
 }
 
 /// AWS's answer to a caller without the permission (IAM: query protocol, XML; Lambda:

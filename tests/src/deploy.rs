@@ -44,6 +44,8 @@ pub struct DeployStack {
     pub lambda: aws_sdk_lambda::Client,
     pub iam: aws_sdk_iam::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Path-style, as moto serves buckets.
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// Builds the api for Lambda once per test run, as the deployer builds it
@@ -104,6 +106,11 @@ impl DeployStack {
             lambda: aws_sdk_lambda::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .build(),
+            ),
         }
     }
 

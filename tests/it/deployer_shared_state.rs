@@ -1,0 +1,350 @@
+//! State shared in S3 (`[state] backend = "s3"`): two working copies never both hold a
+//! stage, a dead holder's lock is taken over after its lease, `unlock` refuses a live
+//! lease, and a holder that lost its lock (paused past its lease, then unlocked by force)
+//! writes nothing. The default bucket is made as a state bucket should be.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::BucketVersioningStatus;
+use harness::deploy::{DeployStack, Run, temp_config};
+use harness::paths::fixture;
+use serde_json::Value;
+
+/// moto's account and the fixture's region.
+const BUCKET: &str = "deployer-state-123456789012-us-east-1";
+const RACES: usize = 100;
+
+fn guide_s3() -> String {
+    std::fs::read_to_string(fixture("infra/guide-s3-state.toml")).unwrap()
+}
+
+fn key(stage: &str, object: &str) -> String {
+    format!("team/aws-hono/{stage}/{object}")
+}
+
+async fn object(stack: &DeployStack, key: &str) -> Option<(Value, String)> {
+    let out = stack
+        .s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    let etag = out.e_tag().unwrap_or_default().to_owned();
+    let bytes = out.body.collect().await.unwrap().into_bytes();
+    Some((serde_json::from_slice(&bytes).unwrap(), etag))
+}
+
+async fn projects_named(stack: &DeployStack, name: &str) -> usize {
+    let listed = stack
+        .neon
+        .client
+        .call("GET", "/projects", &[], &format!("search={name}"), None)
+        .await;
+    listed.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == name)
+        .count()
+}
+
+async fn functions_named(stack: &DeployStack, name: &str) -> usize {
+    let listed = stack.lambda.list_functions().send().await.unwrap();
+    listed
+        .functions()
+        .iter()
+        .filter(|f| f.function_name() == Some(name))
+        .count()
+}
+
+fn lost_to_the_lock(run: &Run) -> bool {
+    run.code == 1 && run.stderr.contains("is locked by `deployer deploy` by ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_working_copies_racing_on_one_stage_never_both_hold_it() {
+    let stack = DeployStack::start(|_| {}).await;
+    // Two clones of the repository: nothing shared but the bucket.
+    let (_a_dir, a) = temp_config(&guide_s3());
+    let (_b_dir, b) = temp_config(&guide_s3());
+    let args = ["deploy", "--stage", "shared"];
+    let mut contended = 0;
+    for round in 0..RACES {
+        let (ra, rb) = tokio::join!(stack.run(&a, &args), stack.run(&b, &args));
+        for run in [&ra, &rb] {
+            assert!(
+                run.code == 0 || lost_to_the_lock(run),
+                "round {round}: neither a win nor a lost race (exit {}):\n{}",
+                run.code,
+                run.stderr
+            );
+        }
+        assert!(ra.code == 0 || rb.code == 0, "round {round}: nobody won");
+        if ra.code != 0 || rb.code != 0 {
+            contended += 1;
+        }
+    }
+    assert!(contended > 0, "the runs never met: the race proved nothing");
+    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(functions_named(&stack, "aws-hono-shared-MyApi").await, 1);
+    let (state, _) = object(&stack, &key("shared", "state.json"))
+        .await
+        .expect("the state is in the bucket");
+    assert!(state["serial"].as_u64().unwrap() > 0);
+    assert!(
+        object(&stack, &key("shared", "lock.json")).await.is_none(),
+        "every winner released the lock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
+    let (_dir, config) = temp_config(&guide_s3());
+    let args = ["deploy", "--stage", "killed"];
+    let mut first = stack.command(&config, &args);
+    first.env("DEPLOYER_LOCK_LEASE_SECONDS", "3");
+    let mut first = first.spawn().unwrap();
+    // Killed once it holds the lock and has started recording its work.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while object(&stack, &key("killed", "state.json")).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never wrote its state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let killed_at = Instant::now();
+    assert!(object(&stack, &key("killed", "lock.json")).await.is_some());
+
+    // Within the lease the lock still stands.
+    let early = stack.run(&config, &args).await;
+    if killed_at.elapsed() < Duration::from_secs(2) {
+        assert_eq!(early.code, 1, "{}", early.stderr);
+        assert!(early.stderr.contains("is locked by"), "{}", early.stderr);
+    }
+    // After it, the next run takes over (no unlock), resumes and converges.
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(killed_at.elapsed())).await;
+    let resumed = stack.run(&config, &args).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("Took over the lock of stage `killed`"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(functions_named(&stack, "aws-hono-killed-MyApi").await, 1);
+    let again = stack.run(&config, &args).await.ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    // The default bucket was made as a state bucket: versioned, private, encrypted, and
+    // old versions beyond the last 100 expire.
+    let versioning = stack
+        .s3
+        .get_bucket_versioning()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
+    let block = stack
+        .s3
+        .get_public_access_block()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let encryption = stack
+        .s3
+        .get_bucket_encryption()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "AES256"
+    );
+    let lifecycle = stack
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.status().as_str(), "Enabled");
+    assert!(rule.noncurrent_version_expiration().is_some(), "{rule:?}");
+    // moto keeps only NoncurrentDays of the rule; what was sent says how many are kept.
+    let sent = stack
+        .aws
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "PUT" && c.query == "lifecycle")
+        .and_then(|c| c.body)
+        .expect("the deployer set a lifecycle rule");
+    assert!(
+        sent.contains("<NewerNoncurrentVersions>100</NewerNoncurrentVersions>"),
+        "{sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothing() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
+    let (_dir, config) = temp_config(&guide_s3());
+    let args = ["deploy", "--stage", "paused"];
+    let mut holder = stack.command(&config, &args);
+    holder
+        .env("DEPLOYER_LOCK_LEASE_SECONDS", "30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while object(&stack, &key("paused", "state.json")).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never wrote its state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = holder.id().unwrap().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args(["-s", sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig}");
+    };
+    signal("STOP");
+    // A request it sent just before it stopped still lands: let it, so what follows is
+    // about the paused holder, not about that race.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A live lease: unlock says who holds it and refuses without --force.
+    let refused = stack.run(&config, &["unlock", "--stage", "paused"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("is locked by `deployer deploy` by "),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let forced = stack
+        .run(&config, &["unlock", "--stage", "paused", "--force"])
+        .await;
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        forced.stdout.contains("Unlocked stage `paused`"),
+        "{}",
+        forced.stdout
+    );
+
+    // Another run takes the stage and finishes it.
+    let other = stack.run(&config, &args).await;
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let (after_other, etag) = object(&stack, &key("paused", "state.json")).await.unwrap();
+
+    // The paused holder wakes up: its next write is refused, and it says so.
+    signal("CONT");
+    let out = holder.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the fenced holder must fail:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("another run wrote the state of stage `paused`")
+            || stderr.contains("lost the lock of stage `paused`"),
+        "{stderr}"
+    );
+    let (now, etag_now) = object(&stack, &key("paused", "state.json")).await.unwrap();
+    assert_eq!(etag_now, etag, "the fenced holder overwrote the state");
+    assert_eq!(now, after_other);
+    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    let last = stack.run(&config, &args).await.ok();
+    assert!(last.stdout.contains("No changes."), "{}", last.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_it_wakes() {
+    let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
+    let (_dir, config) = temp_config(&guide_s3());
+    let args = ["deploy", "--stage", "sleepy"];
+    let mut holder = stack.command(&config, &args);
+    holder
+        .env("DEPLOYER_LOCK_LEASE_SECONDS", "3")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while object(&stack, &key("sleepy", "state.json")).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never wrote its state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = holder.id().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-s", sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("STOP");
+    // Past its 3-second lease, another run takes the stage over without `unlock`.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let other = stack.run(&config, &args).await;
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert!(
+        other
+            .stderr
+            .contains("Took over the lock of stage `sleepy`"),
+        "{}",
+        other.stderr
+    );
+    let (_, etag) = object(&stack, &key("sleepy", "state.json")).await.unwrap();
+
+    signal("CONT");
+    let out = holder.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the stale holder must fail:\n{stderr}"
+    );
+    assert!(stderr.contains("lock"), "{stderr}");
+    let (_, etag_now) = object(&stack, &key("sleepy", "state.json")).await.unwrap();
+    assert_eq!(etag_now, etag, "the stale holder wrote the state");
+    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(functions_named(&stack, "aws-hono-sleepy-MyApi").await, 1);
+}
