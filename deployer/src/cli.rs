@@ -14,6 +14,8 @@ Examples:
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
   deployer dev -- cargo test          any command with the links in its environment
   deployer unlock --stage prod        clear the lock left by an interrupted run
+  deployer state list                 the stages and their resources
+  deployer state migrate --to s3      move a stage's state to [state]'s S3 bucket
 
 Stages: --stage, else DEPLOYER_STAGE, else your user name (a personal stage, as SST does).
 Neon: NEON_API_KEY (environment or .env). AWS: the usual credential chain and AWS_REGION.
@@ -45,6 +47,50 @@ pub enum Command {
     /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
     /// with --force).
     Unlock(UnlockArgs),
+    /// Look at and repair what the deployer recorded (list, pull, push, migrate, rm).
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// The app's stages and the resources each one recorded.
+    List,
+    /// Write a copy of a stage's state to a file (mode 0600: it holds passwords).
+    Pull {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// The file (default: <stage>.state.json here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Replace a stage's state with a file, under the stage's lock and fenced on the state
+    /// it replaces; a copy older than the stage's state (a lower serial) is refused.
+    Push {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// A state file, as `state pull` writes it.
+        file: PathBuf,
+    },
+    /// Move a stage's state between `.deployer/` and the S3 bucket `[state]` names,
+    /// refusing while the stage is locked or the destination already has a state.
+    Migrate {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// Where to: "s3" or "local".
+        #[arg(long, value_parser = ["s3", "local"])]
+        to: String,
+    },
+    /// Forget one resource (one deleted by hand), leaving it untouched remotely.
+    Rm {
+        #[command(flatten)]
+        stage: StageArgs,
+        /// The resource's logical name in infra.toml.
+        resource: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Args, Debug)]

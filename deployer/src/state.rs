@@ -144,7 +144,7 @@ pub struct StageState {
 }
 
 /// Reads a state (from a file or an object), refusing a format newer than this deployer.
-fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateError> {
+pub fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateError> {
     let state: StageState = serde_json::from_slice(bytes).map_err(|source| StateError::Parse {
         location: location.to_owned(),
         source,

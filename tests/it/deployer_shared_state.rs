@@ -348,3 +348,100 @@ async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_i
     assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
     assert_eq!(functions_named(&stack, "aws-hono-sleepy-MyApi").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_migrates_to_s3_and_back_and_list_pull_push_rm_work_on_it() {
+    let stack = DeployStack::start(|_| {}).await;
+    let local_text = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap();
+    let (_dir, config) = temp_config(&local_text);
+    fn with<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+        cmd.iter().copied().chain(["--stage", "mig"]).collect()
+    }
+    stack.run(&config, &with(&["deploy"])).await.ok();
+    let local = stack.state_json("mig");
+    let names = |s: &Value| -> Vec<String> {
+        s["resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+
+    // infra.toml now names the bucket; migrate moves the stage there.
+    std::fs::write(&config, guide_s3()).unwrap();
+    let moved = stack
+        .run(&config, &with(&["state", "migrate", "--to", "s3"]))
+        .await
+        .ok();
+    assert!(
+        moved.stdout.contains("Moved the state of stage `mig`"),
+        "{}",
+        moved.stdout
+    );
+    assert!(!stack.state_file("mig").exists(), "the local copy is gone");
+    let (in_s3, _) = object(&stack, &key("mig", "state.json")).await.unwrap();
+    assert_eq!(names(&in_s3), names(&local));
+    let again = stack.run(&config, &with(&["deploy"])).await.ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    let listed = stack.run(&config, &["state", "list"]).await.ok();
+    assert!(
+        listed.stdout.contains("mig") && listed.stdout.contains("MyApi"),
+        "{}",
+        listed.stdout
+    );
+
+    // pull, then push the copy back (fenced, serial grows); an older copy is refused.
+    let copy = config.with_file_name("mig.json");
+    let copy_arg = copy.display().to_string();
+    stack
+        .run(&config, &with(&["state", "pull", "--out", &copy_arg]))
+        .await
+        .ok();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pulled: Value = serde_json::from_str(&std::fs::read_to_string(&copy).unwrap()).unwrap();
+    stack
+        .run(&config, &with(&["state", "push", &copy_arg]))
+        .await
+        .ok();
+    let (after_push, _) = object(&stack, &key("mig", "state.json")).await.unwrap();
+    assert!(after_push["serial"].as_u64() > pulled["serial"].as_u64());
+    let stale = stack
+        .run(&config, &with(&["state", "push", &copy_arg]))
+        .await;
+    assert_eq!(stale.code, 2, "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("older than the stage's state"),
+        "{}",
+        stale.stderr
+    );
+
+    // rm forgets one resource (asking first); the next deploy makes it again.
+    let unasked = stack.run(&config, &with(&["state", "rm", "NeonDB"])).await;
+    assert_eq!(unasked.code, 2, "{}", unasked.stderr);
+    stack
+        .run(&config, &with(&["state", "rm", "NeonDB", "--yes"]))
+        .await
+        .ok();
+    let (forgot, _) = object(&stack, &key("mig", "state.json")).await.unwrap();
+    assert!(!names(&forgot).contains(&"NeonDB".to_owned()));
+    let recreated = stack.run(&config, &with(&["deploy"])).await.ok();
+    assert!(
+        recreated.stdout.contains("Created   NeonDB"),
+        "{}",
+        recreated.stdout
+    );
+
+    // And back to .deployer/.
+    stack
+        .run(&config, &with(&["state", "migrate", "--to", "local"]))
+        .await
+        .ok();
+    assert!(object(&stack, &key("mig", "state.json")).await.is_none());
+    assert_eq!(names(&stack.state_json("mig")), names(&local));
+}

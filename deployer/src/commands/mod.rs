@@ -6,6 +6,7 @@ pub mod dev;
 pub mod diff;
 pub mod outputs;
 pub mod remove;
+pub mod state;
 pub mod unlock;
 
 use std::path::{Path, PathBuf};

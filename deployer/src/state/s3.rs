@@ -387,6 +387,37 @@ impl S3Store {
         Ok(ids)
     }
 
+    /// Every stage of the app with a state in the bucket.
+    pub async fn stages(&self, app: &str) -> Result<Vec<StageState>, StateError> {
+        let mut stages = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.app_key)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| remote(format!("list s3://{}/{}", self.bucket, self.app_key), &e))?;
+            for object in page.contents() {
+                let Some(stage) = object
+                    .key()
+                    .and_then(|k| k.strip_prefix(&self.app_key))
+                    .and_then(|k| k.strip_suffix("/state.json"))
+                else {
+                    continue;
+                };
+                if let Some((bytes, _, _)) = self.get(&self.key(stage, "state.json")).await? {
+                    let mut state = super::parse_state(&bytes, &self.url(stage))?;
+                    state.app = app.to_owned();
+                    stages.push(state);
+                }
+            }
+        }
+        Ok(stages)
+    }
+
     /// The lock, if there is one, with its age by S3's clock.
     pub async fn read_lock(&self, stage: &str) -> Result<Option<LockSeen>, StateError> {
         let key = self.key(stage, "lock.json");

@@ -32,7 +32,16 @@ pub enum Unlocked {
 impl Store {
     /// The store infra.toml names; for S3, the bucket checked (or made, for the default one).
     pub async fn open(config: &Config, project_dir: &Path) -> Result<Store, StateError> {
-        let StateBackend::S3 { bucket, prefix } = &config.state else {
+        Store::open_backend(config, project_dir, &config.state).await
+    }
+
+    /// The store of `backend`, with infra.toml's app and region.
+    pub async fn open_backend(
+        config: &Config,
+        project_dir: &Path,
+        backend: &StateBackend,
+    ) -> Result<Store, StateError> {
+        let StateBackend::S3 { bucket, prefix } = backend else {
             return Ok(Store::Local(project_dir.to_owned()));
         };
         let sdk = crate::aws::sdk_config(config.region.as_deref())
@@ -120,6 +129,51 @@ impl Store {
                     })
                 }
             }
+        }
+    }
+
+    /// Every stage of the app with a state, and that state.
+    pub async fn stages(&self, app: &str) -> Result<Vec<StageState>, StateError> {
+        match self {
+            Store::Local(dir) => {
+                let Ok(entries) = std::fs::read_dir(super::state_dir(dir)) else {
+                    return Ok(Vec::new());
+                };
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".state.json")
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                names.sort();
+                names
+                    .iter()
+                    .map(|stage| StageState::load(dir, app, stage))
+                    .collect()
+            }
+            Store::S3(s3) => s3.stages(app).await,
+        }
+    }
+
+    /// Who holds the stage's lock, if anyone.
+    pub async fn holder(&self, stage: &str) -> Result<Option<String>, StateError> {
+        match self {
+            Store::Local(dir) => Ok(StageLock::holder(dir, stage).map(|(h, _)| h)),
+            Store::S3(s3) => Ok(s3.read_lock(stage).await?.map(|l| l.describe())),
+        }
+    }
+
+    /// Where the stage's state is, for messages.
+    pub fn location(&self, stage: &str) -> String {
+        match self {
+            Store::Local(dir) => super::state_dir(dir)
+                .join(format!("{stage}.state.json"))
+                .display()
+                .to_string(),
+            Store::S3(s3) => s3.url(stage),
         }
     }
 
