@@ -26,9 +26,12 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use serde::{Deserialize, Serialize};
 
 use super::{StageState, StateError};
+
+mod lock;
+
+pub use lock::S3Lock;
 
 /// How long a lock stays live without renewal; `DEPLOYER_LOCK_LEASE_SECONDS` overrides it
 /// (tests use a few seconds). The holder renews every third of it.
@@ -92,65 +95,6 @@ pub struct S3Store {
     lease: Duration,
 }
 
-/// What the lock object says.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockBody {
-    /// `user@host`, or the CI run's URL.
-    pub holder: String,
-    pub command: String,
-    pub started: String,
-    pub lease_seconds: u64,
-    /// This run, so a holder knows its own lock.
-    pub run: String,
-}
-
-impl LockBody {
-    fn describe(&self) -> String {
-        format!(
-            "`deployer {}` by {} (started {})",
-            self.command, self.holder, self.started
-        )
-    }
-}
-
-/// The lock as read: its body, ETag and how long ago it was last renewed (S3's clock).
-#[derive(Debug)]
-pub struct LockSeen {
-    pub body: LockBody,
-    etag: String,
-    pub age: Option<Duration>,
-}
-
-impl LockSeen {
-    pub fn live(&self) -> bool {
-        self.age
-            .is_none_or(|age| age < Duration::from_secs(self.body.lease_seconds))
-    }
-
-    pub fn describe(&self) -> String {
-        match self.age {
-            Some(age) => format!(
-                "{}, lease renewed {} s ago of {} s",
-                self.body.describe(),
-                age.as_secs(),
-                self.body.lease_seconds
-            ),
-            None => self.body.describe(),
-        }
-    }
-}
-
-/// A held lock: renewed in the background until released. If a renewal fails (another run
-/// took the lock over), or is overdue, [`super::lease`] says so, and the run makes no
-/// further remote change.
-#[derive(Debug)]
-pub struct S3Lock {
-    store: Arc<S3Store>,
-    key: String,
-    etag: Arc<tokio::sync::Mutex<String>>,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
@@ -171,29 +115,6 @@ fn remote<E: std::error::Error + Send + Sync + 'static>(
         action: action.into(),
         detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
     }
-}
-
-/// Who we are, as the lock says it: the CI run's URL on GitHub Actions, else user@host.
-fn holder() -> String {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(server), Some(repo), Some(run)) = (
-        var("GITHUB_SERVER_URL"),
-        var("GITHUB_REPOSITORY"),
-        var("GITHUB_RUN_ID"),
-    ) {
-        return format!("{server}/{repo}/actions/runs/{run}");
-    }
-    let user = var("USER").unwrap_or_else(|| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    format!("{user}@{host}")
-}
-
-fn run_id() -> String {
-    let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl S3Store {
@@ -416,193 +337,5 @@ impl S3Store {
             }
         }
         Ok(stages)
-    }
-
-    /// The lock, if there is one, with its age by S3's clock.
-    pub async fn read_lock(&self, stage: &str) -> Result<Option<LockSeen>, StateError> {
-        let key = self.key(stage, "lock.json");
-        let Some((bytes, etag, modified)) = self.get(&key).await? else {
-            return Ok(None);
-        };
-        let body: LockBody = serde_json::from_slice(&bytes).unwrap_or(LockBody {
-            holder: "an unreadable lock".into(),
-            command: "?".into(),
-            started: "?".into(),
-            lease_seconds: 0,
-            run: String::new(),
-        });
-        let age = match (self.clock.now(), modified) {
-            (Some(now), Some(modified)) => Some(now.duration_since(modified).unwrap_or_default()),
-            _ => None,
-        };
-        Ok(Some(LockSeen { body, etag, age }))
-    }
-
-    /// Takes the stage's lock: creates it, or takes over one whose lease ran out; otherwise
-    /// says who holds it.
-    pub async fn lock(self: &Arc<Self>, stage: &str, command: &str) -> Result<S3Lock, StateError> {
-        let key = self.key(stage, "lock.json");
-        let body = LockBody {
-            holder: holder(),
-            command: command.to_owned(),
-            started: crate::output::now_rfc3339(),
-            lease_seconds: self.lease.as_secs(),
-            run: run_id(),
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let created = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_none_match("*")
-            .body(ByteStream::from(bytes.clone()))
-            .send()
-            .await;
-        let etag = match created {
-            Ok(out) => out.e_tag().unwrap_or_default().to_owned(),
-            Err(e) if lost_race(&e) => {
-                let Some(seen) = self.read_lock(stage).await? else {
-                    // Released between our create and our read: try once more.
-                    return Box::pin(self.lock(stage, command)).await;
-                };
-                if seen.live() {
-                    return Err(StateError::Locked {
-                        stage: stage.to_owned(),
-                        holder: seen.describe(),
-                    });
-                }
-                let taken = self
-                    .client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .if_match(&seen.etag)
-                    .body(ByteStream::from(bytes))
-                    .send()
-                    .await;
-                match taken {
-                    Ok(out) => {
-                        eprintln!(
-                            "Took over the lock of stage `{stage}` from {}: its lease had expired",
-                            seen.describe()
-                        );
-                        out.e_tag().unwrap_or_default().to_owned()
-                    }
-                    Err(e) if lost_race(&e) => {
-                        let holder = match self.read_lock(stage).await? {
-                            Some(now) => now.describe(),
-                            None => "another run".into(),
-                        };
-                        return Err(StateError::Locked {
-                            stage: stage.to_owned(),
-                            holder,
-                        });
-                    }
-                    Err(e) => {
-                        return Err(remote(format!("take over s3://{}/{key}", self.bucket), &e));
-                    }
-                }
-            }
-            Err(e) => return Err(remote(format!("create s3://{}/{key}", self.bucket), &e)),
-        };
-        let etag = Arc::new(tokio::sync::Mutex::new(etag));
-        super::lease::arm(self.lease);
-        let heartbeat = tokio::spawn(heartbeat(self.clone(), key.clone(), body, etag.clone()));
-        Ok(S3Lock {
-            store: self.clone(),
-            key,
-            etag,
-            heartbeat,
-        })
-    }
-
-    /// Deletes the lock if it is still the one seen (`deployer unlock`).
-    pub async fn delete_lock(&self, stage: &str, seen: &LockSeen) -> Result<bool, StateError> {
-        let key = self.key(stage, "lock.json");
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_match(&seen.etag)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if lost_race(&e) => Ok(false),
-            Err(e) => Err(remote(format!("delete s3://{}/{key}", self.bucket), &e)),
-        }
-    }
-}
-
-/// Renews the lease every third of it. A renewal refused (412: the lock was taken over or
-/// deleted) or failing until the lease could have run out marks the lock lost.
-async fn heartbeat(
-    store: Arc<S3Store>,
-    key: String,
-    body: LockBody,
-    etag: Arc<tokio::sync::Mutex<String>>,
-) {
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut renewed = Instant::now();
-    loop {
-        tokio::time::sleep(store.lease / 3).await;
-        let mut tag = etag.lock().await;
-        let put = store
-            .client
-            .put_object()
-            .bucket(&store.bucket)
-            .key(&key)
-            .if_match(tag.as_str())
-            .body(ByteStream::from(bytes.clone()))
-            .send()
-            .await;
-        match put {
-            Ok(out) => {
-                *tag = out.e_tag().unwrap_or_default().to_owned();
-                renewed = Instant::now();
-                super::lease::renewed();
-            }
-            Err(e) if lost_race(&e) => {
-                tracing::warn!("the stage's lock was taken over or removed; stopping");
-                super::lease::lose();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not renew the stage's lock");
-                if renewed.elapsed() >= store.lease * 2 / 3 {
-                    super::lease::lose();
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl S3Lock {
-    /// Stops renewing and deletes the lock, if it is still ours.
-    pub async fn release(self) {
-        self.heartbeat.abort();
-        super::lease::disarm();
-        let tag = self.etag.lock().await.clone();
-        let deleted = self
-            .store
-            .client
-            .delete_object()
-            .bucket(&self.store.bucket)
-            .key(&self.key)
-            .if_match(tag)
-            .send()
-            .await;
-        if let Err(e) = deleted {
-            if lost_race(&e) {
-                eprintln!(
-                    "warning: the stage's lock was taken over by another run; left it to that run"
-                );
-            } else {
-                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not release the stage's lock; it expires with its lease");
-            }
-        }
     }
 }
