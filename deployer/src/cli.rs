@@ -47,6 +47,9 @@ pub enum Command {
     /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
     /// with --force).
     Unlock(UnlockArgs),
+    /// Read the live resources and show how they drifted from the stage's state; resources
+    /// deleted outside the deployer are forgotten, so the next deploy creates them again.
+    Refresh(DiffArgs),
     /// Look at and repair what the deployer recorded (list, pull, push, migrate, rm).
     #[command(subcommand)]
     State(StateCommand),

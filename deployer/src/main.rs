@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             Command::Outputs(args) => commands::outputs::run(&cli.config, args).await.map(|()| 0),
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
             Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
+            Command::Refresh(args) => commands::refresh::run(&cli.config, args).await.map(|()| 0),
             Command::State(command) => commands::state::run(&cli.config, command).await.map(|()| 0),
         }
     });

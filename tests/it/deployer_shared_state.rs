@@ -445,3 +445,99 @@ async fn state_migrates_to_s3_and_back_and_list_pull_push_rm_work_on_it() {
     assert!(object(&stack, &key("mig", "state.json")).await.is_none());
     assert_eq!(names(&stack.state_json("mig")), names(&local));
 }
+
+/// Changes made outside the deployer: `refresh` shows them (and `--json`), forgets what was
+/// deleted, and the next deploy puts everything back, saying what it created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_shows_drift_made_outside_and_deploy_repairs_it() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) =
+        temp_config(&std::fs::read_to_string(fixture("infra/drift.toml")).unwrap());
+    let stage = ["--stage", "drift"];
+    let with =
+        |cmd: &str| -> Vec<String> { cmd.split(' ').chain(stage).map(str::to_owned).collect() };
+    let run = |cmd: &str| {
+        let args = with(cmd);
+        let stack = &stack;
+        let config = config.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stack.run(&config, &args).await
+        }
+    };
+    run("deploy").await.ok();
+    let clean = run("refresh").await.ok();
+    assert!(clean.stdout.contains("No drift"), "{}", clean.stdout);
+
+    // Memory changed in the console; a role deleted through the Neon API.
+    let function = "drift-drift-MyApi";
+    stack
+        .lambda
+        .update_function_configuration()
+        .function_name(function)
+        .memory_size(256)
+        .send()
+        .await
+        .unwrap();
+    let state = stack.state_json("drift");
+    let ids = &state["resources"]["Reporter"]["ids"];
+    let deleted = stack
+        .neon
+        .client
+        .call(
+            "DELETE",
+            "/projects/{project_id}/branches/{branch_id}/roles/{role_name}",
+            &[
+                ids["project_id"].as_str().unwrap(),
+                ids["branch_id"].as_str().unwrap(),
+                "reporter",
+            ],
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 200, "{:#}", deleted.body);
+
+    let json = run("refresh --json").await.ok();
+    let drift: Value = serde_json::from_str(&json.stdout).unwrap();
+    let by_name = |n: &str| {
+        drift
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["resource"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no drift for {n}: {drift:#}"))
+    };
+    assert_eq!(by_name("Reporter")["deleted"], true);
+    assert!(
+        by_name("MyApi")["changes"][0]
+            .as_str()
+            .unwrap()
+            .contains("memory: 128 (recorded) -> 256 (live)"),
+        "{drift:#}"
+    );
+    assert_eq!(drift.as_array().unwrap().len(), 2, "{drift:#}");
+
+    let repaired = run("deploy").await.ok();
+    assert!(
+        repaired.stdout.contains("Created   Reporter"),
+        "{}",
+        repaired.stdout
+    );
+    assert!(
+        repaired.stdout.contains("Updated   MyApi"),
+        "{}",
+        repaired.stdout
+    );
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conf.memory_size(), Some(128));
+    let after = run("refresh").await.ok();
+    assert!(after.stdout.contains("No drift"), "{}", after.stdout);
+}

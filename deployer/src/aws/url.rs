@@ -123,6 +123,32 @@ pub struct UrlState {
 }
 
 impl UrlState {
+    /// What differs from a public URL with both of its permissions (`wanted`), or from no
+    /// URL; empty when nothing does.
+    pub fn drift(&self, wanted: bool) -> Vec<String> {
+        let mut drift = Vec::new();
+        match (&self.current, wanted) {
+            (None, true) => drift.push("its public URL is gone".to_owned()),
+            (Some((url, _)), false) => {
+                drift.push(format!("it has a URL ({url}) infra.toml does not ask for"))
+            }
+            (Some((_, auth)), true) if *auth != FunctionUrlAuthType::None => drift.push(format!(
+                "its URL's auth type is {}, not NONE",
+                auth.as_str()
+            )),
+            _ => {}
+        }
+        if wanted && self.current.is_some() {
+            if !self.policy.public_url {
+                drift.push("its URL lacks the lambda:InvokeFunctionUrl permission".to_owned());
+            }
+            if !self.policy.invoke_via_url {
+                drift.push("its URL lacks the lambda:InvokeFunction permission".to_owned());
+            }
+        }
+        drift
+    }
+
     /// Reads both; a function that does not exist yet has neither.
     pub async fn read(lambda: &Client, name: &str) -> Result<UrlState, AwsError> {
         let url = async {

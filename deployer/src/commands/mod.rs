@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod dev;
 pub mod diff;
 pub mod outputs;
+pub mod refresh;
 pub mod remove;
 pub mod state;
 pub mod unlock;
