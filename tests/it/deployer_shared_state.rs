@@ -127,9 +127,11 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges()
         assert_eq!(early.code, 1, "{}", early.stderr);
         assert!(early.stderr.contains("is locked by"), "{}", early.stderr);
     }
-    // After it, the next run takes over (no unlock), resumes and converges.
+    // After it, the next run, from another machine's clone, takes over (no unlock),
+    // resumes and converges.
     tokio::time::sleep(Duration::from_secs(4).saturating_sub(killed_at.elapsed())).await;
-    let resumed = stack.run(&config, &args).await;
+    let (_elsewhere_dir, elsewhere) = temp_config(&guide_s3());
+    let resumed = stack.run(&elsewhere, &args).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(
         resumed
