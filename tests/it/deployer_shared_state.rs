@@ -543,3 +543,30 @@ async fn refresh_shows_drift_made_outside_and_deploy_repairs_it() {
     let after = run("refresh").await.ok();
     assert!(after.stdout.contains("No drift"), "{}", after.stdout);
 }
+
+/// Commands that only read make no bucket: before the first deploy there is no state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_commands_leave_the_account_untouched_before_the_first_deploy() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(&guide_s3());
+    let diff = stack.run(&config, &["diff", "--stage", "fresh"]).await.ok();
+    assert!(diff.stdout.contains("create"), "{}", diff.stdout);
+    let listed = stack.run(&config, &["state", "list"]).await.ok();
+    assert!(listed.stdout.contains("No stage"), "{}", listed.stdout);
+    let outputs = stack.run(&config, &["outputs", "--stage", "fresh"]).await;
+    assert_eq!(outputs.code, 2, "{}", outputs.stderr);
+    let unlocked = stack.run(&config, &["unlock", "--stage", "fresh"]).await.ok();
+    assert!(unlocked.stdout.contains("was not locked"), "{}", unlocked.stdout);
+    let mutating: Vec<String> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.mutating())
+        .map(|c| format!("{} {}?{}", c.method, c.path, c.query))
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    assert!(
+        stack.s3.head_bucket().bucket(BUCKET).send().await.is_err(),
+        "no bucket was made"
+    );
+}

@@ -83,10 +83,18 @@ pub fn load_with(
     Ok((env, config))
 }
 
-/// Where the stages' state lives, as `[state]` in infra.toml says.
+/// Where the stages' state lives, as `[state]` in infra.toml says; the default S3 bucket
+/// is made if missing (commands that write).
 pub async fn store(config: &Config) -> Result<Arc<Store>, Failure> {
     Ok(Arc::new(
-        Store::open(config, &project_dir(&config.path)).await?,
+        Store::open(config, &project_dir(&config.path), true).await?,
+    ))
+}
+
+/// The same, for commands that only read: a default bucket not made yet holds no state.
+pub async fn store_to_read(config: &Config) -> Result<Arc<Store>, Failure> {
+    Ok(Arc::new(
+        Store::open(config, &project_dir(&config.path), false).await?,
     ))
 }
 

@@ -9,7 +9,7 @@ use crate::error::Failure;
 pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (_, config) = super::load(config_path, &stage)?;
-    let store = super::store(&config).await?;
+    let store = super::store_to_read(&config).await?;
     let state = super::load_state(&store, &config, &stage).await?;
     if state.resources.is_empty() {
         return Err(

@@ -16,7 +16,7 @@ pub async fn run(config_path: &Path, command: &StateCommand) -> Result<(), Failu
         StateCommand::Pull { stage, out } => {
             let stage = super::resolve_stage(stage)?;
             let (_, config) = super::load(config_path, &stage)?;
-            let store = super::store(&config).await?;
+            let store = super::store_to_read(&config).await?;
             let state = super::load_state(&store, &config, &stage).await?;
             let out = out
                 .clone()
@@ -69,7 +69,7 @@ pub async fn run(config_path: &Path, command: &StateCommand) -> Result<(), Failu
 async fn list(config_path: &Path) -> Result<(), Failure> {
     // No stage: `${env.VAR}` that only a stage's .env sets reads as empty here.
     let (_, config) = super::load_with(config_path, "default", true)?;
-    let store = super::store(&config).await?;
+    let store = super::store_to_read(&config).await?;
     let stages = store.stages(&config.app).await?;
     if stages.is_empty() {
         println!("No stage of {} has a state.", config.app);
@@ -154,7 +154,7 @@ async fn migrate(config: &Config, stage: &str, to: &str) -> Result<(), Failure> 
         }));
     };
     let dir = super::project_dir(&config.path);
-    let local = Store::open_backend(config, &dir, &StateBackend::Local).await?;
+    let local = Store::open_backend(config, &dir, &StateBackend::Local, false).await?;
     let s3 = super::store(config).await?;
     let (from, into) = if to == "s3" {
         (&local, &*s3)

@@ -11,7 +11,7 @@ use crate::state::{StateError, Unlocked};
 pub async fn run(config_path: &Path, args: &UnlockArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (_, config) = super::load(config_path, &stage)?;
-    let store = super::store(&config).await?;
+    let store = super::store_to_read(&config).await?;
     match store.unlock(&stage, args.force).await {
         Ok(Unlocked::Removed(holder)) => println!("Unlocked stage `{stage}` (held by {holder})."),
         Ok(Unlocked::NotLocked) => println!("Stage `{stage}` was not locked."),

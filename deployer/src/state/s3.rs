@@ -191,6 +191,10 @@ impl S3Store {
                 Ok(Some((bytes, etag, modified)))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            // The default bucket, not made yet (a command that only reads): no state.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => {
+                Ok(None)
+            }
             Err(e) => Err(remote(format!("read s3://{}/{key}", self.bucket), &e)),
         }
     }
@@ -287,8 +291,19 @@ impl S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| remote(format!("list s3://{}/{}", self.bucket, self.app_key), &e))?;
+            let page = match page {
+                Ok(page) => page,
+                // The default bucket, not made yet: no stage has a state.
+                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => {
+                    break;
+                }
+                Err(e) => {
+                    return Err(remote(
+                        format!("list s3://{}/{}", self.bucket, self.app_key),
+                        &e,
+                    ));
+                }
+            };
             for object in page.contents() {
                 let Some(key) = object.key().filter(|k| k.ends_with("/state.json")) else {
                     continue;
@@ -319,8 +334,19 @@ impl S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| remote(format!("list s3://{}/{}", self.bucket, self.app_key), &e))?;
+            let page = match page {
+                Ok(page) => page,
+                // The default bucket, not made yet: no stage has a state.
+                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => {
+                    break;
+                }
+                Err(e) => {
+                    return Err(remote(
+                        format!("list s3://{}/{}", self.bucket, self.app_key),
+                        &e,
+                    ));
+                }
+            };
             for object in page.contents() {
                 let Some(stage) = object
                     .key()

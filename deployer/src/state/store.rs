@@ -31,8 +31,14 @@ pub enum Unlocked {
 
 impl Store {
     /// The store infra.toml names; for S3, the bucket checked (or made, for the default one).
-    pub async fn open(config: &Config, project_dir: &Path) -> Result<Store, StateError> {
-        Store::open_backend(config, project_dir, &config.state).await
+    /// `create`: make the default bucket if it is missing (commands that write); otherwise
+    /// a missing default bucket reads as no state.
+    pub async fn open(
+        config: &Config,
+        project_dir: &Path,
+        create: bool,
+    ) -> Result<Store, StateError> {
+        Store::open_backend(config, project_dir, &config.state, create).await
     }
 
     /// The store of `backend`, with infra.toml's app and region.
@@ -40,6 +46,7 @@ impl Store {
         config: &Config,
         project_dir: &Path,
         backend: &StateBackend,
+        create: bool,
     ) -> Result<Store, StateError> {
         let StateBackend::S3 { bucket, prefix } = backend else {
             return Ok(Store::Local(project_dir.to_owned()));
@@ -57,10 +64,11 @@ impl Store {
         let store = S3Store::new(&sdk, name.clone(), prefix, &config.app);
         match bucket {
             Some(_) => bucket::check(store.client(), &name).await?,
-            None => {
+            None if create => {
                 let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
                 bucket::ensure_default(store.client(), &name, &region).await?
             }
+            None => {}
         }
         Ok(Store::S3(Arc::new(store)))
     }
