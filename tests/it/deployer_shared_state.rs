@@ -289,7 +289,19 @@ async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothi
     let (now, etag_now) = object(&stack, &key("paused", "state.json")).await.unwrap();
     assert_eq!(etag_now, etag, "the fenced holder overwrote the state");
     assert_eq!(now, after_other);
-    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    // The stage is the other run's: its project is the one recorded. (A create the paused
+    // holder had already begun past its last fenced write may still land: that is why
+    // unlock refuses a live lease without --force.)
+    let recorded = now["resources"]["MyAppProject"]["ids"]["project_id"]
+        .as_str()
+        .expect("the project is recorded")
+        .to_owned();
+    let project = stack
+        .neon
+        .client
+        .call("GET", "/projects/{project_id}", &[&recorded], "", None)
+        .await;
+    assert_eq!(project.status, 200);
     let last = stack.run(&config, &args).await.ok();
     assert!(last.stdout.contains("No changes."), "{}", last.stdout);
 }
@@ -555,8 +567,15 @@ async fn reading_commands_leave_the_account_untouched_before_the_first_deploy() 
     assert!(listed.stdout.contains("No stage"), "{}", listed.stdout);
     let outputs = stack.run(&config, &["outputs", "--stage", "fresh"]).await;
     assert_eq!(outputs.code, 2, "{}", outputs.stderr);
-    let unlocked = stack.run(&config, &["unlock", "--stage", "fresh"]).await.ok();
-    assert!(unlocked.stdout.contains("was not locked"), "{}", unlocked.stdout);
+    let unlocked = stack
+        .run(&config, &["unlock", "--stage", "fresh"])
+        .await
+        .ok();
+    assert!(
+        unlocked.stdout.contains("was not locked"),
+        "{}",
+        unlocked.stdout
+    );
     let mutating: Vec<String> = stack
         .aws
         .calls()
