@@ -59,6 +59,42 @@ async fn functions_named(stack: &DeployStack, name: &str) -> usize {
         .count()
 }
 
+/// A deploy of `stage` with a lease of `lease_seconds`, its output captured, once it holds
+/// the lock and has written its state.
+async fn holder_started(
+    stack: &DeployStack,
+    config: &std::path::Path,
+    stage: &str,
+    lease_seconds: &str,
+) -> tokio::process::Child {
+    let mut holder = stack.command(config, &["deploy", "--stage", stage]);
+    holder
+        .env("DEPLOYER_LOCK_LEASE_SECONDS", lease_seconds)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while object(stack, &key(stage, "state.json")).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never wrote its state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    holder
+}
+
+/// Sends `sig` (STOP, CONT) to the process.
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-s", sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(sent, "kill -s {sig} {pid}");
+}
+
 fn lost_to_the_lock(run: &Run) -> bool {
     run.code == 1 && run.stderr.contains("is locked by `deployer deploy` by ")
 }
@@ -219,30 +255,8 @@ async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothi
     let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
     let (_dir, config) = temp_config(&guide_s3());
     let args = ["deploy", "--stage", "paused"];
-    let mut holder = stack.command(&config, &args);
-    holder
-        .env("DEPLOYER_LOCK_LEASE_SECONDS", "30")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let holder = holder.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while object(&stack, &key("paused", "state.json")).await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the holder never wrote its state"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = holder.id().unwrap().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args(["-s", sig, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -s {sig}");
-    };
-    signal("STOP");
+    let holder = holder_started(&stack, &config, "paused", "30").await;
+    signal(&holder, "STOP");
     // A request it sent just before it stopped still lands: let it, so what follows is
     // about the paused holder, not about that race.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -274,7 +288,7 @@ async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothi
     let (after_other, etag) = object(&stack, &key("paused", "state.json")).await.unwrap();
 
     // The paused holder wakes up: its next write is refused, and it says so.
-    signal("CONT");
+    signal(&holder, "CONT");
     let out = holder.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -311,31 +325,8 @@ async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_i
     let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
     let (_dir, config) = temp_config(&guide_s3());
     let args = ["deploy", "--stage", "sleepy"];
-    let mut holder = stack.command(&config, &args);
-    holder
-        .env("DEPLOYER_LOCK_LEASE_SECONDS", "3")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let holder = holder.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while object(&stack, &key("sleepy", "state.json")).await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the holder never wrote its state"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = holder.id().unwrap().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-s", sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("STOP");
+    let holder = holder_started(&stack, &config, "sleepy", "3").await;
+    signal(&holder, "STOP");
     // Past its 3-second lease, another run takes the stage over without `unlock`.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let other = stack.run(&config, &args).await;
@@ -349,7 +340,7 @@ async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_i
     );
     let (_, etag) = object(&stack, &key("sleepy", "state.json")).await.unwrap();
 
-    signal("CONT");
+    signal(&holder, "CONT");
     let out = holder.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -11,17 +11,9 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
     let dir = super::project_dir(config_path);
-    let store = super::store(&config).await?;
-    let clients = super::clients(
-        &config,
-        &env,
-        &super::load_state(&store, &config, &stage).await?,
-        true,
-    )
-    .await?;
-    let held = store.lock(&stage, "deploy").await?;
-    let result = deploy_locked(&config, &stage, &dir, &clients, store, &held, args).await;
-    held.release().await;
+    let locked = super::Locked::take(&config, &env, &stage, "deploy", true).await?;
+    let result = deploy_locked(&config, &stage, &dir, &locked, args).await;
+    locked.release().await;
     result
 }
 
@@ -30,11 +22,10 @@ async fn deploy_locked(
     config: &crate::config::Config,
     stage: &str,
     dir: &Path,
-    clients: &crate::apply::Clients,
-    store: std::sync::Arc<crate::state::Store>,
-    held: &crate::state::Held,
+    locked: &super::Locked,
     args: &DeployArgs,
 ) -> Result<(), Failure> {
+    let (store, clients) = (&locked.store, &locked.clients);
     // Another run may have finished while we waited for the lock: read the state again.
     let state = super::load_state(&store, config, stage).await?;
     let policy = config.policy(stage);
@@ -50,7 +41,7 @@ async fn deploy_locked(
     for note in config.pooler_notes() {
         eprintln!("note: {note}");
     }
-    let recorder = Recorder::new(state, store, held);
+    let recorder = Recorder::new(state, store.clone(), &locked.held);
     let applier = Applier {
         config,
         stage,

@@ -98,6 +98,39 @@ pub async fn store_to_read(config: &Config) -> Result<Arc<Store>, Failure> {
     ))
 }
 
+/// A stage a run holds: its store, the clients it needs, and its lock.
+pub struct Locked {
+    pub store: Arc<Store>,
+    pub clients: Clients,
+    pub held: crate::state::Held,
+}
+
+impl Locked {
+    /// The store, then the clients for what the stage has (recorded and declared), then the
+    /// lock for `command`. The state is read again once the lock is held.
+    pub async fn take(
+        config: &Config,
+        env: &EnvSource,
+        stage: &str,
+        command: &str,
+        with_aws: bool,
+    ) -> Result<Locked, Failure> {
+        let store = store(config).await?;
+        let recorded = load_state(&store, config, stage).await?;
+        let clients = clients(config, env, &recorded, with_aws).await?;
+        let held = store.lock(stage, command).await?;
+        Ok(Locked {
+            store,
+            clients,
+            held,
+        })
+    }
+
+    pub async fn release(self) {
+        self.held.release().await;
+    }
+}
+
 /// The stage's recorded state.
 pub async fn load_state(
     store: &Store,

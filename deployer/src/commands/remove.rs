@@ -22,17 +22,9 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
         return Err(Failure::bad_input(e).hint(hint));
     }
     let dir = super::project_dir(config_path);
-    let store = super::store(&config).await?;
-    let clients = super::clients(
-        &config,
-        &env,
-        &super::load_state(&store, &config, &stage).await?,
-        true,
-    )
-    .await?;
-    let held = store.lock(&stage, "remove").await?;
-    let result = remove_locked(&config, &stage, &dir, &clients, store, &held, args).await;
-    held.release().await;
+    let locked = super::Locked::take(&config, &env, &stage, "remove", true).await?;
+    let result = remove_locked(&config, &stage, &dir, &locked, args).await;
+    locked.release().await;
     result
 }
 
@@ -41,11 +33,10 @@ async fn remove_locked(
     config: &crate::config::Config,
     stage: &str,
     dir: &Path,
-    clients: &crate::apply::Clients,
-    store: std::sync::Arc<crate::state::Store>,
-    held: &crate::state::Held,
+    locked: &super::Locked,
     args: &RemoveArgs,
 ) -> Result<(), Failure> {
+    let (store, clients) = (&locked.store, &locked.clients);
     let policy = config.policy(stage);
     let state = super::load_state(&store, config, stage).await?;
     if state.resources.is_empty() {
@@ -79,7 +70,7 @@ async fn remove_locked(
             return Ok(());
         }
     }
-    let recorder = Recorder::new(state, store.clone(), held);
+    let recorder = Recorder::new(state, store.clone(), &locked.held);
     let applier = Applier {
         config: &empty,
         stage,

@@ -280,49 +280,6 @@ impl S3Store {
         }
     }
 
-    /// Project IDs recorded by every stage of the app in the bucket.
-    pub async fn claimed_project_ids(&self) -> Result<Vec<String>, StateError> {
-        let mut ids = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&self.app_key)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(page) => page,
-                // The default bucket, not made yet: no stage has a state.
-                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => {
-                    break;
-                }
-                Err(e) => {
-                    return Err(remote(
-                        format!("list s3://{}/{}", self.bucket, self.app_key),
-                        &e,
-                    ));
-                }
-            };
-            for object in page.contents() {
-                let Some(key) = object.key().filter(|k| k.ends_with("/state.json")) else {
-                    continue;
-                };
-                if let Some((bytes, _, _)) = self.get(key).await?
-                    && let Ok(state) = serde_json::from_slice::<StageState>(&bytes)
-                {
-                    ids.extend(
-                        state
-                            .resources
-                            .into_values()
-                            .filter_map(|r| r.ids.get("project_id").cloned()),
-                    );
-                }
-            }
-        }
-        Ok(ids)
-    }
-
     /// Every stage of the app with a state in the bucket.
     pub async fn stages(&self, app: &str) -> Result<Vec<StageState>, StateError> {
         let mut stages = Vec::new();

@@ -189,7 +189,13 @@ impl Store {
     pub async fn claimed_project_ids(&self) -> Result<Vec<String>, StateError> {
         match self {
             Store::Local(dir) => Ok(StageState::claimed_project_ids(dir)),
-            Store::S3(s3) => s3.claimed_project_ids().await,
+            Store::S3(s3) => Ok(s3
+                .stages("")
+                .await?
+                .into_iter()
+                .flat_map(|s| s.resources.into_values())
+                .filter_map(|r| r.ids.get("project_id").cloned())
+                .collect()),
         }
     }
 
