@@ -27,7 +27,7 @@ async fn deploy_locked(
 ) -> Result<(), Failure> {
     let (store, clients) = (&locked.store, &locked.clients);
     // Another run may have finished while we waited for the lock: read the state again.
-    let state = super::load_state(&store, config, stage).await?;
+    let state = super::load_state(store, config, stage).await?;
     let policy = config.policy(stage);
     let plan = plan::plan(config, &state, policy, Scope::All);
     plan.check_protection(policy, args.allow_data_loss)

@@ -38,7 +38,7 @@ async fn remove_locked(
 ) -> Result<(), Failure> {
     let (store, clients) = (&locked.store, &locked.clients);
     let policy = config.policy(stage);
-    let state = super::load_state(&store, config, stage).await?;
+    let state = super::load_state(store, config, stage).await?;
     if state.resources.is_empty() {
         println!("Stage `{stage}` has nothing deployed.");
         return Ok(());
