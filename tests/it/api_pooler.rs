@@ -50,10 +50,7 @@ async fn through_a_transaction_pooler_200_connections_get_every_answer() {
     let targets: Vec<String> = apis.iter().map(|a| a.url("/version")).collect();
 
     let outcomes = load::run(&targets, 10_000, 64).await;
-    let failures: Vec<_> = outcomes
-        .iter()
-        .filter(|o| o.status != Ok(200) || !o.body.contains("PostgreSQL"))
-        .collect();
+    let failures = load::not_versions(&outcomes);
     assert!(
         failures.is_empty(),
         "{} of {} failed, first: {:?}\napi log:\n{}\npgbouncer log:\n{}",

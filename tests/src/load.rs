@@ -15,6 +15,14 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+/// The outcomes that are not a 200 with PostgreSQL's version in the body.
+pub fn not_versions(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    outcomes
+        .iter()
+        .filter(|o| o.status != Ok(200) || !o.body.contains("PostgreSQL"))
+        .collect()
+}
+
 /// Sends `total` GETs, `concurrency` at a time; request `i` goes to `targets[i % len]`.
 pub async fn run(targets: &[String], total: usize, concurrency: usize) -> Vec<Outcome> {
     let client = reqwest::Client::builder()

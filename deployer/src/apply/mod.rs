@@ -15,8 +15,11 @@ mod function;
 pub use function::{LAMBDA_ENV_LIMIT_BYTES, environment_size};
 mod link;
 mod project;
+mod recorder;
 mod records;
 mod role;
+
+pub use recorder::Recorder;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -32,7 +35,7 @@ use crate::error::Failure;
 use crate::neon::models::ProjectId;
 use crate::neon::{Neon, NeonError};
 use crate::plan::{self, Action, Change, Plan};
-use crate::state::{Held, Pending, ResourceState, StageState, StateError, Store};
+use crate::state::{ResourceState, StageState, StateError};
 
 /// The clients a run may need; `None` where the stage needs no such service.
 #[derive(Debug, Default)]
@@ -110,97 +113,6 @@ impl From<StepError> for Failure {
             }
             _ => Failure::remote(e),
         }
-    }
-}
-
-/// The stage's state during a run: every change is saved at once, one write at a time
-/// (each S3 write is fenced on the one before), and only while the run holds the lock.
-#[derive(Debug)]
-pub struct Recorder {
-    state: Mutex<StageState>,
-    store: Arc<Store>,
-    writes: tokio::sync::Mutex<()>,
-}
-
-impl Recorder {
-    /// The recorder of a run that holds the stage's lock (`_held` says so).
-    pub fn new(state: StageState, store: Arc<Store>, _held: &Held) -> Self {
-        Recorder {
-            state: Mutex::new(state),
-            store,
-            writes: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Refuses to go on once the lock may belong to another run.
-    pub fn check_lease(&self) -> Result<(), StateError> {
-        crate::state::lease::check().map_err(|_| StateError::LeaseLost {
-            stage: self.lock().stage.clone(),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, StageState> {
-        // A panic elsewhere cannot leave the state half-changed: every change is one insert.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A copy of the state as it is now.
-    pub fn snapshot(&self) -> StageState {
-        self.lock().clone()
-    }
-
-    pub fn into_state(self) -> StageState {
-        self.state.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn update(&self, change: impl FnOnce(&mut StageState)) -> Result<(), StateError> {
-        let _turn = self.writes.lock().await;
-        self.check_lease()?;
-        let snapshot = {
-            let mut state = self.lock();
-            change(&mut state);
-            state.serial += 1;
-            state.clone()
-        };
-        self.store.save(&snapshot).await
-    }
-
-    /// A write that changes nothing but the serial: with S3, it succeeds only if no other
-    /// run wrote since, so a change that cannot be adopted by name (a project) is sent only
-    /// by the run that surely owns the stage.
-    async fn confirm(&self) -> Result<(), StateError> {
-        self.update(|_| {}).await
-    }
-
-    async fn record(&self, name: &str, resource: ResourceState) -> Result<(), StateError> {
-        self.update(|s| {
-            s.pending.remove(name);
-            s.resources.insert(name.to_owned(), resource);
-        })
-        .await
-    }
-
-    async fn forget(&self, name: &str) -> Result<(), StateError> {
-        self.update(|s| {
-            s.resources.remove(name);
-        })
-        .await
-    }
-
-    /// Notes a create about to be sent, so a resumed run looks for it first.
-    async fn mark_pending(&self, name: &str, pending: Pending) -> Result<(), StateError> {
-        self.update(|s| {
-            s.pending.insert(name.to_owned(), pending);
-        })
-        .await
-    }
-
-    fn pending(&self, name: &str) -> Option<Pending> {
-        self.lock().pending.get(name).cloned()
     }
 }
 

@@ -164,26 +164,18 @@ async fn read(
                 .await
                 .map(drop),
         )?,
-        Kind::Role => found(
-            neon()?
-                .get_role(
-                    &ProjectId(id("project_id")?),
-                    &BranchId(id("branch_id")?),
-                    &id("name")?,
-                )
-                .await
-                .map(drop),
-        )?,
-        Kind::Database => found(
-            neon()?
-                .get_database(
-                    &ProjectId(id("project_id")?),
-                    &BranchId(id("branch_id")?),
-                    &id("name")?,
-                )
-                .await
-                .map(drop),
-        )?,
+        Kind::Role | Kind::Database => {
+            let (neon, pid, bid, name) = (
+                neon()?,
+                ProjectId(id("project_id")?),
+                BranchId(id("branch_id")?),
+                id("name")?,
+            );
+            found(match rs.kind {
+                Kind::Role => neon.get_role(&pid, &bid, &name).await.map(drop),
+                _ => neon.get_database(&pid, &bid, &name).await.map(drop),
+            })?
+        }
         Kind::Function => {
             let aws = clients.aws.as_ref().ok_or_else(|| {
                 Failure::bad_input("no AWS configuration for this stage's function")
