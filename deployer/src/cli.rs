@@ -11,6 +11,7 @@ Examples:
   deployer diff --stage prod --json   the same plan as JSON, for CI
   deployer outputs --stage prod       the function URL and other outputs (secrets masked)
   deployer remove --stage pr-42 --yes delete a stage (retained Neon data is kept)
+  deployer prune --older-than 7d      remove preview stages whose branch expired or is old
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
   deployer dev -- cargo test          any command with the links in its environment
   deployer unlock --stage prod        clear the lock left by an interrupted run
@@ -53,6 +54,22 @@ pub enum Command {
     /// Look at and repair what the deployer recorded (list, pull, push, migrate, rm).
     #[command(subcommand)]
     State(StateCommand),
+    /// Remove preview stages (branch_from) whose Neon branch expired, or older than
+    /// --older-than, and branches of this app that no stage records; lists them first.
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Also prune preview branches created longer ago than this (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Never prune this stage (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub keep: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,6 +174,10 @@ pub struct OutputsArgs {
     /// Show passwords and connection strings instead of masking them.
     #[arg(long)]
     pub reveal: bool,
+    /// In GitHub Actions: append url=, branch_id= and database_url= to $GITHUB_OUTPUT
+    /// (the database URL masked in the log with ::add-mask::).
+    #[arg(long, conflicts_with_all = ["json", "reveal"])]
+    pub github_output: bool,
 }
 
 #[derive(Args, Debug)]

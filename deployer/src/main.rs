@@ -13,6 +13,7 @@ mod lambda_zip;
 mod neon;
 mod output;
 mod plan;
+mod preview;
 mod retry;
 mod state;
 
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
             Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
             Command::Refresh(args) => commands::refresh::run(&cli.config, args).await.map(|()| 0),
+            Command::Prune(args) => commands::prune::run(&cli.config, args).await.map(|()| 0),
             Command::State(command) => commands::state::run(&cli.config, command).await.map(|()| 0),
         }
     });

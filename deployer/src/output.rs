@@ -17,10 +17,17 @@ pub fn now_unix() -> u64 {
 
 /// Now as RFC 3339 (UTC, whole seconds).
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
+    rfc3339(now_unix())
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC, whole seconds: `2026-11-27T12:00:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

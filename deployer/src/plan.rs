@@ -182,8 +182,17 @@ impl fmt::Display for Plan {
 /// Fields that cannot change in place: the resource is replaced.
 fn replaced_by(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Project => &["pg_version", "region_id", "org_id"],
-        Kind::Branch => &["project", "parent"],
+        // A preview stage's branch (`branch_from`) is made again when where it starts changes.
+        Kind::Project => &[
+            "pg_version",
+            "region_id",
+            "org_id",
+            "branch_from",
+            "project_id",
+            "parent",
+            "schema_only",
+        ],
+        Kind::Branch => &["project", "parent", "copy_of"],
         Kind::Endpoint => &["branch", "type"],
         Kind::Role => &["branch", "name"],
         Kind::Database => &["branch"],
@@ -217,12 +226,24 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
             },
             Some(recorded) => {
                 let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
-                // Recorded by IDs only (created, then an operation failed): finished by
-                // an update that reads its outputs.
-                if r.kind == Kind::Project && recorded.outputs.is_empty() {
+                // Recorded by IDs only (created, then an operation failed), or by a
+                // version without `branch_id`: finished by an update that reads its outputs.
+                if r.kind == Kind::Project && !recorded.outputs.contains_key("branch_id") {
                     fields.push(FieldChange {
                         field: "outputs".to_owned(),
                         old: Some(Value::String("(not recorded)".to_owned())),
+                        new: Some(Value::String(KNOWN_AFTER.to_owned())),
+                        secret: false,
+                        forces_replacement: false,
+                    });
+                }
+                // A preview branch's expiry moves forward on every deploy.
+                if let Spec::PreviewBranch(p) = &r.spec
+                    && p.expires_in.is_some()
+                {
+                    fields.push(FieldChange {
+                        field: "expires_at".to_owned(),
+                        old: recorded.outputs.get("expires_at").map(|e| json!(e)),
                         new: Some(Value::String(KNOWN_AFTER.to_owned())),
                         secret: false,
                         forces_replacement: false,
@@ -432,11 +453,27 @@ pub fn desired_inputs(r: &Resource, state: &StageState) -> Value {
             "org_id": org_id.as_ref().map(resolve),
             "history_retention_seconds": history_retention_seconds,
         }),
+        Spec::PreviewBranch(p) => json!({
+            "branch_from": p.base_stage,
+            "project_id": p.project_id,
+            "name": p.name,
+            "parent": p.parent.as_written(),
+            "schema_only": p.schema_only,
+            "expires_in": p.expires_in,
+        }),
         Spec::Branch {
             project,
             name,
             parent,
-        } => json!({ "project": project, "name": resolve(name), "parent": parent }),
+            copy,
+        } => {
+            let mut inputs = json!({ "project": project, "name": resolve(name), "parent": parent });
+            if let Some(copy) = copy {
+                inputs["copy_of"] = json!(copy.of);
+                inputs["expires_in"] = json!(copy.expires_in);
+            }
+            inputs
+        }
         Spec::Endpoint { branch, read_write } => json!({
             "branch": branch, "type": if *read_write { "read_write" } else { "read_only" },
         }),

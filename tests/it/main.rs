@@ -11,6 +11,7 @@ mod deployer_e2e;
 mod deployer_errors;
 mod deployer_input;
 mod deployer_package;
+mod deployer_preview;
 mod deployer_real_aws;
 mod deployer_resilience;
 mod deployer_shared_state;

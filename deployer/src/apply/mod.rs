@@ -14,11 +14,13 @@ mod function;
 
 pub use function::{LAMBDA_ENV_LIMIT_BYTES, environment_size};
 mod link;
+mod preview;
 mod project;
 mod recorder;
 mod records;
 mod role;
 
+pub use preview::{delete_branch as delete_preview_branch, is_preview};
 pub use recorder::Recorder;
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +75,9 @@ pub enum StepCause {
     EnvTooLarge { function: String, size: usize },
     #[error("this run has no AWS clients, yet a function step ran (a bug in deployer)")]
     NoAws,
+    /// A preview stage's branch cannot be made or removed as asked.
+    #[error("{0}")]
+    Preview(String),
     #[error("`{0}` refers to an output that is not known")]
     Unresolved(String),
     #[error("a background task of the function step (its build or IAM role) stopped unexpectedly")]
@@ -99,6 +104,9 @@ impl From<StepError> for Failure {
                 let hint = b.hint();
                 Failure::bad_input(e).maybe_hint(hint)
             }
+            StepCause::Preview(_) => Failure::bad_input(e).hint(
+                "check [stages] branch_from and branch_parent in infra.toml, and the branches of the base stage's project",
+            ),
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),
@@ -477,17 +485,29 @@ async fn delete(step: &Step<'_>) -> Result<(), StepCause> {
     let Some(rs) = step.state.resources.get(step.name) else {
         return Ok(());
     };
+    let leaving = |other: &String| other != step.name && step.config.resource(other).is_none();
     let project_going = |pid: &str| {
         step.state.resources.iter().any(|(other, s)| {
-            other != step.name
+            leaving(other)
                 && s.kind == Kind::Project
+                && !preview::is_preview(s)
                 && s.ids.get("project_id").map(String::as_str) == Some(pid)
-                && step.config.resource(other).is_none()
+        })
+    };
+    // A preview stage's branches live in its base's project: each is deleted (copies of
+    // declared branches too); what is on a departing branch goes with it.
+    let branch_going = |bid: Option<&String>| {
+        step.state.resources.iter().any(|(other, s)| {
+            leaving(other)
+                && matches!(s.kind, Kind::Project | Kind::Branch)
+                && bid.is_some()
+                && s.ids.get("branch_id") == bid
         })
     };
     if rs.kind.is_neon()
         && rs.kind != Kind::Project
-        && project_going(rs.id(step.name, "project_id")?)
+        && (project_going(rs.id(step.name, "project_id")?)
+            || (rs.kind != Kind::Branch && branch_going(rs.ids.get("branch_id"))))
     {
         return Ok(());
     }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::records::{DefaultDatabase, ProjectIds, ProjectOutputs};
 use super::{Recorded, Step, StepCause, Target, warn_import_differences};
 use crate::config::Resource;
-use crate::neon::models::{Project, ProjectId};
+use crate::neon::models::{BranchId, Project, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::{Pending, ResourceState};
@@ -16,6 +16,9 @@ use crate::state::{Pending, ResourceState};
 const CLOCK_SKEW_SECS: i64 = 120;
 
 pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+    if let crate::config::Spec::PreviewBranch(preview) = &target.resource.spec {
+        return super::preview::converge(step, target, preview).await;
+    }
     let Target {
         resource: r,
         recorded,
@@ -55,7 +58,13 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         }
         (None, None) => create(step, r, neon, &name, inputs).await?,
     };
-    let outputs = outputs(neon, &id, name).await?;
+    let branches = neon.list_branches(&id).await?;
+    let default = branches
+        .iter()
+        .find(|b| b.default)
+        .or(branches.first())
+        .map(|b| b.id.clone());
+    let outputs = outputs(neon, &id, name, default.clone(), default).await?;
     Ok(Recorded::typed(&ProjectIds { project_id: id }, &outputs))
 }
 
@@ -179,21 +188,24 @@ async fn create(
     Ok(id)
 }
 
-/// The project's outputs: its ID, default branch, and the default database's connection.
-async fn outputs(neon: &Neon, id: &ProjectId, name: String) -> Result<ProjectOutputs, NeonError> {
-    let branches = neon.list_branches(id).await?;
-    let default = branches
-        .iter()
-        .find(|b| b.default)
-        .or(branches.first())
-        .map(|b| b.id.clone());
+/// The project's outputs: its ID, default branch, and the connection to the first database
+/// of `branch` (the default branch, or a preview stage's own branch).
+pub(super) async fn outputs(
+    neon: &Neon,
+    id: &ProjectId,
+    name: String,
+    default_branch: Option<BranchId>,
+    branch: Option<BranchId>,
+) -> Result<ProjectOutputs, NeonError> {
     let mut outputs = ProjectOutputs {
         id: id.clone(),
         name,
-        default_branch_id: default.clone(),
+        default_branch_id: default_branch,
+        branch_id: branch.clone(),
+        expires_at: None,
         database: None,
     };
-    let Some(default) = default else {
+    let Some(default) = branch else {
         return Ok(outputs);
     };
     let mut dbs = neon.list_databases(id, &default).await?;
@@ -229,6 +241,9 @@ async fn outputs(neon: &Neon, id: &ProjectId, name: String) -> Result<ProjectOut
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
+    if super::preview::is_preview(rs) {
+        return super::preview::delete(step, rs).await;
+    }
     let id = ProjectId(rs.id(step.name, "project_id")?.to_owned());
     let _held = step.hold_project(&id).await;
     step.neon()?.delete_project(&id).await?;

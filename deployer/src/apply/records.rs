@@ -18,6 +18,12 @@ pub struct ProjectOutputs {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_branch_id: Option<BranchId>,
+    /// The branch the outputs describe: the default branch, or a preview stage's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<BranchId>,
+    /// A preview branch's expiry (RFC 3339), as Neon last confirmed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub database: Option<DefaultDatabase>,
 }
@@ -36,6 +42,13 @@ pub struct DefaultDatabase {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectIds {
     pub project_id: ProjectId,
+}
+
+/// A preview stage's branch of the base stage's project (and its read-write endpoint).
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewIds {
+    pub project_id: ProjectId,
+    pub branch_id: BranchId,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +147,8 @@ mod tests {
             id: ProjectId::from("p"),
             name: "n".into(),
             default_branch_id: Some(BranchId::from("b")),
+            branch_id: Some(BranchId::from("b")),
+            expires_at: None,
             database: Some(DefaultDatabase {
                 connection_uri: "u".into(),
                 connection_uri_pooler: "u".into(),

@@ -27,21 +27,28 @@ async fn deploy_locked(
 ) -> Result<(), Failure> {
     let (store, clients) = (&locked.store, &locked.clients);
     // Another run may have finished while we waited for the lock: read the state again.
-    let state = super::load_state(store, config, stage).await?;
+    let (config, state) = &super::stage_view(config, store, stage, clients.neon.as_ref()).await?;
     let policy = config.policy(stage);
-    let plan = plan::plan(config, &state, policy, Scope::All);
+    let plan = plan::plan(config, state, policy, Scope::All);
     plan.check_protection(policy, args.allow_data_loss)
         .map_err(|e| {
             let hint = e.hint();
             Failure::bad_input(e).hint(hint)
         })?;
     check_prebuilt_code(config, &plan)?;
-    check_known_environments(config, &state)?;
+    check_known_environments(config, state)?;
     eprintln!("Deploying {} to stage `{stage}`", config.app);
     for note in config.pooler_notes() {
         eprintln!("note: {note}");
     }
-    let recorder = Recorder::new(state, store.clone(), &locked.held);
+    if let Some(preview) = config.preview(stage) {
+        eprintln!(
+            "Stage `{stage}` branches from `{}`: its database is branch {} of that stage's project",
+            preview.base,
+            crate::preview::branch_name(stage)
+        );
+    }
+    let recorder = Recorder::new(state.clone(), store.clone(), &locked.held);
     let applier = Applier {
         config,
         stage,

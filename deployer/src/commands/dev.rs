@@ -49,21 +49,35 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
         cluster = Some(c);
         outputs
     } else {
+        if config.policy(&stage).protect {
+            return Err(Failure::bad_input(format!(
+                "stage `{stage}` is protected; `dev` would create and change its Neon resources from this machine"
+            ))
+            .hint(match config.previews.get("default") {
+                Some(p) => format!(
+                    "use a stage of your own (deployer dev --stage <you>): it gets its own branch of `{}`'s data through branch_from",
+                    p.base
+                ),
+                None => "use a stage of your own (deployer dev --stage <you>); set branch_from under [stages.default] to give it a branch of this stage's data".to_owned(),
+            }));
+        }
         let store = super::store(&config).await?;
         let state = super::load_state(&store, &config, &stage).await?;
         let clients = super::clients(&config, &env, &state, false).await?;
         let held = store.lock(&stage, "dev").await?;
         let provisioned = async {
-            let state = super::load_state(&store, &config, &stage).await?;
+            let (config, state) =
+                super::stage_view(&config, &store, &stage, clients.neon.as_ref()).await?;
+            let config = &config;
             let policy = config.policy(&stage);
-            let plan = plan::plan(&config, &state, policy, Scope::Neon);
+            let plan = plan::plan(config, &state, policy, Scope::Neon);
             plan.check_protection(policy, false).map_err(|e| {
                 let hint = e.hint();
                 Failure::bad_input(e).hint(hint)
             })?;
             let recorder = Recorder::new(state, store.clone(), &held);
             let applier = Applier {
-                config: &config,
+                config,
                 stage: &stage,
                 project_dir: &dir,
                 clients: &clients,
@@ -415,7 +429,7 @@ impl LocalCluster {
         let literal = |t: &crate::config::Template| t.as_literal().unwrap_or_default();
         for r in &config.resources {
             let o: BTreeMap<String, String> = match &r.spec {
-                Spec::Project { .. } => {
+                Spec::Project { .. } | Spec::PreviewBranch(_) => {
                     // Neon's defaults for a new project: role neondb_owner, database neondb.
                     let password = self.ensure_role("neondb_owner")?;
                     self.ensure_database("neondb", "neondb_owner")?;
@@ -423,6 +437,7 @@ impl LocalCluster {
                     [
                         ("id", "local".to_owned()),
                         ("default_branch_id", "local".to_owned()),
+                        ("branch_id", "local".to_owned()),
                         ("connection_uri", uri.clone()),
                         ("connection_uri_pooler", uri),
                         ("database_host", "127.0.0.1".to_owned()),

@@ -10,7 +10,7 @@ pub async fn run(config_path: &Path, args: &DiffArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (_env, config) = super::load(config_path, &stage)?;
     let store = super::store_to_read(&config).await?;
-    let state = super::load_state(&store, &config, &stage).await?;
+    let (config, state) = super::stage_view(&config, &store, &stage, None).await?;
     let policy = config.policy(&stage);
     let plan = plan::plan(&config, &state, policy, Scope::All);
     if args.json {

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod dev;
 pub mod diff;
 pub mod outputs;
+pub mod prune;
 pub mod refresh;
 pub mod remove;
 pub mod state;
@@ -138,6 +139,28 @@ pub async fn load_state(
     stage: &str,
 ) -> Result<StageState, Failure> {
     Ok(store.load(&config.app, stage).await?)
+}
+
+/// The stage as a run plans it: infra.toml as this stage deploys it (a preview stage's
+/// projects are its own branches of the base stage's) and its recorded state. Given a
+/// Neon client, a preview branch Neon deleted (it expired) is forgotten first, with what
+/// was on it, so the run makes it again.
+pub async fn stage_view(
+    config: &Config,
+    store: &Store,
+    stage: &str,
+    neon: Option<&Neon>,
+) -> Result<(Config, StageState), Failure> {
+    let mut state = load_state(store, config, stage).await?;
+    if let (Some(neon), Some(_)) = (neon, config.preview(stage)) {
+        for name in crate::preview::forget_expired(neon, &mut state).await? {
+            eprintln!(
+                "note: the branch of {name} is gone (it expired, or was deleted in Neon); it is created again"
+            );
+        }
+    }
+    let config = crate::preview::config_for(config, store, stage, &state).await?;
+    Ok((config, state))
 }
 
 /// Which services a stage touches: what infra.toml declares and what its state recorded.

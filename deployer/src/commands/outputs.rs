@@ -17,6 +17,9 @@ pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> 
                 .hint(format!("deployer deploy --stage {stage}")),
         );
     }
+    if args.github_output {
+        return github_output(&state);
+    }
     if args.json {
         let mut all = BTreeMap::new();
         for (name, r) in &state.resources {
@@ -38,5 +41,60 @@ pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> 
     } else {
         super::print_outputs(&state, args.reveal);
     }
+    Ok(())
+}
+
+/// `--github-output`: the values a workflow's later steps want, appended to the file
+/// `$GITHUB_OUTPUT` names; the database URL is masked in the job's log first with the
+/// `::add-mask::` workflow command (GitHub's "Workflow commands", "Masking a value in a
+/// log"), which the runner reads from stdout and never shows.
+fn github_output(state: &crate::state::StageState) -> Result<(), Failure> {
+    use crate::config::Kind;
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
+        return Err(
+            Failure::bad_input("--github-output: GITHUB_OUTPUT is not set").hint(
+                "use it in a GitHub Actions step, which sets GITHUB_OUTPUT; elsewhere use --json",
+            ),
+        );
+    };
+    let first = |kind: Kind, key: &str| {
+        state
+            .resources
+            .values()
+            .filter(|r| r.kind == kind)
+            .find_map(|r| r.outputs.get(key).filter(|v| !v.is_empty()).cloned())
+    };
+    let database_url = first(Kind::Project, "connection_uri");
+    let values = [
+        ("url", first(Kind::Function, "url")),
+        ("branch_id", first(Kind::Project, "branch_id")),
+        ("database_url", database_url.clone()),
+    ];
+    if let Some(secret) = &database_url {
+        println!("::add-mask::{secret}");
+    }
+    let mut text = String::new();
+    for (name, value) in values {
+        let Some(value) = value else { continue };
+        // One line each; a value with a line break would need GitHub's delimiter form.
+        if value.contains(['\n', '\r']) {
+            return Err(Failure::remote(format!("output `{name}` spans lines")));
+        }
+        text.push_str(&format!("{name}={value}\n"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| {
+            Failure::bad_input(format!(
+                "--github-output: cannot append to GITHUB_OUTPUT ({}): {e}",
+                std::path::Path::new(&path).display()
+            ))
+        })?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Failure::remote(format!("cannot write GITHUB_OUTPUT: {e}")))?;
+    eprintln!("wrote url, branch_id and database_url to $GITHUB_OUTPUT");
     Ok(())
 }

@@ -128,6 +128,13 @@ async fn read(
     let mut changes = Vec::new();
     let found = match rs.kind {
         Kind::Link => true,
+        // A preview stage's project is its branch of the base's project.
+        Kind::Project if crate::apply::is_preview(rs) => found(
+            neon()?
+                .get_branch(&ProjectId(id("project_id")?), &BranchId(id("branch_id")?))
+                .await
+                .map(drop),
+        )?,
         Kind::Project => match neon()?.get_project(&ProjectId(id("project_id")?)).await {
             Ok(p) => {
                 if let Some(recorded) = rs.inputs["name"].as_str()

@@ -21,9 +21,19 @@ pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
         let hint = e.hint();
         return Err(Failure::bad_input(e).hint(hint));
     }
-    let dir = super::project_dir(config_path);
-    let locked = super::Locked::take(&config, &env, &stage, "remove", true).await?;
-    let result = remove_locked(&config, &stage, &dir, &locked, args).await;
+    remove_stage(&config, &env, &stage, args.yes).await
+}
+
+/// Removes `stage` under its lock (`yes`: without asking); `prune` removes each stage so.
+pub async fn remove_stage(
+    config: &crate::config::Config,
+    env: &crate::env::EnvSource,
+    stage: &str,
+    yes: bool,
+) -> Result<(), Failure> {
+    let dir = super::project_dir(&config.path);
+    let locked = super::Locked::take(config, env, stage, "remove", true).await?;
+    let result = remove_locked(config, stage, &dir, &locked, yes).await;
     locked.release().await;
     result
 }
@@ -34,7 +44,7 @@ async fn remove_locked(
     stage: &str,
     dir: &Path,
     locked: &super::Locked,
-    args: &RemoveArgs,
+    yes: bool,
 ) -> Result<(), Failure> {
     let (store, clients) = (&locked.store, &locked.clients);
     let policy = config.policy(stage);
@@ -55,7 +65,7 @@ async fn remove_locked(
         };
         println!("  {fate:<7} {} {}", c.resource, c.kind.label());
     }
-    if !args.yes {
+    if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(
                 Failure::bad_input("refusing to remove without confirmation").hint("pass --yes"),

@@ -169,6 +169,12 @@ impl Checker<'_> {
         let state = self.state(raw.state);
 
         let mut stages = BTreeMap::new();
+        let mut previews = BTreeMap::new();
+        let stage_spans: BTreeMap<String, Range<usize>> = raw
+            .stages
+            .iter()
+            .filter_map(|(n, s)| Some((n.get_ref().clone(), s.branch_from.as_ref()?.span())))
+            .collect();
         for (name, stage) in raw.stages {
             if !is_stage_name(name.get_ref()) {
                 self.error(
@@ -176,6 +182,9 @@ impl Checker<'_> {
                     format!("stage name `{}` must be lowercase letters, digits or `-`, starting with a letter (at most 24)", name.get_ref()),
                     Some("for example [stages.prod]".into()),
                 );
+            }
+            if let Some(preview) = self.preview(name.get_ref(), &stage) {
+                previews.insert(name.get_ref().clone(), preview);
             }
             let removal = match stage.removal {
                 None | Some(RemovalWord::Remove) => Removal::Remove,
@@ -189,6 +198,8 @@ impl Checker<'_> {
                 },
             );
         }
+
+        self.check_bases(&stages, &previews, &stage_spans);
 
         let mut resources: Vec<(Range<usize>, Resource)> = Vec::new();
         let mut add = |span: Range<usize>,
@@ -256,6 +267,7 @@ impl Checker<'_> {
                     |n| self.template(n),
                 ),
                 parent: b.parent.as_ref().map(|p| p.get_ref().clone()),
+                copy: None,
             };
             add(
                 name.span(),
@@ -467,6 +479,7 @@ impl Checker<'_> {
             app: app_name,
             region,
             stages,
+            previews,
             resources: ordered,
             state,
         }
@@ -684,7 +697,7 @@ fn templates(spec: &Spec) -> Vec<&Template> {
         Spec::Branch { name, .. } | Spec::Role { name, .. } | Spec::Database { name, .. } => {
             vec![name]
         }
-        Spec::Endpoint { .. } => vec![],
+        Spec::Endpoint { .. } | Spec::PreviewBranch(_) => vec![],
         Spec::Link { properties, .. } => properties.values().collect(),
         Spec::Function { environment, .. } => environment.values().collect(),
     }

@@ -12,8 +12,10 @@ use crate::env::EnvSource;
 
 mod check;
 mod notes;
+mod preview;
 mod state;
 
+pub use preview::{ParentRef, Preview, parse_duration};
 pub use state::StateBackend;
 mod raw;
 mod values;
@@ -98,6 +100,7 @@ impl Kind {
         match self {
             Kind::Project => &[
                 "id",
+                "branch_id",
                 "connection_uri",
                 "connection_uri_pooler",
                 "default_branch_id",
@@ -192,10 +195,15 @@ pub enum Spec {
         org_id: Option<Template>,
         history_retention_seconds: Option<i64>,
     },
+    /// In a stage that branches from another (`branch_from`), each declared project is
+    /// this stage's own branch of the base stage's project.
+    PreviewBranch(PreviewBranch),
     Branch {
         project: String,
         name: Template,
         parent: Option<String>,
+        /// In a preview stage: the base stage's branch this one copies.
+        copy: Option<BranchCopy>,
     },
     Endpoint {
         branch: String,
@@ -228,6 +236,34 @@ pub enum Spec {
     },
 }
 
+/// A preview stage's branch of its base stage's project, standing in for the project:
+/// its outputs are the project's, read on this branch.
+#[derive(Debug, Clone)]
+pub struct PreviewBranch {
+    pub base_stage: String,
+    pub project_id: String,
+    /// The base project's name and default branch, as the base stage recorded them.
+    pub project_name: String,
+    pub default_branch_id: Option<String>,
+    /// `preview/<stage>`.
+    pub name: String,
+    pub parent: ParentRef,
+    pub expires_in: Option<u64>,
+    pub schema_only: bool,
+    /// What marks the branch as this app's stage's, for adopting and pruning.
+    pub annotation: BTreeMap<String, String>,
+}
+
+/// A declared branch in a preview stage: a copy of the base stage's branch of the same
+/// name (when it has one), expiring and marked as the preview branch is.
+#[derive(Debug, Clone)]
+pub struct BranchCopy {
+    /// The base stage's branch ID; none: a branch of the preview branch.
+    pub of: Option<String>,
+    pub expires_in: Option<u64>,
+    pub annotation: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Resource {
     pub name: String,
@@ -244,6 +280,8 @@ pub struct Config {
     pub app: String,
     pub region: Option<String>,
     pub stages: BTreeMap<String, StagePolicy>,
+    /// `branch_from` and its settings, by `[stages.<name>]` table (`default` included).
+    pub previews: BTreeMap<String, Preview>,
     /// In dependency order.
     pub resources: Vec<Resource>,
     /// `[state]`: where the stage's state and lock live.
@@ -259,6 +297,17 @@ impl Config {
             protect: false,
         });
         self.stages.get(stage).copied().unwrap_or(default)
+    }
+
+    /// How `stage` branches from another stage's project, if it does: its own
+    /// `[stages.<stage>]` table decides, else `[stages.default]` (as for the policy).
+    pub fn preview(&self, stage: &str) -> Option<&Preview> {
+        let table = if self.stages.contains_key(stage) {
+            stage
+        } else {
+            "default"
+        };
+        self.previews.get(table).filter(|p| p.base != stage)
     }
 
     pub fn resource(&self, name: &str) -> Option<&Resource> {

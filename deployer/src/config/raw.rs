@@ -47,6 +47,10 @@ pub(super) struct RawApp {
 pub(super) struct RawStage {
     pub(super) removal: Option<RemovalWord>,
     pub(super) protect: Option<bool>,
+    pub(super) branch_from: Option<Spanned<String>>,
+    pub(super) branch_parent: Option<Spanned<String>>,
+    pub(super) expires_in: Option<Spanned<String>>,
+    pub(super) schema_only: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]

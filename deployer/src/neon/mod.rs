@@ -12,6 +12,7 @@ pub mod models;
 mod operations;
 mod rate;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -393,8 +394,29 @@ impl Neon {
     // ---- branches -----------------------------------------------------------------------
 
     pub async fn list_branches(&self, project: &ProjectId) -> Result<Vec<Branch>, NeonError> {
-        let answer: BranchesResponse = self.get(&format!("/projects/{project}/branches")).await?;
-        Ok(answer.branches)
+        Ok(self.list_annotated_branches(project).await?.0)
+    }
+
+    /// Every branch of the project with its annotation (empty where it has none), through
+    /// every page.
+    pub async fn list_annotated_branches(
+        &self,
+        project: &ProjectId,
+    ) -> Result<(Vec<Branch>, BTreeMap<String, Annotation>), NeonError> {
+        let (mut branches, mut annotations) = (Vec::new(), BTreeMap::new());
+        let mut path = format!("/projects/{project}/branches");
+        loop {
+            let answer: BranchesResponse = self.get(&path).await?;
+            let empty = answer.branches.is_empty();
+            branches.extend(answer.branches);
+            annotations.extend(answer.annotations);
+            match answer.pagination.and_then(|p| p.next) {
+                Some(next) if !empty => {
+                    path = format!("/projects/{project}/branches?cursor={}", encode(&next));
+                }
+                _ => return Ok((branches, annotations)),
+            }
+        }
     }
 
     pub async fn get_branch(
@@ -408,19 +430,19 @@ impl Neon {
         Ok(answer.branch)
     }
 
+    /// A branch create with every part of Neon's request: `branch`, `endpoints` and
+    /// `annotation_value` (`createProjectBranch`).
     pub async fn create_branch(
         &self,
         project: &ProjectId,
-        branch: Value,
-    ) -> Result<Branch, NeonError> {
-        let answer: BranchResponse = self
-            .change(
-                Method::POST,
-                &format!("/projects/{project}/branches"),
-                Some(&json!({ "branch": branch })),
-            )
-            .await?;
-        Ok(answer.branch)
+        body: &Value,
+    ) -> Result<CreatedBranch, NeonError> {
+        self.change(
+            Method::POST,
+            &format!("/projects/{project}/branches"),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn update_branch(

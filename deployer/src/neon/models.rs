@@ -125,6 +125,13 @@ pub struct Branch {
     pub id: BranchId,
     pub name: String,
     pub default: bool,
+    #[serde(default)]
+    pub protected: bool,
+    #[serde(default)]
+    pub created_at: String,
+    /// When Neon will delete it by itself (RFC 3339), if ever.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,9 +139,34 @@ pub struct BranchResponse {
     pub branch: Branch,
 }
 
+/// A branch create's answer (the endpoints made with it are listed when needed).
+#[derive(Debug, Deserialize)]
+pub struct CreatedBranch {
+    pub branch: Branch,
+}
+
+/// `pagination.next` of a cursor-paginated list (`CursorPaginationResponse`).
+#[derive(Debug, Default, Deserialize)]
+pub struct CursorPagination {
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// An annotation's value: string keys and values (`AnnotationValueData`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Annotation {
+    #[serde(default)]
+    pub value: std::collections::BTreeMap<String, String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct BranchesResponse {
     pub branches: Vec<Branch>,
+    /// By branch ID (`AnnotationsMapResponse`).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, Annotation>,
+    #[serde(default)]
+    pub pagination: Option<CursorPagination>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

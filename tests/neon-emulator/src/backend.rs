@@ -435,6 +435,42 @@ impl Cluster {
         Ok(())
     }
 
+    /// Deletes every row of every table in every database, keeping the tables: what a
+    /// schema-only branch starts with.
+    pub async fn empty_tables(&self) -> Result<(), BackendError> {
+        let rows = self
+            .admin
+            .query(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate",
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let db: String = row.get(0);
+            let (client, conn) = tokio_postgres::Config::new()
+                .host_path(&self.dir)
+                .port(self.port)
+                .user(SUPERUSER)
+                .dbname(&db)
+                .connect(NoTls)
+                .await?;
+            tokio::spawn(conn);
+            client
+                .batch_execute(
+                    "DO $$DECLARE t record; BEGIN
+                       FOR t IN SELECT format('%I.%I', n.nspname, c.relname) AS name
+                                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE c.relkind IN ('r', 'p')
+                                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                                  AND n.nspname NOT LIKE 'pg_toast%'
+                       LOOP EXECUTE 'TRUNCATE ' || t.name || ' RESTART IDENTITY CASCADE'; END LOOP;
+                     END$$",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Stops the server and deletes its files without blocking the runtime.
     pub async fn shut_down(self) {
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;

@@ -159,6 +159,50 @@ pub struct Emulator {
     pub addr: SocketAddr,
     ctx: Arc<Ctx>,
     server: tokio::task::JoinHandle<()>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+/// How often the background job looks for expired branches.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+
+/// Neon's background job: deletes branches whose `expires_at` has passed, with their
+/// endpoints ("Deletion is performed by a background job and may not occur exactly at the
+/// specified time", `expires_at` in Neon's spec).
+async fn reap(ctx: Arc<Ctx>) {
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        let now = time::OffsetDateTime::now_utc();
+        let mut gone = Vec::new();
+        {
+            let mut st = ctx.state.lock().await;
+            for p in st.projects.values_mut() {
+                let expired: Vec<String> = p
+                    .branches
+                    .values()
+                    .filter(|b| {
+                        !b.reap_later
+                            && b.expires_at.as_deref().is_some_and(|at| {
+                                time::OffsetDateTime::parse(
+                                    at,
+                                    &time::format_description::well_known::Rfc3339,
+                                )
+                                .is_ok_and(|t| t <= now)
+                            })
+                    })
+                    .map(|b| b.id.clone())
+                    .collect();
+                for id in expired {
+                    if let Some(b) = p.branches.remove(&id) {
+                        p.endpoints.retain(|_, e| e.branch_id != id);
+                        gone.push(b.cluster);
+                    }
+                }
+            }
+        }
+        for cluster in gone {
+            cluster.shut_down().await;
+        }
+    }
 }
 
 impl Emulator {
@@ -213,10 +257,50 @@ impl Emulator {
             log_file,
         });
         let app = router(ctx.clone());
+        let reaper = tokio::spawn(reap(ctx.clone()));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Emulator { addr, ctx, server })
+        Ok(Emulator {
+            addr,
+            ctx,
+            server,
+            reaper,
+        })
+    }
+
+    /// Makes a branch expire now, as if its `expires_at` had passed. `deleted`: waits until
+    /// the background job deleted it; otherwise the job leaves it for now, as Neon's may
+    /// for a while (expired, still listed). False if there is no such branch.
+    pub async fn expire_branch(&self, project_id: &str, branch_id: &str, deleted: bool) -> bool {
+        {
+            let mut st = self.ctx.state.lock().await;
+            let Some(b) = st
+                .projects
+                .get_mut(project_id)
+                .and_then(|p| p.branches.get_mut(branch_id))
+            else {
+                return false;
+            };
+            b.expires_at = Some(util::rfc3339(
+                time::OffsetDateTime::now_utc().unix_timestamp() - 1,
+            ));
+            b.reap_later = !deleted;
+        }
+        if !deleted {
+            return true;
+        }
+        loop {
+            tokio::time::sleep(REAP_EVERY).await;
+            let st = self.ctx.state.lock().await;
+            if st
+                .projects
+                .get(project_id)
+                .is_none_or(|p| !p.branches.contains_key(branch_id))
+            {
+                return true;
+            }
+        }
     }
 
     /// `http://127.0.0.1:<port>/api/v2`
@@ -239,6 +323,7 @@ impl Emulator {
     /// Stops serving, then stops every branch's server and deletes its files.
     pub async fn shut_down(self) {
         self.server.abort();
+        self.reaper.abort();
         let projects = std::mem::take(&mut self.ctx.state.lock().await.projects);
         for (_, project) in projects {
             for (_, branch) in project.branches {
@@ -266,6 +351,7 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.server.abort();
+        self.reaper.abort();
     }
 }
 

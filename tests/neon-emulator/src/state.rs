@@ -41,6 +41,14 @@ pub struct Branch {
     pub protected: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// When the background job deletes it (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// `annotation_value` of its create: free string pairs.
+    pub annotation: BTreeMap<String, String>,
+    /// `parent-data` or `schema-only`.
+    pub init_source: String,
+    /// Expired, but the background job leaves it for now (a test's choice).
+    pub reap_later: bool,
     pub roles: BTreeMap<String, Role>,
     pub databases: BTreeMap<String, Database>,
     /// The branch's own PostgreSQL server.
@@ -218,6 +226,14 @@ impl Project {
         v
     }
 
+    /// A branch's annotation as Neon answers it (`AnnotationData`).
+    pub fn annotation_json(&self, branch: &Branch) -> Value {
+        json!({
+            "object": { "type": "console/branch", "id": branch.id },
+            "value": branch.annotation,
+        })
+    }
+
     pub fn branch_json(&self, branch: &Branch) -> Value {
         let ready = !self.branch_running(&branch.id);
         let mut v = json!({
@@ -236,10 +252,13 @@ impl Project {
             "written_data_bytes": 0,
             "data_transfer_bytes": 0,
             "logical_size": 0,
-            "init_source": "parent-data",
+            "init_source": branch.init_source,
             "created_at": branch.created_at,
             "updated_at": branch.updated_at,
         });
+        if let Some(at) = &branch.expires_at {
+            v["expires_at"] = json!(at);
+        }
         if !ready {
             v["pending_state"] = json!("ready");
         }

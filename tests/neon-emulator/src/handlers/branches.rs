@@ -6,9 +6,14 @@ pub(super) async fn list_branches(State(ctx): Ctx_, Path(id): Path<String>) -> A
     let st = ctx.state.lock().await;
     let p = project(&st, &id)?;
     let branches: Vec<Value> = p.branches.values().map(|b| p.branch_json(b)).collect();
+    let annotations: serde_json::Map<String, Value> = p
+        .branches
+        .values()
+        .map(|b| (b.id.clone(), p.annotation_json(b)))
+        .collect();
     ok(
         StatusCode::OK,
-        json!({ "branches": branches, "annotations": {} }),
+        json!({ "branches": branches, "annotations": annotations }),
     )
 }
 
@@ -23,7 +28,7 @@ pub(super) async fn get_branch(
         StatusCode::OK,
         json!({
             "branch": p.branch_json(b),
-            "annotation": { "object": { "type": "console/branch", "id": b.id }, "value": {} },
+            "annotation": p.annotation_json(b),
         }),
     )
 }
@@ -42,6 +47,28 @@ pub(super) async fn create_branch(
         _ => p.default_branch_id.clone(),
     };
     let parent = branch(p, &parent_id).map_err(|_| not_found("parent branch"))?;
+    let expires_at = match body["branch"].get("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(check_expires_at(v)?),
+    };
+    let annotation = check_annotation(&body["annotation_value"])?;
+    let schema_only = match body["branch"]["init_source"].as_str() {
+        None | Some("parent-data") => false,
+        Some("schema-only") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "init_source: `{other}` is not one of schema-only, parent-data"
+            )));
+        }
+    };
+    // Points in the parent's past: the emulator keeps no history of a branch's data.
+    for field in ["parent_lsn", "parent_timestamp"] {
+        if body["branch"].get(field).is_some_and(|v| !v.is_null()) {
+            return Err(bad_request(format!(
+                "{field}: the emulator keeps no history; it branches from the parent's current data only"
+            )));
+        }
+    }
     let branch_id = ctx.rng.lock().unwrap().resource_id("br");
     let name = body["branch"]["name"]
         .as_str()
@@ -70,20 +97,33 @@ pub(super) async fn create_branch(
         .branch(&parent.cluster, &branch_id)
         .await
         .map_err(internal)?;
+    if schema_only {
+        // The tables, none of their rows (`init_source` in Neon's spec).
+        cluster.empty_tables().await.map_err(internal)?;
+    }
     let now = now_rfc3339();
-    let roles: BTreeMap<String, Role> = parent
-        .roles
-        .values()
-        .map(|r| {
-            let role = Role {
-                name: r.name.clone(),
-                password: r.password.clone(),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-            };
-            (r.name.clone(), role)
-        })
-        .collect();
+    let mut roles: BTreeMap<String, Role> = BTreeMap::new();
+    for r in parent.roles.values() {
+        // A child of a protected branch gets new passwords for its roles, so the parent's
+        // do not open it (https://neon.com/docs/guides/protected-branches).
+        let password = if parent.protected {
+            let fresh = ctx.rng.lock().unwrap().password();
+            cluster
+                .set_password(&r.name, &fresh)
+                .await
+                .map_err(internal)?;
+            fresh
+        } else {
+            r.password.clone()
+        };
+        let role = Role {
+            name: r.name.clone(),
+            password,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        roles.insert(r.name.clone(), role);
+    }
     let mut db_id = next_db_id;
     let mut databases = BTreeMap::new();
     for d in parent.databases.values() {
@@ -101,10 +141,20 @@ pub(super) async fn create_branch(
     let new_branch = Branch {
         id: branch_id.clone(),
         name,
-        parent_id: Some(parent_id),
+        // A schema-only branch is a new root: no parent-child relationship.
+        parent_id: (!schema_only).then_some(parent_id),
         protected: body["branch"]["protected"].as_bool().unwrap_or(false),
         created_at: now.clone(),
         updated_at: now,
+        expires_at,
+        annotation,
+        init_source: if schema_only {
+            "schema-only"
+        } else {
+            "parent-data"
+        }
+        .to_owned(),
+        reap_later: false,
         roles,
         databases,
         cluster,
@@ -166,7 +216,19 @@ pub(super) async fn update_branch(
             "branch with name `{name}` already exists"
         )));
     }
+    let is_default = branch_id == p.default_branch_id;
     let b = branch_mut(p, &branch_id)?;
+    if let Some(v) = body["branch"].get("expires_at") {
+        if v.is_null() {
+            b.expires_at = None;
+        } else if is_default || b.protected {
+            return Err(bad_request(
+                "expires_at: the default branch and protected branches cannot expire",
+            ));
+        } else {
+            b.expires_at = Some(check_expires_at(v)?);
+        }
+    }
     if let Some(name) = body["branch"]["name"].as_str() {
         b.name = name.to_owned();
     }
@@ -216,4 +278,45 @@ pub(super) async fn delete_branch(
     json["current_state"] = json!("ready");
     b.cluster.shut_down().await;
     ok(StatusCode::OK, json!({ "branch": json, "operations": ops }))
+}
+
+/// Neon's rules for `expires_at` (https://neon.com/docs/guides/branch-expiration,
+/// "Restrictions"): RFC 3339, in the future, at most 30 days ahead.
+fn check_expires_at(v: &Value) -> Result<String, ApiError> {
+    let parsed = v.as_str().and_then(|s| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    });
+    let Some(at) = parsed else {
+        return Err(bad_request(
+            "expires_at: must be an RFC 3339 timestamp, such as 2025-06-09T18:02:16Z",
+        ));
+    };
+    let now = time::OffsetDateTime::now_utc();
+    if at <= now {
+        return Err(bad_request("expires_at: must be in the future"));
+    }
+    if at > now + time::Duration::days(30) {
+        return Err(bad_request(
+            "expires_at: must be no more than 30 days from now",
+        ));
+    }
+    Ok(crate::util::rfc3339(at.unix_timestamp()))
+}
+
+/// `annotation_value`: at most 50 string pairs (`AnnotationValueData`).
+fn check_annotation(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(map) = v.as_object() else {
+        return Ok(BTreeMap::new());
+    };
+    if map.len() > 50 {
+        return Err(bad_request("annotation_value: at most 50 properties"));
+    }
+    map.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => Ok((k.clone(), s.to_owned())),
+            None => Err(bad_request(format!(
+                "annotation_value.{k}: must be a string"
+            ))),
+        })
+        .collect()
 }

@@ -1,0 +1,245 @@
+//! A preview stage's own branch of its base stage's project (`branch_from`): created with
+//! a read-write endpoint, an annotation naming the app and stage, and an expiry pushed
+//! forward on every deploy; adopted by name (and annotation) on a rerun; deleted alone on
+//! `remove`, never the project, its default branch or a protected branch.
+//!
+//! Neon's API, as its OpenAPI spec describes `createProjectBranch`: `branch.parent_id`,
+//! `parent_lsn`, `parent_timestamp`, `init_source: "schema-only"` and `expires_at`, a
+//! top-level `endpoints` and `annotation_value`; `listProjectBranches` answers the
+//! annotations beside the branches, by branch ID.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::records::PreviewIds;
+use super::{Recorded, Step, StepCause, Target};
+use crate::config::{ParentRef, PreviewBranch};
+use crate::neon::models::{Annotation, Branch, BranchId, EndpointType, ProjectId};
+use crate::neon::{Neon, NeonError};
+use crate::retry::{self, Policy, Verdict};
+use crate::state::ResourceState;
+
+/// Whether a recorded project is a preview stage's branch (what `remove` deletes instead).
+pub fn is_preview(rs: &ResourceState) -> bool {
+    rs.inputs.get("branch_from").is_some_and(Value::is_string)
+}
+
+/// `expires_in` seconds from now, as Neon wants `expires_at`: RFC 3339 to the second.
+pub fn expires_at(expires_in: u64) -> String {
+    crate::output::rfc3339(crate::output::now_unix() + expires_in)
+}
+
+/// A branch found by name is ours to adopt unless its annotation names another app or
+/// stage (a branch made by hand has none: adopted).
+pub fn check_ours(
+    name: &str,
+    found: Option<&Annotation>,
+    ours: &BTreeMap<String, String>,
+) -> Result<(), StepCause> {
+    let Some(found) = found else {
+        return Ok(());
+    };
+    let other = ours
+        .iter()
+        .find(|(k, v)| found.value.get(*k).is_some_and(|f| f != *v));
+    match other {
+        None => Ok(()),
+        Some((key, _)) => Err(StepCause::Preview(format!(
+            "branch `{name}` already exists and its annotation says {key} = {:?}, not this stage's",
+            found.value[key]
+        ))),
+    }
+}
+
+/// [`super::create_or_adopt`], where looking may also find a branch that is not ours.
+pub async fn create_or_adopt<T, L, LF, C, CF>(lookup: L, create: C) -> Result<T, StepCause>
+where
+    L: Fn() -> LF,
+    LF: std::future::Future<Output = Result<Option<T>, StepCause>>,
+    C: Fn() -> CF,
+    CF: std::future::Future<Output = Result<T, NeonError>>,
+{
+    retry::retry(
+        Policy::ADOPT,
+        || async {
+            if let Some(found) = lookup().await? {
+                return Ok(found);
+            }
+            Ok(create().await?)
+        },
+        |e: &StepCause| match e {
+            StepCause::Neon(n) if n.status() == Some(409) || n.uncertain() => Verdict::Retry,
+            _ => Verdict::Stop,
+        },
+    )
+    .await
+}
+
+pub async fn converge(
+    step: &Step<'_>,
+    target: Target<'_>,
+    preview: &PreviewBranch,
+) -> Result<Recorded, StepCause> {
+    let neon = step.neon()?;
+    let pid = ProjectId(preview.project_id.clone());
+    let _held = step.hold_project(&pid).await;
+    let recorded = target
+        .recorded
+        .and_then(|rs| rs.ids.get("branch_id"))
+        .map(|b| BranchId(b.clone()));
+    let existing = match recorded {
+        Some(id) => match neon.get_branch(&pid, &id).await {
+            Ok(b) => Some(b),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let (branch, created) = match existing {
+        Some(b) => (b, false),
+        None => find_or_create(neon, &pid, preview).await?,
+    };
+    let expires_at = match preview.expires_in {
+        // Pushed forward on every deploy; a fresh branch already has it.
+        Some(secs) if !created => {
+            let at = expires_at(secs);
+            neon.update_branch(&pid, &branch.id, json!({ "expires_at": at }))
+                .await?;
+            Some(at)
+        }
+        Some(_) => branch.expires_at.clone(),
+        // No longer asked for: Neon removes it when set to null (`BranchUpdateRequest`).
+        None if branch.expires_at.is_some() => {
+            neon.update_branch(&pid, &branch.id, json!({ "expires_at": null }))
+                .await?;
+            None
+        }
+        None => None,
+    };
+    // A branch adopted without a read-write endpoint gets one: its URI goes through it.
+    let endpoints = neon.list_endpoints(&pid).await?;
+    if !endpoints
+        .iter()
+        .any(|e| e.branch_id == branch.id && e.kind == EndpointType::ReadWrite)
+    {
+        neon.create_endpoint(&pid, &branch.id, &EndpointType::ReadWrite)
+            .await?;
+    }
+    let mut outputs = super::project::outputs(
+        neon,
+        &pid,
+        preview.project_name.clone(),
+        preview.default_branch_id.clone().map(BranchId),
+        Some(branch.id.clone()),
+    )
+    .await?;
+    outputs.expires_at = expires_at;
+    Ok(Recorded::typed(
+        &PreviewIds {
+            project_id: pid,
+            branch_id: branch.id,
+        },
+        &outputs,
+    ))
+}
+
+/// The stage's branch by name (checking its annotation), else a new one.
+async fn find_or_create(
+    neon: &Neon,
+    pid: &ProjectId,
+    preview: &PreviewBranch,
+) -> Result<(Branch, bool), StepCause> {
+    let created = std::cell::Cell::new(false);
+    let body = create_body(neon, pid, preview).await?;
+    let lookup = || async {
+        let (branches, annotations) = neon.list_annotated_branches(pid).await?;
+        let found = branches.into_iter().find(|b| b.name == preview.name);
+        if let Some(b) = &found {
+            check_ours(&preview.name, annotations.get(&b.id.0), &preview.annotation)?;
+        }
+        Ok(found)
+    };
+    let branch = create_or_adopt(lookup, || async {
+        let b = neon.create_branch(pid, &body).await?;
+        created.set(true);
+        Ok(b.branch)
+    })
+    .await?;
+    Ok((branch, created.get()))
+}
+
+/// Neon's create request for the stage's branch.
+async fn create_body(
+    neon: &Neon,
+    pid: &ProjectId,
+    preview: &PreviewBranch,
+) -> Result<Value, StepCause> {
+    let mut branch = json!({ "name": preview.name });
+    // Neon starts a branch from the default branch when `parent_id` is left out; a
+    // schema-only branch names its source explicitly (`init_source` in the spec).
+    if let Some(default) = &preview.default_branch_id {
+        branch["parent_id"] = json!(default);
+    }
+    match &preview.parent {
+        ParentRef::Default => {}
+        ParentRef::Branch(wanted) => {
+            let branches = neon.list_branches(pid).await?;
+            let found = branches
+                .iter()
+                .find(|b| &b.id.0 == wanted)
+                .or_else(|| branches.iter().find(|b| &b.name == wanted));
+            let Some(found) = found else {
+                return Err(StepCause::Preview(format!(
+                    "branch_parent = \"{wanted}\": the base stage's project has no branch with that name or ID"
+                )));
+            };
+            branch["parent_id"] = json!(found.id);
+        }
+        ParentRef::Lsn(lsn) => branch["parent_lsn"] = json!(lsn),
+        ParentRef::At(at) => branch["parent_timestamp"] = json!(at),
+    }
+    if preview.schema_only {
+        branch["init_source"] = json!("schema-only");
+    }
+    if let Some(secs) = preview.expires_in {
+        branch["expires_at"] = json!(expires_at(secs));
+    }
+    Ok(json!({
+        "branch": branch,
+        "endpoints": [{ "type": "read_write" }],
+        "annotation_value": preview.annotation,
+    }))
+}
+
+/// Deletes the stage's branch, never the project.
+pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
+    let pid = ProjectId(rs.id(step.name, "project_id")?.to_owned());
+    let id = BranchId(rs.id(step.name, "branch_id")?.to_owned());
+    let _held = step.hold_project(&pid).await;
+    delete_branch(step.neon()?, &pid, &id).await
+}
+
+/// Deletes a preview branch after checking it is neither the project's default branch nor
+/// protected: whatever the state says, a preview stage never deletes what its base owns.
+/// One that expired (Neon deleted it) counts as deleted.
+pub async fn delete_branch(neon: &Neon, pid: &ProjectId, id: &BranchId) -> Result<(), StepCause> {
+    let branch = match neon.get_branch(pid, id).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if branch.default || branch.protected {
+        let what = if branch.default {
+            "the project's default branch"
+        } else {
+            "protected"
+        };
+        return Err(StepCause::Preview(format!(
+            "branch `{}` ({id}) is {what}; a preview stage never deletes it",
+            branch.name
+        )));
+    }
+    neon.delete_branch(pid, id).await?;
+    Ok(())
+}
