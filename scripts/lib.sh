@@ -69,6 +69,12 @@ ensure_moto() {
   command -v moto_server >/dev/null 2>&1 || die "installed moto[server] but moto_server is not on PATH"
 }
 
+ensure_pyyaml() {
+  # The workflow files are checked by parsing them (actionlint's PyPI package downloads its
+  # binary from GitHub at install time, which this network does not reach).
+  python3 -c 'import yaml' >/dev/null 2>&1 || pip_install pyyaml
+}
+
 pip_install() {
   command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || apt_install python3-pip
   say "pip install $*"

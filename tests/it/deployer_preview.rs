@@ -442,3 +442,44 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     );
     assert_eq!(rows(&uri_of(&prod)).await, ["from prod"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_can_start_from_prods_data_as_it_was() {
+    let stack = DeployStack::start(|_| {}).await;
+    let prod = prod_with_a_row(&stack).await;
+    let second = std::time::Duration::from_millis(1500);
+    tokio::time::sleep(second).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let at = time::OffsetDateTime::from_unix_timestamp(now)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    tokio::time::sleep(second).await;
+    let db = connect_uri(&uri_of(&prod)).await.unwrap();
+    db.execute("INSERT INTO notes VALUES ('later')", &[])
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(fixture("infra/guide-preview-at.toml"))
+        .unwrap()
+        .replace("at:2026-01-01T00:00:00Z", &format!("at:{at}"));
+    let (_dir, config) = harness::deploy::temp_config(&text);
+    stack
+        .run(&config, &["deploy", "--stage", "past"])
+        .await
+        .ok();
+    let past = stack
+        .run(
+            &config,
+            &["outputs", "--stage", "past", "--json", "--reveal"],
+        )
+        .await
+        .ok();
+    let past: Value = serde_json::from_str(&past.stdout).unwrap();
+    assert_eq!(
+        rows(&uri_of(&past)).await,
+        ["from prod"],
+        "the data as of {at}"
+    );
+    assert_eq!(rows(&uri_of(&prod)).await, ["from prod", "later"]);
+}

@@ -18,6 +18,7 @@ mod deployer_shared_state;
 mod dev_watch;
 mod neon_behaviour;
 mod neon_conformance;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -61,6 +61,13 @@ pub struct Clusters {
     tls: bool,
 }
 
+/// A point in a branch's past: `parent_timestamp` (RFC 3339) or `parent_lsn`.
+#[derive(Debug, Clone)]
+pub enum PointInTime {
+    Time(String),
+    Lsn(String),
+}
+
 /// One branch's running server; dropping it stops the server and deletes its files.
 pub struct Cluster {
     /// `<root>/<id>`: the socket folder, with the data folder `data` inside.
@@ -193,7 +200,8 @@ impl Clusters {
             fs::remove_file(&pwfile).map_err(files(&pwfile))?;
             let mut conf = String::from(
                 "listen_addresses = '127.0.0.1'\nfsync = off\nsynchronous_commit = off\n\
-                 full_page_writes = off\nshared_buffers = 16MB\nmax_connections = 100\n",
+                 full_page_writes = off\nshared_buffers = 16MB\nmax_connections = 100\n\
+                 wal_keep_size = '4GB'\n",
             );
             if let Some(tls) = &tls {
                 for (name, pem) in [("server.crt", &tls.cert), ("server.key", &tls.key)] {
@@ -275,6 +283,74 @@ impl Clusters {
         })
         .await?;
         self.start(dir).await
+    }
+
+    /// A server for branch `id` holding `parent`'s data as it was at a point of its past:
+    /// real point-in-time recovery. The base is the template `parent` was copied from (so
+    /// `parent` must be a project's first branch), and the WAL is `parent`'s own, which
+    /// its servers keep (`wal_keep_size`). A commit is written on `parent` after the
+    /// target, so recovery has a record past it to stop at.
+    pub async fn branch_at(
+        &self,
+        parent: &Cluster,
+        id: &str,
+        target: &PointInTime,
+    ) -> Result<Cluster, BackendError> {
+        parent
+            .admin
+            .batch_execute("SELECT txid_current(); SELECT pg_switch_wal();")
+            .await?;
+        let dir = self.dir(id)?;
+        let (tools, template, data) = (self.tools.clone(), self.template.clone(), dir.join("data"));
+        let parent_wal = parent.dir.join("data").join("pg_wal");
+        let target = match target {
+            // PostgreSQL's setting takes `2026-11-27 12:00:00+00`, not the `T`/`Z` form.
+            PointInTime::Time(t) => format!(
+                "recovery_target_time = '{}'\n",
+                t.replace('T', " ").replace('Z', "+00")
+            ),
+            PointInTime::Lsn(l) => format!("recovery_target_lsn = '{l}'\n"),
+        };
+        blocking(move || {
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(&data)
+                .output()
+                .map_err(files(&data))?;
+            if !copied.status.success() {
+                return Err(files(&data)(std::io::Error::other(
+                    String::from_utf8_lossy(&copied.stderr).into_owned(),
+                )));
+            }
+            localpg::append_conf(
+                &data,
+                &format!(
+                    "restore_command = 'cp {}/%f %p'\n{target}recovery_target_action = 'promote'\n",
+                    parent_wal.display()
+                ),
+            )?;
+            let signal = data.join("recovery.signal");
+            fs::write(&signal, "").map_err(files(&signal))?;
+            tools.give(&signal)?;
+            Ok(())
+        })
+        .await?;
+        let cluster = self.start(dir).await?;
+        // The server answers read-only while it replays; the branch is ready once promoted.
+        for _ in 0..300 {
+            let row = cluster
+                .admin
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await?;
+            if !row.get::<_, bool>(0) {
+                return Ok(cluster);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(files(&cluster.dir)(std::io::Error::other(
+            "point-in-time recovery did not finish in 30 s",
+        )))
     }
 
     fn dir(&self, id: &str) -> Result<PathBuf, BackendError> {
@@ -433,6 +509,15 @@ impl Cluster {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Whether `lsn` is at or before where its WAL is now.
+    pub async fn has_lsn(&self, lsn: &str) -> Result<bool, BackendError> {
+        let row = self
+            .admin
+            .query_one("SELECT $1::text::pg_lsn <= pg_current_wal_lsn()", &[&lsn])
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Deletes every row of every table in every database, keeping the tables: what a

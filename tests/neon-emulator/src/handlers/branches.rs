@@ -1,6 +1,7 @@
 //! Branches: list, get, create (a copy of the parent's roles and databases), update, delete.
 
 use super::*;
+use crate::backend::PointInTime;
 
 pub(super) async fn list_branches(State(ctx): Ctx_, Path(id): Path<String>) -> Answer {
     let st = ctx.state.lock().await;
@@ -61,13 +62,18 @@ pub(super) async fn create_branch(
             )));
         }
     };
-    // Points in the parent's past: the emulator keeps no history of a branch's data.
-    for field in ["parent_lsn", "parent_timestamp"] {
-        if body["branch"].get(field).is_some_and(|v| !v.is_null()) {
-            return Err(bad_request(format!(
-                "{field}: the emulator keeps no history; it branches from the parent's current data only"
-            )));
-        }
+    let point = point_in_time(&body["branch"], parent, parent_id == p.default_branch_id)?;
+    if let Some(PointInTime::Lsn(lsn)) = &point
+        && !parent.cluster.has_lsn(lsn).await.map_err(|e| {
+            bad_request(format!(
+                "parent_lsn: `{lsn}` is not an LSN ({})",
+                e.db_message().unwrap_or_default()
+            ))
+        })?
+    {
+        return Err(bad_request(format!(
+            "parent_lsn: {lsn} is beyond the parent branch's current LSN"
+        )));
     }
     let branch_id = ctx.rng.lock().unwrap().resource_id("br");
     let name = body["branch"]["name"]
@@ -92,11 +98,15 @@ pub(super) async fn create_branch(
     }
 
     // A copy of the parent's server: its roles (same passwords) and databases (same data).
-    let cluster = ctx
-        .clusters
-        .branch(&parent.cluster, &branch_id)
-        .await
-        .map_err(internal)?;
+    let cluster = match &point {
+        None => ctx.clusters.branch(&parent.cluster, &branch_id).await,
+        Some(point) => {
+            ctx.clusters
+                .branch_at(&parent.cluster, &branch_id, point)
+                .await
+        }
+    }
+    .map_err(internal)?;
     if schema_only {
         // The tables, none of their rows (`init_source` in Neon's spec).
         cluster.empty_tables().await.map_err(internal)?;
@@ -319,4 +329,55 @@ fn check_annotation(v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
             ))),
         })
         .collect()
+}
+
+/// `parent_timestamp` or `parent_lsn`, checked as Neon checks them: one of the two, a time
+/// in the past and within the branch's history. The emulator keeps the history of a
+/// project's first branch (its WAL since the project was made), the branch previews start
+/// from; another parent is refused with a message that says so.
+fn point_in_time(
+    branch: &Value,
+    parent: &Branch,
+    parent_is_first: bool,
+) -> Result<Option<PointInTime>, ApiError> {
+    let point = match (
+        branch["parent_timestamp"].as_str(),
+        branch["parent_lsn"].as_str(),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(bad_request(
+                "specify either parent_lsn or parent_timestamp, not both",
+            ));
+        }
+        (Some(t), None) => {
+            let rfc = &time::format_description::well_known::Rfc3339;
+            let at = time::OffsetDateTime::parse(t, rfc).map_err(|_| {
+                bad_request(
+                    "parent_timestamp: must be an ISO 8601 time, such as 2024-02-26T12:00:00Z",
+                )
+            })?;
+            if at > time::OffsetDateTime::now_utc() {
+                return Err(bad_request("parent_timestamp: must not be in the future"));
+            }
+            let created = time::OffsetDateTime::parse(&parent.created_at, rfc)
+                .map_err(|_| bad_request("parent branch has no creation time"))?;
+            if at < created {
+                return Err(bad_request(format!(
+                    "parent_timestamp: {t} is before the parent branch's history (it was created at {})",
+                    parent.created_at
+                )));
+            }
+            PointInTime::Time(crate::util::rfc3339(at.unix_timestamp()))
+        }
+        (None, Some(l)) => PointInTime::Lsn(l.to_owned()),
+    };
+    let from_template =
+        parent_is_first && parent.parent_id.is_none() && parent.init_source == "parent-data";
+    if !from_template {
+        return Err(bad_request(
+            "the emulator keeps the history of a project's first branch only; branch from it, or without parent_lsn/parent_timestamp",
+        ));
+    }
+    Ok(Some(point))
 }
