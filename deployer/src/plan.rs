@@ -226,9 +226,9 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
             },
             Some(recorded) => {
                 let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
-                // Recorded by IDs only (created, then an operation failed), or by a
-                // version without `branch_id`: finished by an update that reads its outputs.
-                if r.kind == Kind::Project && !recorded.outputs.contains_key("branch_id") {
+                // Recorded by IDs only (created, then an operation failed): finished by
+                // an update that reads its outputs.
+                if r.kind == Kind::Project && recorded.outputs.is_empty() {
                     fields.push(FieldChange {
                         field: "outputs".to_owned(),
                         old: Some(Value::String("(not recorded)".to_owned())),

@@ -180,3 +180,144 @@ pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<S
     }
     Ok(gone)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::EnvSource;
+    use crate::state::ResourceState;
+
+    /// The guide's full stack, with every stage but prod branching from prod.
+    const FULL: &str = r#"
+[app]
+name = "demo"
+[stages.prod]
+protect = true
+[stages.default]
+branch_from = "prod"
+expires_in = "12h"
+[neon.project.P]
+name = "demo-project"
+[neon.branch.Dev]
+project = "P"
+name = "feature-x"
+[neon.branch.Scratch]
+project = "P"
+[neon.endpoint.E]
+branch = "Dev"
+[neon.role.R]
+branch = "Dev"
+name = "app"
+import = "proj-1/br-dev/app"
+"#;
+
+    fn record(kind: Kind, ids: &[(&str, &str)], outputs: &[(&str, &str)]) -> ResourceState {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        ResourceState {
+            kind,
+            ids: map(ids),
+            inputs: serde_json::json!({}),
+            outputs: map(outputs),
+            imported: false,
+        }
+    }
+
+    fn prod() -> StageState {
+        let mut s = StageState {
+            app: "demo".into(),
+            stage: "prod".into(),
+            ..Default::default()
+        };
+        s.resources.insert(
+            "P".into(),
+            record(
+                Kind::Project,
+                &[("project_id", "proj-1")],
+                &[("name", "demo-project"), ("default_branch_id", "br-main")],
+            ),
+        );
+        s.resources.insert(
+            "Dev".into(),
+            record(
+                Kind::Branch,
+                &[("project_id", "proj-1"), ("branch_id", "br-dev")],
+                &[],
+            ),
+        );
+        s
+    }
+
+    fn config() -> Config {
+        crate::config::parse(Path::new("infra.toml"), FULL, &EnvSource::default()).unwrap()
+    }
+
+    use std::path::Path;
+
+    #[test]
+    fn projects_become_the_stages_branch_and_branches_copies_of_the_bases() {
+        let own = StageState::default();
+        let staged = for_stage(&config(), "pr-7", &own, &prod()).unwrap();
+        let Spec::PreviewBranch(p) = &staged.resource("P").unwrap().spec else {
+            panic!("the project is the stage's branch");
+        };
+        assert_eq!(p.project_id, "proj-1");
+        assert_eq!(p.name, "preview/pr-7");
+        assert_eq!(p.default_branch_id.as_deref(), Some("br-main"));
+        assert_eq!(p.expires_in, Some(12 * 3600));
+        assert_eq!(p.annotation, annotation("demo", "pr-7"));
+        // Dev is a copy of prod's Dev; Scratch, which prod never made, a branch of the
+        // stage's own branch. Both are named under the stage's.
+        let Spec::Branch {
+            name, parent, copy, ..
+        } = &staged.resource("Dev").unwrap().spec
+        else {
+            panic!()
+        };
+        assert_eq!(name.as_literal().unwrap(), "preview/pr-7/feature-x");
+        assert_eq!(copy.as_ref().unwrap().of.as_deref(), Some("br-dev"));
+        assert_eq!(parent, &None);
+        let Spec::Branch { parent, copy, .. } = &staged.resource("Scratch").unwrap().spec else {
+            panic!()
+        };
+        assert_eq!(parent.as_deref(), Some("P"));
+        assert_eq!(copy.as_ref().unwrap().of, None);
+        // An import names prod's role: the stage has its own copy.
+        assert_eq!(staged.resource("R").unwrap().import, None);
+        // prod itself is deployed as written.
+        let same = for_stage(&config(), "prod", &own, &StageState::default()).unwrap();
+        assert!(matches!(
+            same.resource("P").unwrap().spec,
+            Spec::Project { .. }
+        ));
+    }
+
+    #[test]
+    fn a_base_not_deployed_or_a_stage_with_its_own_project_is_refused() {
+        let err = for_stage(
+            &config(),
+            "pr-7",
+            &StageState::default(),
+            &StageState::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`prod`, which has not deployed `P`"), "{err}");
+        let mut own = StageState::default();
+        own.resources.insert(
+            "P".into(),
+            record(Kind::Project, &[("project_id", "proj-own")], &[]),
+        );
+        let err = for_stage(&config(), "pr-7", &own, &prod())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has its own Neon project `P` recorded"),
+            "{err}"
+        );
+    }
+}

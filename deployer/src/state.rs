@@ -155,10 +155,27 @@ pub fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateErro
             version: state.version,
         });
     }
-    Ok(StageState {
+    let mut state = StageState {
         version: CURRENT_VERSION,
         ..state
-    })
+    };
+    state.fill_branch_ids();
+    Ok(state)
+}
+
+impl StageState {
+    /// A project recorded before projects had a `branch_id` output: its connection outputs
+    /// describe its default branch, so that is its `branch_id` (no deploy needed for it).
+    pub fn fill_branch_ids(&mut self) {
+        for r in self.resources.values_mut() {
+            if r.kind == Kind::Project
+                && !r.outputs.contains_key("branch_id")
+                && let Some(default) = r.outputs.get("default_branch_id").cloned()
+            {
+                r.outputs.insert("branch_id".to_owned(), default);
+            }
+        }
+    }
 }
 
 fn first_version() -> u32 {

@@ -14,7 +14,8 @@ fn run_case(dir: &Path) -> String {
     let env = EnvSource::default();
     let mut config = config::load(&dir.join("infra.toml"), &env).expect("fixture infra.toml");
     let state: StageState = match std::fs::read_to_string(dir.join("state.json")) {
-        Ok(text) => serde_json::from_str(&text).expect("fixture state.json"),
+        Ok(text) => crate::state::parse_state(text.as_bytes(), "fixture state.json")
+            .expect("fixture state.json"),
         Err(_) => StageState {
             version: 1,
             app: config.app.clone(),
