@@ -183,6 +183,8 @@ pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<S
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::env::EnvSource;
     use crate::state::ResourceState;
@@ -255,8 +257,6 @@ import = "proj-1/br-dev/app"
     fn config() -> Config {
         crate::config::parse(Path::new("infra.toml"), FULL, &EnvSource::default()).unwrap()
     }
-
-    use std::path::Path;
 
     #[test]
     fn projects_become_the_stages_branch_and_branches_copies_of_the_bases() {

@@ -70,6 +70,18 @@ async fn create_branch(stack: &DeployStack, project: &str, body: Value) -> Strin
     }
 }
 
+/// Makes a branch expire in the emulator (`deleted`: and waits until Neon's job deleted it).
+async fn expire(stack: &DeployStack, project: &str, branch: &str, deleted: bool) {
+    assert!(
+        stack
+            .neon
+            .emulator
+            .expire_branch(project, branch, deleted)
+            .await,
+        "no branch {branch}"
+    );
+}
+
 /// Seconds since the epoch of Neon's RFC 3339 time.
 fn unix(t: &str) -> i64 {
     time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -332,13 +344,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     assert_eq!(rows(&uri_of(&pr3)).await, ["from prod"]);
 
     // Neon deletes pr-2's branch when it expires; the next deploy makes it again.
-    assert!(
-        stack
-            .neon
-            .emulator
-            .expire_branch(&project, &id(&pr2), true)
-            .await
-    );
+    expire(&stack, &project, &id(&pr2), true).await;
     let again = deploy(&stack, "pr-2").await;
     assert!(again.stderr.contains("is gone"), "{}", again.stderr);
     assert!(
@@ -352,20 +358,8 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
 
     // What prune finds: pr-2's branch gone, pr-3's expired (Neon has not deleted it yet),
     // and an expired branch of this app that no stage records. Not a branch made by hand.
-    assert!(
-        stack
-            .neon
-            .emulator
-            .expire_branch(&project, &id(&pr2_again), true)
-            .await
-    );
-    assert!(
-        stack
-            .neon
-            .emulator
-            .expire_branch(&project, &id(&pr3), false)
-            .await
-    );
+    expire(&stack, &project, &id(&pr2_again), true).await;
+    expire(&stack, &project, &id(&pr3), false).await;
     let orphan = create_branch(
         &stack,
         &project,
@@ -382,7 +376,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     )
     .await;
     for b in [&orphan, &by_hand] {
-        assert!(stack.neon.emulator.expire_branch(&project, b, false).await);
+        expire(&stack, &project, b, false).await;
     }
 
     // Without --yes and no terminal: the list, exit 2, nothing removed.

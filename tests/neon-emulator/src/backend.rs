@@ -151,6 +151,23 @@ fn files(path: &Path) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
 }
 
 /// A loopback port nobody listens on right now.
+/// Copies a data folder; `-a` keeps the owner (the `postgres` account when we are root)
+/// and modes.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), BackendError> {
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .map_err(files(to))?;
+    if !copied.status.success() {
+        return Err(files(to)(std::io::Error::other(
+            String::from_utf8_lossy(&copied.stderr).into_owned(),
+        )));
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16, BackendError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -235,22 +252,7 @@ impl Clusters {
     pub async fn create(&self, id: &str) -> Result<Cluster, BackendError> {
         let (template, dir) = (self.template.clone(), self.dir(id)?);
         let data = dir.join("data");
-        blocking(move || {
-            // `-a` keeps the owner (the `postgres` account when we are root) and modes.
-            let copied = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&template)
-                .arg(&data)
-                .output()
-                .map_err(files(&data))?;
-            if !copied.status.success() {
-                return Err(files(&data)(std::io::Error::other(
-                    String::from_utf8_lossy(&copied.stderr).into_owned(),
-                )));
-            }
-            Ok(())
-        })
-        .await?;
+        blocking(move || copy_dir(&template, &data)).await?;
         self.start(dir).await
     }
 
@@ -312,17 +314,7 @@ impl Clusters {
             PointInTime::Lsn(l) => format!("recovery_target_lsn = '{l}'\n"),
         };
         blocking(move || {
-            let copied = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&template)
-                .arg(&data)
-                .output()
-                .map_err(files(&data))?;
-            if !copied.status.success() {
-                return Err(files(&data)(std::io::Error::other(
-                    String::from_utf8_lossy(&copied.stderr).into_owned(),
-                )));
-            }
+            copy_dir(&template, &data)?;
             localpg::append_conf(
                 &data,
                 &format!(
