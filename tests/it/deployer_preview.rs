@@ -3,17 +3,28 @@
 //! pushed forward, made again once Neon deleted it, pruned, and removed without touching
 //! prod's project, default branch or data.
 
-use harness::deploy::{DeployStack, Run};
+use harness::deploy::{DeployStack, Run, temp_config};
 use harness::paths::fixture;
 use harness::pg::connect_uri;
 use serde_json::{Value, json};
 
 const PREVIEW: &str = "infra/guide-preview.toml";
 
+/// The fixture, copied outside the workspace once: deploys of it take the api built once
+/// by `lambda_artifacts`, not a `cargo lambda build` each (concurrent ones race to move
+/// the same binary into target/lambda).
+fn preview_config() -> &'static std::path::Path {
+    static CONFIG: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    &CONFIG
+        .get_or_init(|| temp_config(&std::fs::read_to_string(fixture(PREVIEW)).unwrap()))
+        .1
+}
+
 async fn outputs(stack: &DeployStack, stage: &str) -> Value {
     let run = stack
         .run(
-            &fixture(PREVIEW),
+            preview_config(),
             &["outputs", "--stage", stage, "--json", "--reveal"],
         )
         .await
@@ -23,7 +34,7 @@ async fn outputs(stack: &DeployStack, stage: &str) -> Value {
 
 async fn deploy(stack: &DeployStack, stage: &str) -> Run {
     stack
-        .run(&fixture(PREVIEW), &["deploy", "--stage", stage])
+        .run(preview_config(), &["deploy", "--stage", stage])
         .await
         .ok()
 }
@@ -258,7 +269,7 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
     // For CI: url, branch_id and the masked database URL.
     let gh = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = stack.command(
-        &fixture(PREVIEW),
+        preview_config(),
         &["outputs", "--stage", "pr-1", "--github-output"],
     );
     let out = cmd.env("GITHUB_OUTPUT", gh.path()).output().await.unwrap();
@@ -288,7 +299,7 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
 
     // `dev` never changes a protected stage from a laptop.
     let dev = stack
-        .run(&fixture(PREVIEW), &["dev", "--stage", "prod", "--", "true"])
+        .run(preview_config(), &["dev", "--stage", "prod", "--", "true"])
         .await;
     assert_eq!(dev.code, 2, "{}", dev.all());
     assert!(
@@ -299,7 +310,7 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
 
     // Removing the preview deletes its function and branch; prod keeps everything.
     stack
-        .run(&fixture(PREVIEW), &["remove", "--stage", "pr-1", "--yes"])
+        .run(preview_config(), &["remove", "--stage", "pr-1", "--yes"])
         .await
         .ok();
     let (list, _) = branches(&stack, &project).await;
@@ -380,7 +391,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     }
 
     // Without --yes and no terminal: the list, exit 2, nothing removed.
-    let listed = stack.run(&fixture(PREVIEW), &["prune"]).await;
+    let listed = stack.run(preview_config(), &["prune"]).await;
     assert_eq!(listed.code, 2, "{}", listed.all());
     for stage in ["pr-2", "pr-3", "pr-9"] {
         assert!(listed.stdout.contains(stage), "{}", listed.stdout);
@@ -389,7 +400,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     assert!(stack.state_file("pr-2").exists());
 
     let pruned = stack
-        .run(&fixture(PREVIEW), &["prune", "--keep", "pr-3", "--yes"])
+        .run(preview_config(), &["prune", "--keep", "pr-3", "--yes"])
         .await
         .ok();
     assert!(
@@ -426,7 +437,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     );
     std::fs::write(&file, tampered).unwrap();
     let refused = stack
-        .run(&fixture(PREVIEW), &["remove", "--stage", "pr-3", "--yes"])
+        .run(preview_config(), &["remove", "--stage", "pr-3", "--yes"])
         .await;
     assert_eq!(refused.code, 2, "{}", refused.all());
     assert!(
@@ -457,7 +468,7 @@ async fn a_preview_can_start_from_prods_data_as_it_was() {
     let text = std::fs::read_to_string(fixture("infra/guide-preview-at.toml"))
         .unwrap()
         .replace("at:2026-01-01T00:00:00Z", &format!("at:{at}"));
-    let (_dir, config) = harness::deploy::temp_config(&text);
+    let (_dir, config) = temp_config(&text);
     stack
         .run(&config, &["deploy", "--stage", "past"])
         .await

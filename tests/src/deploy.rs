@@ -152,9 +152,12 @@ impl DeployStack {
         cmd.envs(self.env())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        // Configs outside the workspace use the binary built by `lambda_artifacts`.
+        // Configs outside the workspace use the binary built by `lambda_artifacts`. Those in
+        // it are built by the deployer (`cargo lambda build`), never while that build runs:
+        // two at once race to move the same binary into target/lambda.
+        let artifacts = lambda_artifacts();
         if !config.starts_with(workspace_root()) {
-            cmd.env("DEPLOYER_ARTIFACT_DIR", lambda_artifacts());
+            cmd.env("DEPLOYER_ARTIFACT_DIR", artifacts);
         }
         cmd
     }
