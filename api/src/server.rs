@@ -48,6 +48,22 @@ pub async fn shutdown_signal() {
 /// Runs under the Lambda runtime (function URL events, payload format 2.0) until the
 /// runtime stops. Call only when `AWS_LAMBDA_RUNTIME_API` is set: `lambda_http` panics
 /// without it.
+///
+/// `run_concurrent` serves `AWS_LAMBDA_MAX_CONCURRENCY` invocations at once where Lambda
+/// sets it (Managed Instances; `cargo lambda watch` sets it too) and one at a time
+/// otherwise, as `run` does. It needs a response that is `Sync`, which axum's streaming
+/// body is not, so each response is converted to lambda_http's (the conversion `run`
+/// makes anyway: text or base64 by content type).
 pub async fn run_lambda(app: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(app).await
+    use lambda_http::tower::ServiceExt;
+    let handler = lambda_http::tower::service_fn(move |request: lambda_http::Request| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await?;
+            Ok::<_, std::convert::Infallible>(
+                lambda_http::IntoResponse::into_response(response).await,
+            )
+        }
+    });
+    lambda_http::run_concurrent(handler).await
 }

@@ -20,22 +20,28 @@ async fn response(runtime: &RuntimeApi, name: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn function_url_events_get_function_url_responses() {
-    let pg = PgCluster::start();
+/// The api binary under `runtime`, linked to a fresh database, with `extra` variables.
+async fn function(runtime: &RuntimeApi, pg: &PgCluster, extra: &[(&str, &str)]) -> Spawned {
     pg.create_app_db("app", "lambda-pw", "appdb").await;
     let link = serde_json::json!({
         "connection_string": pg.url("app", "lambda-pw", "appdb", "sslmode=require&channel_binding=require")
     })
     .to_string();
-    let runtime = RuntimeApi::start().await;
     let mut env: std::collections::BTreeMap<String, String> = runtime
         .function_env()
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     env.insert("LINK_NeonDB".into(), link);
-    let function = Spawned::start(clean_command(&workspace_bin("api"), &env));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Spawned::start(clean_command(&workspace_bin("api"), &env))
+}
+
+#[tokio::test]
+async fn function_url_events_get_function_url_responses() {
+    let pg = PgCluster::start();
+    let runtime = RuntimeApi::start().await;
+    let function = function(&runtime, &pg, &[]).await;
 
     let version = response(&runtime, "function-url-get-version.json").await;
     assert_eq!(
@@ -69,4 +75,26 @@ async fn function_url_events_get_function_url_responses() {
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+}
+
+/// Lambda Managed Instances (and `cargo lambda watch`) set AWS_LAMBDA_MAX_CONCURRENCY: one
+/// instance then serves that many invocations at once, without the runtime's warning that
+/// it would run them one by one.
+#[tokio::test]
+async fn an_instance_serves_concurrent_invocations_when_lambda_allows_them() {
+    let pg = PgCluster::start();
+    let runtime = RuntimeApi::start().await;
+    let function = function(&runtime, &pg, &[("AWS_LAMBDA_MAX_CONCURRENCY", "4")]).await;
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        answers.push(runtime.submit(event("function-url-get-version.json")).await);
+    }
+    for answer in answers {
+        match tokio::time::timeout(Duration::from_secs(20), answer).await {
+            Ok(Ok(Outcome::Response(v))) => assert_eq!(v["statusCode"], 200, "{v}"),
+            other => panic!("{other:?}\n{}", function.output()),
+        }
+    }
+    let logs = function.output();
+    assert!(!logs.contains("running sequentially"), "{logs}");
 }

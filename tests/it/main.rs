@@ -1,6 +1,7 @@
 //! Integration tests against real parts: PostgreSQL clusters started by the harness, the
 //! api binary, a Lambda Runtime API emulator, and `cargo lambda watch`.
 
+mod api_edge;
 mod api_lambda;
 mod api_load;
 mod api_pooler;

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod aws_model;
 pub mod certs;
 pub mod deploy;
+pub mod edge;
 pub mod load;
 pub mod neon;
 pub mod paths;

@@ -101,6 +101,10 @@ pub enum ConnInfoError {
     BadSslMode,
     #[error("`sslrootcert` is empty")]
     EmptyRootCert,
+    #[error(
+        "weak `sslmode` \"{0}\" may not be used with `sslnegotiation=direct` (use require, verify-ca or verify-full)"
+    )]
+    WeakModeForDirect(&'static str),
     #[error("{0}")]
     Rejected(#[source] tokio_postgres::Error),
 }
@@ -154,6 +158,16 @@ pub fn parse(s: &str) -> Result<ConnInfo, ConnInfoError> {
     }
 
     let mut config = tokio_postgres::Config::from_str(&rest).map_err(ConnInfoError::Rejected)?;
+    // libpq 17: TLS first, no SSLRequest round trip, only when TLS is required (a server
+    // that does not speak TLS could not be fallen back from).
+    if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct
+        && !matches!(
+            tls.mode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        )
+    {
+        return Err(ConnInfoError::WeakModeForDirect(tls.mode.as_str()));
+    }
     config.ssl_mode(match tls.mode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         // tokio-postgres has no `allow` (plaintext first); trying TLS first is the safer reading.
@@ -272,6 +286,30 @@ fn keyword_pairs(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
 mod tests {
     use super::*;
     use tokio_postgres::config::Host;
+
+    #[test]
+    fn direct_tls_negotiation_needs_a_mode_that_requires_tls() {
+        use tokio_postgres::config::SslNegotiation;
+        let info =
+            parse("postgresql://u:secret@h/db?sslmode=require&sslnegotiation=direct").unwrap();
+        assert_eq!(info.config.get_ssl_negotiation(), SslNegotiation::Direct);
+        let default = parse("postgresql://u:secret@h/db?sslmode=require").unwrap();
+        assert_eq!(
+            default.config.get_ssl_negotiation(),
+            SslNegotiation::Postgres
+        );
+        for weak in ["prefer", "allow", "disable"] {
+            let err = parse(&format!(
+                "postgresql://u:secret@h/db?sslmode={weak}&sslnegotiation=direct"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(&format!("weak `sslmode` \"{weak}\"")), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        // libpq's default sslmode (prefer) is weak too.
+        assert!(parse("host=h sslnegotiation=direct").is_err());
+    }
 
     #[test]
     fn neon_uri_keeps_channel_binding_and_requires_tls() {

@@ -101,10 +101,13 @@ pub fn connector(policy: &TlsPolicy) -> Result<Option<MakeRustlsConnect>, TlsSet
             }
         }
     };
-    let config = builder
+    let mut config = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    // libpq 17 always offers ALPN `postgresql`; PostgreSQL 17 refuses a direct TLS
+    // connection (`sslnegotiation=direct`) without it, and servers before 17 ignore it.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
