@@ -45,6 +45,11 @@ def run(cmd, **kw):
 
 # ---- PostgreSQL ------------------------------------------------------------------------
 
+SCRAM_ROLE, SCRAM_PASSWORD = "bench_scram", "bench-scram-pw"
+# Round trips from nothing to the first row, over TLS to Neon: TCP 1, TLS 1 (1.3, started
+# directly), start-up with SCRAM-SHA-256 3, the query 1.
+FLOOR_ROUND_TRIPS = 6
+
 class Postgres:
     """A throwaway cluster, trust auth on loopback. It serves TLS too (a self-signed
     certificate), for the cold-start rows with `sslmode=require`; the load rows connect
@@ -72,8 +77,19 @@ class Postgres:
             f.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
                     "max_connections = 200\nshared_buffers = 128MB\nfsync = off\n"
                     "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        # A role that logs in with SCRAM-SHA-256 over TCP, as every Neon role does: the
+        # network rows count its three start-up round trips (first match wins in pg_hba).
+        hba = os.path.join(self.data, "pg_hba.conf")
+        with open(hba) as f:
+            rules = f.read()
+        with open(hba, "w") as f:
+            f.write(f"host all {SCRAM_ROLE} 127.0.0.1/32 scram-sha-256\n" + rules)
         self.tool("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-o", f"-p {self.port}", "start")
+        self.tool("psql", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-c",
+                  f"CREATE ROLE {SCRAM_ROLE} LOGIN PASSWORD '{SCRAM_PASSWORD}'")
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        self.cert = os.path.join(self.data, "server.crt")
+        self.key = os.path.join(self.data, "server.key")
 
     def tool(self, name, *args):
         cmd = [os.path.join(self.bindir, name), *args]
@@ -213,6 +229,62 @@ def pgbench(pg, bindir, seconds, connections):
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+# ---- fixed rate, and a network in front of PostgreSQL -----------------------------------
+
+def fixed_rate(bench_rate, port, rate, seconds, connections):
+    out = run([bench_rate, f"http://127.0.0.1:{port}/version", str(rate), str(seconds), str(connections)],
+              capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+class PgEdge:
+    """tests/src/bin/pg-edge: a one-way delay on every packet, TLS terminated as Neon's
+    proxy does (SSLRequest or direct), round trips counted per connection."""
+
+    def __init__(self, binary, pg, rtt_ms):
+        self.stats = os.path.join(OUT, f"edge-{rtt_ms}ms.json")
+        if os.path.exists(self.stats):
+            os.remove(self.stats)
+        self.proc = subprocess.Popen([binary, str(pg.port), str(rtt_ms / 2), pg.cert, pg.key, self.stats],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().strip().rsplit(":", 1)[1])
+
+    def connections(self):
+        time.sleep(0.02)  # the file is rewritten every 5 ms
+        try:
+            with open(self.stats) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return []
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def warm_latencies(port, n):
+    """`n` sequential `/version` on one keep-alive connection, ms each."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.request("GET", "/version")
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"/version answered {resp.status}")
+            out.append((time.perf_counter() - t0) * 1000)
+    finally:
+        conn.close()
+    return out
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(len(v) * p + 0.999999) - 1))]
+
+
 # ---- main --------------------------------------------------------------------------------
 
 def summary(values):
@@ -227,6 +299,8 @@ def main():
     ap.add_argument("--bench-lambda", required=True)
     ap.add_argument("--bench-deploy")
     ap.add_argument("--zip", required=True)
+    ap.add_argument("--bench-rate", required=True)
+    ap.add_argument("--pg-edge", required=True)
     args = ap.parse_args()
 
     rounds, seconds, warmup, cold_runs, conns = (1, 2, 1, 3, 32) if args.quick else (3, 8, 3, 7, 32)
@@ -258,6 +332,17 @@ def main():
                 for name in impls:  # interleaved, so drift hits both alike
                     log(f"round {r + 1}/{rounds} {name} {path}")
                     load[name][path].append(measure_load(servers[name], pg, path, seconds, conns))
+        # Latency at equal offered load, open loop: 25%, 50% and 75% of the peer's capacity.
+        capacity = med(load, "peer", "/version", "rps")
+        fixed = []
+        for share in (0.25, 0.5, 0.75):
+            rate = round(capacity * share)
+            entry = {"share": share, "rate": rate}
+            for name in impls:
+                log(f"fixed rate {rate}/s {name}")
+                entry[name] = fixed_rate(args.bench_rate, servers[name].port, rate, seconds, conns)
+            fixed.append(entry)
+        results["fixed_rate"] = fixed
         for name, server in servers.items():
             rss[name]["after_load_mib"] = rss_mib(server.proc.pid)
             server.stop()
@@ -308,6 +393,35 @@ def main():
 
         results["lambda"] = lambda_mode(ours_url, pg.url, True)
         results["lambda_tls"] = lambda_mode(tls_urls["ours"], tls_urls["peer"], False)
+
+        # 8: PostgreSQL a network hop away (1 ms RTT within a region, 20 ms across), behind
+        # a TLS edge as Neon's, with a SCRAM role: cold start, round trips, warm latency.
+        results["network"] = {}
+        for rtt in (1, 20):
+            log(f"network, RTT {rtt} ms")
+            edge = PgEdge(args.pg_edge, pg, rtt)
+            try:
+                base = f"postgres://{SCRAM_ROLE}:{SCRAM_PASSWORD}@127.0.0.1:{edge.port}/postgres"
+                urls = {"peer": base + "?sslmode=no-verify",
+                        "ours": base + "?sslmode=require&sslnegotiation=direct"}
+                net = {name: {"cold_ms": [], "round_trips": [], "warm_ms": []} for name in impls}
+                for _ in range(cold_runs):
+                    for name, (cmd, env, cwd) in impls.items():
+                        before = len(edge.connections())
+                        s = Server(name, cmd, {**env, "DATABASE_URL": urls[name]}, cwd)
+                        net[name]["cold_ms"].append(s.first_200_s * 1000)
+                        new = edge.connections()[before:]
+                        net[name]["round_trips"].append(new[0]["round_trips"] if new else None)
+                        net[name]["warm_ms"] += warm_latencies(s.port, 10 if args.quick else 40)
+                        s.stop()
+                lam = lambda_mode(urls["ours"], urls["peer"], False)
+                results["network"][str(rtt)] = {
+                    name: {"cold_ms": summary(v["cold_ms"]), "round_trips": v["round_trips"],
+                           "warm_p50_ms": pct(v["warm_ms"], 0.5), "warm_p99_ms": pct(v["warm_ms"], 0.99),
+                           "lambda_first_ms": lam[name]["first_ms"]}
+                    for name, v in net.items()}
+            finally:
+                edge.stop()
     finally:
         pg.stop()
 
@@ -385,6 +499,26 @@ def render(res):
         f"{lt['ours']['first_ms']['median'] - lam['ours']['first_ms']['median']:+.1f} ms vs no TLS")
     row("Lambda: warm invocation, ms", f"{lam['peer']['warm_ms']['median']:.3f}", f"{lam['ours']['warm_ms']['median']:.3f}",
         f"{lam['ours']['warm_ms']['median'] / lam['peer']['warm_ms']['median']:.2f}×", "")
+    for f in res.get("fixed_rate", []):
+        p, o = f["peer"], f["ours"]
+        row(f"`/version` at {f['rate']:,}/s ({f['share']:.0%} of the peer's capacity), open loop: p50 / p99 / p99.9 ms",
+            f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} / {p['p999_ms']:.2f}",
+            f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f} / {o['p999_ms']:.2f}",
+            f"p99 {o['p99_ms'] / p['p99_ms']:.2f}×, p99.9 {o['p999_ms'] / p['p999_ms']:.2f}×",
+            "p99 ≤ 0.33×, p99.9 ≤ 0.5×")
+    for rtt, net in res.get("network", {}).items():
+        p, o = net["peer"], net["ours"]
+        floor = FLOOR_ROUND_TRIPS * int(rtt)
+        rts = lambda x: "/".join(str(r) for r in sorted(set(x["round_trips"])))
+        row(f"RTT {rtt} ms, TLS edge, SCRAM: cold start, ms (round trips; floor {FLOOR_ROUND_TRIPS} = {floor} ms)",
+            f"{p['cold_ms']['median']:.1f} ({rts(p)})", f"{o['cold_ms']['median']:.1f} ({rts(o)})",
+            f"{o['cold_ms']['median'] / p['cold_ms']['median']:.3f}×",
+            f"≤ floor + 1 round trip{'; ≤ 0.2×' if rtt == '1' else ''}")
+        row(f"RTT {rtt} ms: Lambda exec → first `/version` response, ms", f"{p['lambda_first_ms']['median']:.1f}",
+            f"{o['lambda_first_ms']['median']:.1f}", f"{o['lambda_first_ms']['median'] / p['lambda_first_ms']['median']:.3f}×", "")
+        row(f"RTT {rtt} ms: warm `/version` p50 / p99, ms", f"{p['warm_p50_ms']:.2f} / {p['warm_p99_ms']:.2f}",
+            f"{o['warm_p50_ms']:.2f} / {o['warm_p99_ms']:.2f}", f"p50 {o['warm_p50_ms'] / p['warm_p50_ms']:.2f}×",
+            f"one round trip: {rtt} ms")
     z = res["zip_bytes"]
     row("Lambda zip (cargo lambda's), MB", f"{z['peer'] / 1e6:.2f}", f"{z['ours'] / 1e6:.2f}", f"{z['ours'] / z['peer']:.2f}×", "ours ≤ 3 MB")
     if "deploy" in res and res["deploy"][0].get("zip_bytes"):
