@@ -53,3 +53,73 @@ async fn direct_tls_saves_the_ssl_request_and_reaches_the_floor() {
     assert!(!classic.direct_tls, "{classic:?}");
     assert_eq!(classic.round_trips, FLOOR + 1, "{classic:?}");
 }
+
+/// On Lambda the api connects while the runtime initialises, before the first event: by
+/// the time an invocation arrives, TCP, TLS and SCRAM are done, and the invocation waits
+/// for one round trip only, the query.
+#[tokio::test]
+async fn on_lambda_the_connection_is_made_during_init_not_on_the_first_event() {
+    use harness::paths::{fixture, workspace_bin};
+    use harness::process::{Spawned, clean_command};
+    use harness::runtime_api::{Outcome, RuntimeApi};
+
+    let pg = PgCluster::start();
+    pg.create_app_db("app", "edge-pw", "appdb").await;
+    let cert = TestCa::new("edge test CA").server_cert(&["localhost"]);
+    let edge = Edge::start(EdgeConfig {
+        upstream: ([127, 0, 0, 1], pg.port()).into(),
+        one_way: std::time::Duration::from_millis(2),
+        tls: Some((cert.cert_pem, cert.key_pem)),
+    })
+    .await;
+    let runtime = RuntimeApi::start().await;
+    let mut env: std::collections::BTreeMap<String, String> = runtime
+        .function_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.insert(
+        "DATABASE_URL".into(),
+        format!(
+            "postgresql://app:edge-pw@localhost:{}/appdb?sslmode=require&sslnegotiation=direct",
+            edge.addr.port()
+        ),
+    );
+    let function = Spawned::start(clean_command(&workspace_bin("api"), &env));
+
+    // No event yet: the connection is made all the same, start-up included.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let before = loop {
+        let c = edge.connections();
+        if c.first().is_some_and(|c| c.round_trips == FLOOR - 1) {
+            break c[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection during init: {c:?}\n{}",
+            function.output()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Settled: nothing more happens on it until an event comes.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(edge.connections()[0], before);
+
+    let event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("events/function-url-get-version.json")).unwrap(),
+    )
+    .unwrap();
+    match runtime
+        .invoke(event, std::time::Duration::from_secs(20))
+        .await
+    {
+        Outcome::Response(v) => assert_eq!(v["statusCode"], 200, "{v}"),
+        Outcome::Error(e) => panic!("{e}"),
+    }
+    let after = edge.connections();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        after[0].round_trips, FLOOR,
+        "the invocation waited for the query only"
+    );
+}
