@@ -230,7 +230,7 @@ where
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
         while let Some((due, bytes)) = rx.recv().await {
-            tokio::time::sleep_until(due.into()).await;
+            until(due).await;
             if to.write_all(&bytes).await.is_err() {
                 return;
             }
@@ -254,6 +254,20 @@ where
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Waits until `due`, to well under a millisecond: tokio's timer fires on millisecond
+/// ticks (a 0.5 ms delay would take up to 1.5), so the last stretch yields instead.
+async fn until(due: Instant) {
+    const TICK: Duration = Duration::from_millis(2);
+    if let Some(far) = due.checked_duration_since(Instant::now())
+        && far > TICK
+    {
+        tokio::time::sleep_until((due - TICK).into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A stream that first yields bytes already read from it.
