@@ -4,17 +4,16 @@
 //! `deploy`, `remove` (the plan of an empty config) and `dev` (scope: Neon) carry it out
 //! through `apply`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::config::{Config, Kind, Part, Removal, Resource, Spec, StagePolicy, Template};
+use crate::config::{Config, Kind, Removal, Resource, StagePolicy};
+use crate::resources::{self, desired_inputs};
 use crate::state::StageState;
 
-/// What a value is shown as while it depends on an output not yet known.
-pub const KNOWN_AFTER: &str = "(known after deploy)";
+pub use crate::resources::KNOWN_AFTER;
 
 /// Which resources a plan covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,32 +178,6 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Fields that cannot change in place: the resource is replaced.
-fn replaced_by(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        // A preview stage's branch (`branch_from`) is made again when where it starts changes.
-        Kind::Project => &[
-            "pg_version",
-            "region_id",
-            "org_id",
-            "branch_from",
-            "project_id",
-            "parent",
-            "schema_only",
-        ],
-        Kind::Branch => &["project", "parent", "copy_of"],
-        Kind::Endpoint => &["branch", "type"],
-        Kind::Role => &["branch", "name"],
-        Kind::Database => &["branch"],
-        Kind::Link | Kind::Function => &[],
-    }
-}
-
-/// Fields whose values are secrets: diffs say only that they changed.
-fn secret_field(kind: Kind, field: &str) -> bool {
-    matches!(kind, Kind::Link | Kind::Function) && (field == "properties" || field == "environment")
-}
-
 /// Compares what `config` declares with what `state` recorded.
 pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Scope) -> Plan {
     let in_scope = |kind: Kind| scope == Scope::All || kind != Kind::Function;
@@ -226,39 +199,13 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
             },
             Some(recorded) => {
                 let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
-                // Recorded by IDs only (created, then an operation failed): finished by
-                // an update that reads its outputs.
-                if r.kind == Kind::Project && recorded.outputs.is_empty() {
+                // Outputs recorded incomplete (a create whose operation failed, a database
+                // recorded while its branch had no read-write endpoint) or that every deploy
+                // moves (a preview branch's expiry): computed again, not left as they are.
+                for (field, old) in resources::outputs_to_compute(r, recorded) {
                     fields.push(FieldChange {
-                        field: "outputs".to_owned(),
-                        old: Some(Value::String("(not recorded)".to_owned())),
-                        new: Some(Value::String(KNOWN_AFTER.to_owned())),
-                        secret: false,
-                        forces_replacement: false,
-                    });
-                }
-                // A preview branch's expiry moves forward on every deploy.
-                if let Spec::PreviewBranch(p) = &r.spec
-                    && p.expires_in.is_some()
-                {
-                    fields.push(FieldChange {
-                        field: "expires_at".to_owned(),
-                        old: recorded.outputs.get("expires_at").map(|e| json!(e)),
-                        new: Some(Value::String(KNOWN_AFTER.to_owned())),
-                        secret: false,
-                        forces_replacement: false,
-                    });
-                }
-                // Recorded while its branch had no read-write endpoint (or by a version without
-                // the pooler's URI): the URIs are computed again, not left empty forever.
-                if r.kind == Kind::Database
-                    && ["connection_uri", "connection_uri_pooler"]
-                        .iter()
-                        .any(|k| recorded.outputs.get(*k).is_none_or(String::is_empty))
-                {
-                    fields.push(FieldChange {
-                        field: "connection_uri".to_owned(),
-                        old: Some(Value::String("(not computed)".to_owned())),
+                        field: field.to_owned(),
+                        old,
                         new: Some(Value::String(KNOWN_AFTER.to_owned())),
                         secret: false,
                         forces_replacement: false,
@@ -276,7 +223,7 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
         };
         let outputs_change = match action {
             Action::Replace => true,
-            Action::Update => matches!(r.kind, Kind::Branch | Kind::Database | Kind::Link),
+            Action::Update => resources::update_changes_outputs(r.kind),
             _ => false,
         };
         if outputs_change && let Some(v) = view.resources.get_mut(&r.name) {
@@ -336,178 +283,18 @@ fn field_changes(kind: Kind, desired: &Value, recorded: &Value) -> Vec<FieldChan
         if &old == new {
             continue;
         }
-        let secret = secret_field(kind, key);
+        let secret = resources::secret_inputs(kind).contains(&key.as_str());
         out.push(FieldChange {
             field: key.clone(),
             old: (!secret).then_some(old),
             new: (!secret).then(|| new.clone()),
             secret,
-            forces_replacement: replaced_by(kind).contains(&key.as_str()),
+            forces_replacement: resources::replaced_by(kind).contains(&key.as_str()),
         });
     }
     // Fields that force a replacement first, as `diff` has always listed them.
     out.sort_by_key(|f| !f.forces_replacement);
     out
-}
-
-/// The recorded outputs of `name`, if it was deployed.
-fn outputs_of<'a>(state: &'a StageState, name: &str) -> Option<&'a BTreeMap<String, String>> {
-    state.resources.get(name).map(|r| &r.outputs)
-}
-
-/// The environment each function will have, where it is known before the deploy: from
-/// recorded outputs, and from links whose properties are literal (or known) themselves.
-/// `None` for a function that waits on an output this deploy produces.
-pub fn known_function_environments(
-    config: &Config,
-    state: &StageState,
-) -> Vec<(String, Option<BTreeMap<String, String>>)> {
-    let mut view = state.clone();
-    for r in &config.resources {
-        if let Spec::Link { properties, .. } = &r.spec {
-            let resolved: Option<BTreeMap<String, String>> = properties
-                .iter()
-                .map(|(k, t)| resolve_template(t, |n| outputs_of(state, n)).map(|v| (k.clone(), v)))
-                .collect();
-            if let Some(outputs) = resolved {
-                view.resources.insert(
-                    r.name.clone(),
-                    crate::state::ResourceState {
-                        kind: r.kind,
-                        ids: BTreeMap::new(),
-                        inputs: Value::Null,
-                        outputs,
-                        imported: false,
-                    },
-                );
-            }
-        }
-    }
-    config
-        .resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Function {
-                links, environment, ..
-            } => Some((
-                r.name.clone(),
-                function_environment(links, environment, &view),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Fills a template's references from `outputs`; `None` if one is not known.
-pub fn resolve_template<'a>(
-    t: &Template,
-    outputs: impl Fn(&str) -> Option<&'a BTreeMap<String, String>>,
-) -> Option<String> {
-    let mut out = String::new();
-    for p in &t.0 {
-        match p {
-            Part::Text(s) => out.push_str(s),
-            Part::Ref { resource, output } => out.push_str(outputs(resource)?.get(output)?),
-        }
-    }
-    Some(out)
-}
-
-/// A template resolved from the state's outputs, or the "known after deploy" marker.
-pub fn resolve_or_marker(t: &Template, state: &StageState) -> Value {
-    resolve_template(t, |n| outputs_of(state, n)).map_or(json!(KNOWN_AFTER), Value::String)
-}
-
-/// `LINK_<Name>` (JSON of the link's properties) plus `environment`, if all are known.
-pub fn function_environment(
-    links: &[String],
-    environment: &BTreeMap<String, Template>,
-    state: &StageState,
-) -> Option<BTreeMap<String, String>> {
-    let mut env = BTreeMap::new();
-    for link in links {
-        let outputs = outputs_of(state, link)?;
-        env.insert(format!("LINK_{link}"), serde_json::to_string(outputs).ok()?);
-    }
-    for (k, t) in environment {
-        env.insert(k.clone(), resolve_template(t, |n| outputs_of(state, n))?);
-    }
-    Some(env)
-}
-
-/// The settings a resource should have, as recorded in state after a deploy; references
-/// are filled from the state's outputs.
-pub fn desired_inputs(r: &Resource, state: &StageState) -> Value {
-    let resolve = |t: &Template| resolve_or_marker(t, state);
-    match &r.spec {
-        Spec::Project {
-            name,
-            pg_version,
-            region_id,
-            org_id,
-            history_retention_seconds,
-        } => json!({
-            "name": resolve(name),
-            "pg_version": pg_version,
-            "region_id": resolve(region_id),
-            "org_id": org_id.as_ref().map(resolve),
-            "history_retention_seconds": history_retention_seconds,
-        }),
-        Spec::PreviewBranch(p) => json!({
-            "branch_from": p.base_stage,
-            "project_id": p.project_id,
-            "name": p.name,
-            "parent": p.parent.as_written(),
-            "schema_only": p.schema_only,
-            "expires_in": p.expires_in,
-        }),
-        Spec::Branch {
-            project,
-            name,
-            parent,
-            copy,
-        } => {
-            let mut inputs = json!({ "project": project, "name": resolve(name), "parent": parent });
-            if let Some(copy) = copy {
-                inputs["copy_of"] = json!(copy.of);
-                inputs["expires_in"] = json!(copy.expires_in);
-            }
-            inputs
-        }
-        Spec::Endpoint { branch, read_write } => json!({
-            "branch": branch, "type": if *read_write { "read_write" } else { "read_only" },
-        }),
-        Spec::Role { branch, name } => json!({ "branch": branch, "name": resolve(name) }),
-        Spec::Database {
-            branch,
-            name,
-            owner,
-        } => json!({ "branch": branch, "name": resolve(name), "owner": owner }),
-        Spec::Link { properties, .. } => json!({
-            "properties": properties
-                .iter()
-                .map(|(k, t)| (k.clone(), resolve(t)))
-                .collect::<Map<_, _>>(),
-        }),
-        Spec::Function {
-            package,
-            links,
-            url,
-            memory,
-            timeout,
-            log_retention_days,
-            arm64,
-            environment,
-        } => {
-            let env = function_environment(links, environment, state);
-            json!({
-                "package": package, "url": url, "memory": memory, "timeout": timeout,
-                "log_retention_days": log_retention_days,
-                "architecture": if *arm64 { "arm64" } else { "x86_64" },
-                "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
-            })
-        }
-    }
 }
 
 #[cfg(test)]

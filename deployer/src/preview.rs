@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{BranchCopy, Config, Kind, Part, PreviewBranch, Spec, Template};
+use crate::config::{BranchCopy, BranchSpec, Config, Kind, Part, PreviewBranch, Spec, Template};
 use crate::error::Failure;
 use crate::neon::Neon;
-use crate::neon::models::{BranchId, ProjectId};
+use crate::resources::{Place, branch, project};
 use crate::state::{StageState, Store};
 
 /// The annotation keys that mark a branch as an app's stage's (Neon's annotations are
@@ -25,6 +25,15 @@ pub fn annotation(app: &str, stage: &str) -> BTreeMap<String, String> {
         (APP_KEY.to_owned(), app.to_owned()),
         (STAGE_KEY.to_owned(), stage.to_owned()),
     ])
+}
+
+/// What a preview takes of the base stage's project's outputs.
+#[derive(serde::Deserialize)]
+struct BaseOutputs {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    default_branch_id: Option<crate::neon::models::BranchId>,
 }
 
 /// infra.toml as `stage` deploys it: itself, unless the stage branches from another, whose
@@ -57,10 +66,9 @@ pub fn for_stage(
     let mut out = config.clone();
     for r in &mut out.resources {
         match &r.spec {
-            Spec::Project { .. } => {
+            Spec::Project(_) => {
                 if let Some(mine) = own.resources.get(&r.name)
                     && mine.kind == Kind::Project
-                    && !crate::apply::is_preview(mine)
                 {
                     return Err(Failure::bad_input(format!(
                         "stage `{stage}` has its own Neon project `{}` recorded, so it cannot branch from `{base_stage}`",
@@ -73,10 +81,11 @@ pub fn for_stage(
                 let recorded = base
                     .resources
                     .get(&r.name)
-                    .filter(|b| b.kind == Kind::Project && !crate::apply::is_preview(b));
-                let Some(recorded) = recorded.and_then(|b| {
-                    let id = b.ids.get("project_id")?;
-                    Some((b, id))
+                    .filter(|b| b.kind == Kind::Project);
+                let Some((ids, outputs)) = recorded.and_then(|b| {
+                    let ids: project::Ids = b.ids_as(&r.name).ok()?;
+                    let outputs: Option<BaseOutputs> = b.outputs_as(&r.name).ok();
+                    Some((ids, outputs))
                 }) else {
                     return Err(Failure::bad_input(format!(
                         "stage `{stage}` branches from `{base_stage}`, which has not deployed `{}`",
@@ -86,12 +95,12 @@ pub fn for_stage(
                         "run `deployer deploy --stage {base_stage}` first (and use the same [state] backend)"
                     )));
                 };
-                let (b, id) = recorded;
+                r.kind = Kind::Preview;
                 r.spec = Spec::PreviewBranch(PreviewBranch {
                     base_stage: base_stage.clone(),
-                    project_id: id.clone(),
-                    project_name: b.outputs.get("name").cloned().unwrap_or_default(),
-                    default_branch_id: b.outputs.get("default_branch_id").cloned(),
+                    project_id: ids.project_id.0,
+                    project_name: outputs.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+                    default_branch_id: outputs.and_then(|o| o.default_branch_id).map(|b| b.0),
                     name: branch_name(stage),
                     parent: preview.parent.clone(),
                     expires_in: preview.expires_in,
@@ -100,25 +109,26 @@ pub fn for_stage(
                 });
                 r.import = None;
             }
-            Spec::Branch {
+            Spec::Branch(BranchSpec {
                 project,
                 name,
                 parent,
                 ..
-            } => {
+            }) => {
                 // The base's branch of this name, copied; or a new branch of the stage's.
                 let of = base
                     .resources
                     .get(&r.name)
                     .filter(|b| b.kind == Kind::Branch)
-                    .and_then(|b| b.ids.get("branch_id").cloned());
+                    .and_then(|b| b.ids_as::<branch::Ids>(&r.name).ok())
+                    .map(|ids| ids.branch_id.0);
                 let mut prefixed = vec![Part::Text(format!("{}/", branch_name(stage)))];
                 prefixed.extend(name.0.iter().cloned());
                 let parent = match (&of, parent) {
                     (None, None) => Some(project.clone()),
                     _ => parent.clone(),
                 };
-                r.spec = Spec::Branch {
+                r.spec = Spec::Branch(BranchSpec {
                     project: project.clone(),
                     name: Template(prefixed),
                     parent,
@@ -127,12 +137,12 @@ pub fn for_stage(
                         expires_in: preview.expires_in,
                         annotation: annotation.clone(),
                     }),
-                };
+                });
                 r.import = None;
             }
             // Imports name the base's roles, databases and endpoints: the stage has copies.
-            Spec::Endpoint { .. } | Spec::Role { .. } | Spec::Database { .. } => r.import = None,
-            Spec::PreviewBranch(_) | Spec::Link { .. } | Spec::Function { .. } => {}
+            Spec::Endpoint(_) | Spec::Role(_) | Spec::Database(_) => r.import = None,
+            Spec::PreviewBranch(_) | Spec::Link(_) | Spec::Function(_) => {}
         }
     }
     Ok(out)
@@ -143,26 +153,16 @@ pub fn for_stage(
 /// deploy creates them again. Returns the branch's name when it was gone.
 pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<String>, Failure> {
     let mut gone = Vec::new();
-    let branches: Vec<(String, String, String)> = state
+    let branches: Vec<(String, branch::Ids)> = state
         .resources
         .iter()
-        .filter(|(_, r)| {
-            (r.kind == Kind::Project && crate::apply::is_preview(r))
-                || (r.kind == Kind::Branch && r.inputs.get("copy_of").is_some())
+        .filter(|(name, r)| {
+            r.kind == Kind::Preview || (r.kind == Kind::Branch && branch::is_copy(name, r))
         })
-        .filter_map(|(name, r)| {
-            Some((
-                name.clone(),
-                r.ids.get("project_id")?.clone(),
-                r.ids.get("branch_id")?.clone(),
-            ))
-        })
+        .filter_map(|(name, r)| Some((name.clone(), r.ids_as::<branch::Ids>(name).ok()?)))
         .collect();
-    for (name, pid, bid) in branches {
-        match neon
-            .get_branch(&ProjectId(pid.clone()), &BranchId(bid.clone()))
-            .await
-        {
+    for (name, ids) in branches {
+        match neon.get_branch(&ids.project_id, &ids.branch_id).await {
             Ok(_) => continue,
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -170,7 +170,7 @@ pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<S
         let on_it: Vec<String> = state
             .resources
             .iter()
-            .filter(|(n, r)| **n == name || r.ids.get("branch_id") == Some(&bid))
+            .filter(|(n, r)| **n == name || Place::of(r).branch_id.as_ref() == Some(&ids.branch_id))
             .map(|(n, _)| n.clone())
             .collect();
         for n in on_it {
@@ -272,16 +272,18 @@ import = "proj-1/br-dev/app"
         assert_eq!(p.annotation, annotation("demo", "pr-7"));
         // Dev is a copy of prod's Dev; Scratch, which prod never made, a branch of the
         // stage's own branch. Both are named under the stage's.
-        let Spec::Branch {
+        let Spec::Branch(BranchSpec {
             name, parent, copy, ..
-        } = &staged.resource("Dev").unwrap().spec
+        }) = &staged.resource("Dev").unwrap().spec
         else {
             panic!()
         };
         assert_eq!(name.as_literal().unwrap(), "preview/pr-7/feature-x");
         assert_eq!(copy.as_ref().unwrap().of.as_deref(), Some("br-dev"));
         assert_eq!(parent, &None);
-        let Spec::Branch { parent, copy, .. } = &staged.resource("Scratch").unwrap().spec else {
+        let Spec::Branch(BranchSpec { parent, copy, .. }) =
+            &staged.resource("Scratch").unwrap().spec
+        else {
             panic!()
         };
         assert_eq!(parent.as_deref(), Some("P"));
@@ -290,10 +292,7 @@ import = "proj-1/br-dev/app"
         assert_eq!(staged.resource("R").unwrap().import, None);
         // prod itself is deployed as written.
         let same = for_stage(&config(), "prod", &own, &StageState::default()).unwrap();
-        assert!(matches!(
-            same.resource("P").unwrap().spec,
-            Spec::Project { .. }
-        ));
+        assert!(matches!(same.resource("P").unwrap().spec, Spec::Project(_)));
     }
 
     #[test]
@@ -318,6 +317,41 @@ import = "proj-1/br-dev/app"
         assert!(
             err.contains("has its own Neon project `P` recorded"),
             "{err}"
+        );
+    }
+
+    /// A preview stage as the deployer before state version 2 recorded it (its branch as a
+    /// `Project` with `branch_from` among its inputs) loads as a preview and deploys with
+    /// no change.
+    #[test]
+    fn a_preview_recorded_by_state_version_1_plans_no_changes() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state");
+        let read = |file: &str| {
+            let bytes = std::fs::read(fixtures.join(file)).unwrap();
+            crate::state::parse_state(&bytes, file).unwrap()
+        };
+        let (base, own) = (read("v1-guide.state.json"), read("v1-preview.state.json"));
+        assert_eq!(own.version, crate::state::CURRENT_VERSION);
+        assert_eq!(own.resources["MyAppProject"].kind, Kind::Preview);
+        assert_eq!(base.resources["MyAppProject"].kind, Kind::Project);
+        let config =
+            crate::config::load(&fixtures.join("preview-infra.toml"), &EnvSource::default())
+                .unwrap();
+        let staged = for_stage(&config, "pr-3", &own, &base).unwrap();
+        let plan = crate::plan::plan(
+            &staged,
+            &own,
+            staged.policy("pr-3"),
+            crate::plan::Scope::All,
+        );
+        assert_eq!(
+            plan.to_string(),
+            concat!(
+                "    MyAppProject neon:Project unchanged\n",
+                "    NeonDB Linkable unchanged\n",
+                "    MyApi aws:Function unchanged\n",
+                "No changes."
+            )
         );
     }
 }

@@ -5,9 +5,11 @@
 
 mod bucket;
 pub mod lease;
+mod recorder;
 mod s3;
 mod store;
 
+pub use recorder::Recorder;
 pub use store::{Held, Store, Unlocked};
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,15 +69,25 @@ pub enum StateError {
     LiveLease { stage: String, holder: String },
     #[error("the state bucket `{bucket}` cannot be used: {detail}")]
     Bucket { bucket: String, detail: String },
-    #[error("the state of `{resource}` has no `{key}`; was the state file edited by hand?")]
-    MissingId { resource: String, key: &'static str },
+    #[error(
+        "the state of `{resource}` ({kind}) is not what this kind records; was the state file edited by hand?"
+    )]
+    Record {
+        resource: String,
+        kind: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// The state file format this deployer writes. Version 1 is the first (and current) one;
-/// a later format migrates older files in [`StageState::load`].
-pub const CURRENT_VERSION: u32 = 1;
+/// The state file format this deployer writes. Version 1 is the first; version 2 records a
+/// preview stage's branch as its own kind (`Preview`) where version 1 had a `Project` whose
+/// inputs held `branch_from`. Older files are migrated when read ([`parse_state`]).
+pub const CURRENT_VERSION: u32 = 2;
 
-/// One resource as deployed.
+/// One resource as deployed. Each kind's module (`crate::resources`) has the types of what
+/// it records and reads them back with [`ResourceState::ids_as`] and its siblings; the file
+/// keeps IDs and outputs as string maps, as it has since version 1.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ResourceState {
     pub kind: Kind,
@@ -90,31 +103,57 @@ pub struct ResourceState {
 }
 
 impl ResourceState {
-    /// A remote identifier recorded under `key` (`project_id`, `branch_id`...).
-    pub fn id(&self, resource: &str, key: &'static str) -> Result<&str, StateError> {
-        self.ids
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| StateError::MissingId {
-                resource: resource.to_owned(),
-                key,
-            })
+    /// The recorded IDs as the kind's type of them.
+    pub fn ids_as<T: DeserializeOwned>(&self, resource: &str) -> Result<T, StateError> {
+        self.typed(resource, from_map(&self.ids))
     }
 
-    /// The value to write as `import = "..."` to adopt this resource again.
-    pub fn import_id(&self) -> String {
-        let id = |k: &str| self.ids.get(k).cloned().unwrap_or_default();
-        match self.kind {
-            Kind::Project => id("project_id"),
-            Kind::Branch => id("branch_id"),
-            Kind::Endpoint => id("endpoint_id"),
-            Kind::Role | Kind::Database => {
-                format!("{}/{}/{}", id("project_id"), id("branch_id"), id("name"))
-            }
-            Kind::Link | Kind::Function => String::new(),
-        }
+    /// The recorded outputs as the kind's type of them.
+    pub fn outputs_as<T: DeserializeOwned>(&self, resource: &str) -> Result<T, StateError> {
+        self.typed(resource, from_map(&self.outputs))
     }
+
+    /// The recorded inputs as the kind's type of them.
+    pub fn inputs_as<T: DeserializeOwned>(&self, resource: &str) -> Result<T, StateError> {
+        self.typed(resource, T::deserialize(&self.inputs))
+    }
+
+    fn typed<T>(
+        &self,
+        resource: &str,
+        read: Result<T, serde_json::Error>,
+    ) -> Result<T, StateError> {
+        read.map_err(|source| StateError::Record {
+            resource: resource.to_owned(),
+            kind: self.kind.label(),
+            source,
+        })
+    }
+}
+
+/// A record's fields as the state's string map (absent fields left out, not empty).
+pub fn to_map<T: Serialize>(value: &T) -> BTreeMap<String, String> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(fields)) => fields
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                Value::Null => None,
+                other => Some((k, other.to_string())),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A record read back from the state's string map; an empty value reads as absent.
+fn from_map<T: DeserializeOwned>(map: &BTreeMap<String, String>) -> Result<T, serde_json::Error> {
+    let fields: serde_json::Map<String, Value> = map
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    T::deserialize(Value::Object(fields))
 }
 
 /// A create that was sent but not confirmed: the next run looks for it before creating again.
@@ -155,24 +194,22 @@ pub fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateErro
             version: state.version,
         });
     }
+    let written_as = state.version;
     let mut state = StageState {
         version: CURRENT_VERSION,
         ..state
     };
-    state.fill_branch_ids();
+    state.migrate(written_as);
     Ok(state)
 }
 
 impl StageState {
-    /// A project recorded before projects had a `branch_id` output: its connection outputs
-    /// describe its default branch, so that is its `branch_id` (no deploy needed for it).
-    pub fn fill_branch_ids(&mut self) {
+    /// Brings records of older formats to this one; what they mean is unchanged, so a
+    /// stage deployed by an older deployer plans "No changes.".
+    fn migrate(&mut self, written_as: u32) {
         for r in self.resources.values_mut() {
-            if r.kind == Kind::Project
-                && !r.outputs.contains_key("branch_id")
-                && let Some(default) = r.outputs.get("default_branch_id").cloned()
-            {
-                r.outputs.insert("branch_id".to_owned(), default);
+            if r.kind == Kind::Project {
+                crate::resources::project::migrate(r, written_as);
             }
         }
     }
@@ -249,7 +286,7 @@ impl StageState {
             .flat_map(|s| {
                 s.resources
                     .into_values()
-                    .filter_map(|r| r.ids.get("project_id").cloned())
+                    .filter_map(|r| crate::resources::Place::of(&r).project_id.map(|p| p.0))
             })
             .collect()
     }
@@ -396,17 +433,15 @@ mod tests {
         assert_eq!(state.version, CURRENT_VERSION);
         let project = &state.resources["MyAppProject"];
         assert_eq!(project.kind, Kind::Project);
-        assert_eq!(
-            project.id("MyAppProject", "project_id").unwrap(),
-            "shiny-wind-028834"
-        );
+        let ids: crate::resources::project::Ids = project.ids_as("MyAppProject").unwrap();
+        assert_eq!(ids.project_id.0, "shiny-wind-028834");
         assert_eq!(
             state.resources["MyApi"].outputs["url"],
             "https://abcdefghij.lambda-url.us-east-1.on.aws/"
         );
         assert!(matches!(
-            state.resources["NeonDB"].id("NeonDB", "project_id"),
-            Err(StateError::MissingId { .. })
+            state.resources["NeonDB"].ids_as::<crate::resources::project::Ids>("NeonDB"),
+            Err(StateError::Record { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -3,86 +3,22 @@
 //! any moment resumes), and reported as one line in completion order. A failed step lets the
 //! steps already running finish and record; then the run stops and reports every failure.
 //!
-//! One module per resource kind does the remote work (`converge` and `delete`); Neon calls on
-//! one project are serialized ([`ProjectLocks`]), since a project runs one operation at a
-//! time and answers 423 to the rest.
+//! The kinds' modules (`crate::resources`) do the remote work, through its dispatch; Neon
+//! calls on one project are serialized (`ProjectLocks`), since a project runs one operation
+//! at a time and answers 423 to the rest.
 
-mod branch;
-mod database;
-mod endpoint;
-mod function;
-
-pub use function::{LAMBDA_ENV_LIMIT_BYTES, environment_size};
-mod link;
-mod preview;
-mod project;
-mod recorder;
-mod records;
-mod role;
-
-pub use preview::{delete_branch as delete_preview_branch, is_preview};
-pub use recorder::Recorder;
-
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::aws::{Aws, AwsError, NoRegion};
-use crate::build::BuildError;
-use crate::config::{Config, Kind, Resource};
+use crate::config::{Config, Kind, Resource, Spec};
 use crate::error::Failure;
-use crate::neon::models::ProjectId;
-use crate::neon::{Neon, NeonError};
-use crate::plan::{self, Action, Change, Plan};
-use crate::state::{ResourceState, StageState, StateError};
-
-/// The clients a run may need; `None` where the stage needs no such service.
-#[derive(Debug, Default)]
-pub struct Clients {
-    pub neon: Option<Neon>,
-    pub aws: Option<Aws>,
-}
-
-/// What one step produced, for the state.
-#[derive(Debug, Default)]
-pub struct Recorded {
-    pub ids: BTreeMap<String, String>,
-    pub outputs: BTreeMap<String, String>,
-}
-
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepCause {
-    #[error(transparent)]
-    Neon(#[from] NeonError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    NoRegion(#[from] NoRegion),
-    #[error("NEON_API_KEY is not set, and infra.toml declares Neon resources")]
-    NoNeonKey,
-    #[error(
-        "function `{function}`: its environment would be {size} bytes; Lambda allows {}",
-        function::LAMBDA_ENV_LIMIT_BYTES
-    )]
-    EnvTooLarge { function: String, size: usize },
-    #[error("this run has no AWS clients, yet a function step ran (a bug in deployer)")]
-    NoAws,
-    /// A preview stage's branch cannot be made or removed as asked.
-    #[error("{0}")]
-    Preview(String),
-    #[error("`{0}` refers to an output that is not known")]
-    Unresolved(String),
-    #[error("a background task of the function step (its build or IAM role) stopped unexpectedly")]
-    Join(#[from] tokio::task::JoinError),
-}
+use crate::plan::{Action, Change, Plan};
+use crate::resources::function::{self, Prepared};
+use crate::resources::{self, Clients, ProjectLocks, Recorded, Step, StepCause, Target};
+use crate::state::{Recorder, ResourceState, StateError};
 
 /// A failed step: which resource, doing what, and why.
 #[derive(Debug, thiserror::Error)]
@@ -124,85 +60,6 @@ impl From<StepError> for Failure {
     }
 }
 
-/// One async lock per Neon project: its changes go one at a time.
-#[derive(Debug, Default)]
-struct ProjectLocks(Mutex<HashMap<ProjectId, Arc<tokio::sync::Mutex<()>>>>);
-
-impl ProjectLocks {
-    async fn hold(&self, project: &ProjectId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(project.clone())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
-    }
-}
-
-/// What a step needs: the run's settings and clients, the state as it was when the step
-/// started (its prerequisites done), and the recorder.
-pub struct Step<'a> {
-    pub config: &'a Config,
-    pub stage: &'a str,
-    pub project_dir: &'a Path,
-    clients: &'a Clients,
-    recorder: &'a Recorder,
-    locks: &'a ProjectLocks,
-    prepared: &'a function::Prepared,
-    /// The state when the step started.
-    pub state: StageState,
-    pub name: &'a str,
-}
-
-impl Step<'_> {
-    fn neon(&self) -> Result<&Neon, StepCause> {
-        self.clients.neon.as_ref().ok_or(StepCause::NoNeonKey)
-    }
-
-    fn aws(&self) -> Result<&Aws, StepCause> {
-        // Commands connect to AWS whenever a function is declared or recorded.
-        self.clients.aws.as_ref().ok_or(StepCause::NoAws)
-    }
-
-    /// The recorded resource `name` (a prerequisite), or an error naming it.
-    fn recorded(&self, name: &str) -> Result<&ResourceState, StepCause> {
-        self.state
-            .resources
-            .get(name)
-            .ok_or_else(|| StepCause::Unresolved(name.to_owned()))
-    }
-
-    fn output(&self, name: &str, key: &str) -> Result<String, StepCause> {
-        self.recorded(name)?
-            .outputs
-            .get(key)
-            .cloned()
-            .ok_or_else(|| StepCause::Unresolved(format!("{name}.{key}")))
-    }
-
-    fn project_of(&self, name: &str) -> Result<ProjectId, StepCause> {
-        Ok(ProjectId(
-            self.recorded(name)?.id(name, "project_id")?.to_owned(),
-        ))
-    }
-
-    async fn hold_project(&self, project: &ProjectId) -> tokio::sync::OwnedMutexGuard<()> {
-        self.locks.hold(project).await
-    }
-}
-
-/// What one `converge` works towards: the declared resource, what the state recorded of
-/// it (nothing for a create), the ID to adopt (`import`), and its desired inputs.
-#[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
-    pub resource: &'a Resource,
-    pub recorded: Option<&'a ResourceState>,
-    pub import: Option<&'a str>,
-    pub inputs: &'a serde_json::Value,
-}
-
 /// How a finished step is reported.
 enum Done {
     /// Changed remotely: the verb of its line.
@@ -233,18 +90,36 @@ impl Applier<'_> {
 
     pub async fn apply(&self, plan: &Plan, recorder: &Recorder) -> Result<usize, Vec<StepError>> {
         let locks = ProjectLocks::default();
-        function::record_before_creating(self.config, self.stage, plan, recorder).await?;
+        let functions = |wanted: fn(&Action) -> bool| -> Vec<&str> {
+            plan.changes
+                .iter()
+                .filter(|c| c.kind == Kind::Function && wanted(&c.action))
+                .map(|c| c.resource.as_str())
+                .collect()
+        };
+        let created = functions(|a| *a == Action::Create);
+        function::record_before_creating(self.config, self.stage, &created, recorder)
+            .await
+            .map_err(|(resource, e)| {
+                vec![StepError {
+                    verb: "create",
+                    resource,
+                    kind: Kind::Function,
+                    cause: e.into(),
+                }]
+            })?;
         // Builds and IAM roles overlap the Neon steps, unless steps run one at a time.
         let prepared = if self.concurrency > 1 {
-            function::Prepared::start(
+            let deployed = functions(|a| !matches!(a, Action::Delete | Action::Retain));
+            Prepared::start(
                 self.config,
                 self.stage,
                 self.project_dir,
                 self.clients,
-                plan,
+                &deployed,
             )
         } else {
-            function::Prepared::default()
+            Prepared::default()
         };
         let n = plan.changes.len();
         let index: HashMap<&str, usize> = plan
@@ -388,18 +263,18 @@ async fn run_step(step: Step<'_>, change: &Change) -> Result<Done, StepCause> {
                 .state
                 .resources
                 .get(step.name)
-                .map(ResourceState::import_id)
+                .map(|rs| resources::import_id(step.name, rs))
                 .unwrap_or_default();
             step.recorder.forget(step.name).await?;
             Ok(Done::Retained(import))
         }
         Action::Delete => {
-            delete(&step).await?;
+            resources::delete(&step).await?;
             step.recorder.forget(step.name).await?;
             Ok(Done::Changed("Deleted"))
         }
         Action::Replace => {
-            delete(&step).await?;
+            resources::delete(&step).await?;
             step.recorder.forget(step.name).await?;
             let step = Step {
                 state: step.recorder.snapshot(),
@@ -429,32 +304,27 @@ async fn run_step(step: Step<'_>, change: &Change) -> Result<Done, StepCause> {
 
 /// Creates, adopts or updates `r`, and records it; true if anything changed remotely.
 async fn converge(step: &Step<'_>, r: &Resource, import: Option<&str>) -> Result<bool, StepCause> {
-    let inputs = plan::desired_inputs(r, &step.state);
+    let inputs = resources::desired_inputs(r, &step.state);
     let recorded = step.state.resources.get(&r.name);
+    // A function is compared with AWS on every deploy (its code, drift): recorded only when
+    // what it records changed.
+    if let Spec::Function(spec) = &r.spec {
+        let (recorded_now, changed) = function::converge(step, r, spec).await?;
+        let unchanged = recorded.is_some_and(|s| {
+            s.outputs == recorded_now.outputs && s.inputs == inputs && s.ids == recorded_now.ids
+        });
+        if !unchanged {
+            save(step, r, recorded_now, inputs).await?;
+        }
+        return Ok(changed || !unchanged);
+    }
     let target = Target {
         resource: r,
         recorded,
         import,
         inputs: &inputs,
     };
-    let result = match r.kind {
-        Kind::Project => project::converge(step, target).await?,
-        Kind::Branch => branch::converge(step, target).await?,
-        Kind::Endpoint => endpoint::converge(step, target).await?,
-        Kind::Role => role::converge(step, target).await?,
-        Kind::Database => database::converge(step, target).await?,
-        Kind::Link => link::converge(step, r)?,
-        Kind::Function => {
-            let (recorded_now, changed) = function::converge(step, r).await?;
-            let unchanged = recorded.is_some_and(|s| {
-                s.outputs == recorded_now.outputs && s.inputs == inputs && s.ids == recorded_now.ids
-            });
-            if !unchanged {
-                save(step, r, recorded_now, inputs).await?;
-            }
-            return Ok(changed || !unchanged);
-        }
-    };
+    let result = resources::converge(step, target).await?;
     save(step, r, result, inputs).await?;
     Ok(true)
 }
@@ -477,92 +347,4 @@ async fn save(
             },
         )
         .await
-}
-
-/// Deletes one recorded resource remotely. Children of a project that leaves the stage in
-/// the same run go with it: no call needed.
-async fn delete(step: &Step<'_>) -> Result<(), StepCause> {
-    let Some(rs) = step.state.resources.get(step.name) else {
-        return Ok(());
-    };
-    let leaving = |other: &String| other != step.name && step.config.resource(other).is_none();
-    let project_going = |pid: &str| {
-        step.state.resources.iter().any(|(other, s)| {
-            leaving(other)
-                && s.kind == Kind::Project
-                && !preview::is_preview(s)
-                && s.ids.get("project_id").map(String::as_str) == Some(pid)
-        })
-    };
-    // A preview stage's branches live in its base's project: each is deleted (copies of
-    // declared branches too); what is on a departing branch goes with it.
-    let branch_going = |bid: Option<&String>| {
-        step.state.resources.iter().any(|(other, s)| {
-            leaving(other)
-                && matches!(s.kind, Kind::Project | Kind::Branch)
-                && bid.is_some()
-                && s.ids.get("branch_id") == bid
-        })
-    };
-    if rs.kind.is_neon()
-        && rs.kind != Kind::Project
-        && (project_going(rs.id(step.name, "project_id")?)
-            || (rs.kind != Kind::Branch && branch_going(rs.ids.get("branch_id"))))
-    {
-        return Ok(());
-    }
-    match rs.kind {
-        Kind::Project => project::delete(step, rs).await,
-        Kind::Branch => branch::delete(step, rs).await,
-        Kind::Endpoint => endpoint::delete(step, rs).await,
-        Kind::Role => role::delete(step, rs).await,
-        Kind::Database => database::delete(step, rs).await,
-        Kind::Link => Ok(()),
-        Kind::Function => function::delete(step, rs).await,
-    }
-}
-
-/// Creates, unless `lookup` finds the resource already there. Names are unique within
-/// their parent, so looking first resumes an interrupted run, and looking again after a 409
-/// or an uncertain failure (5xx, no answer: the create may have happened) never duplicates.
-async fn create_or_adopt<T, L, LF, C, CF>(lookup: L, create: C) -> Result<T, NeonError>
-where
-    L: Fn() -> LF,
-    LF: std::future::Future<Output = Result<Option<T>, NeonError>>,
-    C: Fn() -> CF,
-    CF: std::future::Future<Output = Result<T, NeonError>>,
-{
-    crate::retry::retry(
-        crate::retry::Policy::ADOPT,
-        || async {
-            if let Some(found) = lookup().await? {
-                return Ok(found);
-            }
-            create().await
-        },
-        |e: &NeonError| {
-            if e.status() == Some(409) || e.uncertain() {
-                crate::retry::Verdict::Retry
-            } else {
-                crate::retry::Verdict::Stop
-            }
-        },
-    )
-    .await
-}
-
-/// Warns where an imported resource differs from infra.toml (the next deploy changes it).
-fn warn_import_differences(
-    name: &str,
-    desired: &serde_json::Value,
-    found: &[(&str, serde_json::Value)],
-) {
-    for (field, f) in found {
-        let d = &desired[*field];
-        if !d.is_null() && d != f && d != &serde_json::json!(plan::KNOWN_AFTER) {
-            eprintln!(
-                "warning: {name}: imported `{field}` is {f}, infra.toml says {d}; the next deploy will change it (or replace, for fields that cannot change)"
-            );
-        }
-    }
 }

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use crate::apply::{Applier, Recorder};
+use crate::apply::Applier;
 use crate::cli::DeployArgs;
 use crate::error::Failure;
 use crate::plan::{self, Scope};
+use crate::state::Recorder;
 
 pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
@@ -73,7 +74,7 @@ async fn deploy_locked(
 /// anything is created: the wrong architecture or a zip too large is bad input (exit 2)
 /// with no call to Neon or AWS. Code cargo-lambda builds is checked in its step.
 fn check_prebuilt_code(config: &crate::config::Config, plan: &plan::Plan) -> Result<(), Failure> {
-    use crate::config::{Kind, Spec};
+    use crate::config::{FunctionSpec, Kind, Spec};
     use crate::plan::Action;
     if std::env::var_os("DEPLOYER_ARTIFACT_DIR").is_none() {
         return Ok(());
@@ -83,7 +84,7 @@ fn check_prebuilt_code(config: &crate::config::Config, plan: &plan::Plan) -> Res
         {
             continue;
         }
-        let Some(Spec::Function { package, arm64, .. }) =
+        let Some(Spec::Function(FunctionSpec { package, arm64, .. })) =
             config.resource(&change.resource).map(|r| &r.spec)
         else {
             continue;
@@ -107,13 +108,16 @@ fn check_known_environments(
     config: &crate::config::Config,
     state: &crate::state::StageState,
 ) -> Result<(), Failure> {
-    use crate::apply::{StepCause, environment_size};
-    for (function, env) in plan::known_function_environments(config, state) {
+    use crate::resources::StepCause;
+    use crate::resources::function::{
+        LAMBDA_ENV_LIMIT_BYTES, environment_size, known_environments,
+    };
+    for (function, env) in known_environments(config, state) {
         let Some(env) = env else {
             continue;
         };
         let size = environment_size(&env);
-        if size > crate::apply::LAMBDA_ENV_LIMIT_BYTES {
+        if size > LAMBDA_ENV_LIMIT_BYTES {
             return Err(
                 Failure::bad_input(StepCause::EnvTooLarge { function, size })
                     .hint("link fewer properties, or shorten the environment values"),

@@ -20,11 +20,13 @@ use std::process::Stdio;
 use localpg::{Init, LocalPgError, Tools};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-use crate::apply::{Applier, Recorder};
+use crate::apply::Applier;
 use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
-use crate::config::{Config, Spec};
+use crate::config::{Config, DatabaseSpec, FunctionSpec, LinkSpec, RoleSpec, Spec};
 use crate::error::Failure;
-use crate::plan::{self, Scope, resolve_template};
+use crate::plan::{self, Scope};
+use crate::resources::resolve_template;
+use crate::state::Recorder;
 
 pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
     let dir = super::project_dir(config_path);
@@ -168,7 +170,7 @@ fn link_environment(
     let mut vars = BTreeMap::new();
     for r in &config.resources {
         match &r.spec {
-            Spec::Link { properties, .. } => {
+            Spec::Link(LinkSpec { properties, .. }) => {
                 let mut props = BTreeMap::new();
                 for (k, t) in properties {
                     let v = resolve_template(t, |n| resolved.get(n)).ok_or_else(|| {
@@ -185,7 +187,7 @@ fn link_environment(
                 );
                 resolved.insert(r.name.clone(), props);
             }
-            Spec::Function { environment, .. } => {
+            Spec::Function(FunctionSpec { environment, .. }) => {
                 for (k, t) in environment {
                     if let Some(v) = resolve_template(t, |n| resolved.get(n)) {
                         vars.insert(k.clone(), v);
@@ -429,7 +431,7 @@ impl LocalCluster {
         let literal = |t: &crate::config::Template| t.as_literal().unwrap_or_default();
         for r in &config.resources {
             let o: BTreeMap<String, String> = match &r.spec {
-                Spec::Project { .. } | Spec::PreviewBranch(_) => {
+                Spec::Project(_) | Spec::PreviewBranch(_) => {
                     // Neon's defaults for a new project: role neondb_owner, database neondb.
                     let password = self.ensure_role("neondb_owner")?;
                     self.ensure_database("neondb", "neondb_owner")?;
@@ -449,19 +451,19 @@ impl LocalCluster {
                     .map(|(k, v)| (k.to_owned(), v))
                     .collect()
                 }
-                Spec::Branch { .. } => {
+                Spec::Branch(_) => {
                     BTreeMap::from([("id".to_owned(), format!("local-{}", r.name.to_lowercase()))])
                 }
-                Spec::Endpoint { .. } => BTreeMap::from([
+                Spec::Endpoint(_) => BTreeMap::from([
                     ("id".to_owned(), "local".to_owned()),
                     ("host".to_owned(), "127.0.0.1".to_owned()),
                 ]),
-                Spec::Role { name, .. } => {
+                Spec::Role(RoleSpec { name, .. }) => {
                     let name = literal(name);
                     let password = self.ensure_role(&name)?;
                     BTreeMap::from([("name".to_owned(), name), ("password".to_owned(), password)])
                 }
-                Spec::Database { name, owner, .. } => {
+                Spec::Database(DatabaseSpec { name, owner, .. }) => {
                     let name = literal(name);
                     let owner_name = outputs
                         .get(owner)
@@ -478,7 +480,7 @@ impl LocalCluster {
                         ("connection_uri_pooler".to_owned(), uri),
                     ])
                 }
-                Spec::Link { .. } | Spec::Function { .. } => continue,
+                Spec::Link(_) | Spec::Function(_) => continue,
             };
             outputs.insert(r.name.clone(), o);
         }

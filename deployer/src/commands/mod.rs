@@ -14,13 +14,13 @@ pub mod unlock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::apply::Clients;
 use crate::aws::Aws;
 use crate::cli::StageArgs;
 use crate::config::{self, Config, Kind};
 use crate::env::EnvSource;
 use crate::error::Failure;
 use crate::neon::{DEFAULT_API_HOST, Neon};
+use crate::resources::Clients;
 use crate::state::{StageState, Store};
 
 /// Stage names that are shared by a team: never picked implicitly from the user name.

@@ -58,17 +58,18 @@ fn github_output(state: &crate::state::StageState) -> Result<(), Failure> {
             ),
         );
     };
-    let first = |kind: Kind, key: &str| {
+    let first = |kinds: &[Kind], key: &str| {
         state
             .resources
             .values()
-            .filter(|r| r.kind == kind)
+            .filter(|r| kinds.contains(&r.kind))
             .find_map(|r| r.outputs.get(key).filter(|v| !v.is_empty()).cloned())
     };
-    let database_url = first(Kind::Project, "connection_uri");
+    let projects = [Kind::Project, Kind::Preview];
+    let database_url = first(&projects, "connection_uri");
     let values = [
-        ("url", first(Kind::Function, "url")),
-        ("branch_id", first(Kind::Project, "branch_id")),
+        ("url", first(&[Kind::Function], "url")),
+        ("branch_id", first(&projects, "branch_id")),
         ("database_url", database_url.clone()),
     ];
     if let Some(secret) = &database_url {

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use crate::apply::{delete_preview_branch, is_preview};
 use crate::cli::PruneArgs;
 use crate::config::{Kind, parse_duration};
 use crate::error::Failure;
@@ -16,6 +15,8 @@ use crate::neon::Neon;
 use crate::neon::models::{BranchId, ProjectId};
 use crate::output::{now_unix, parse_rfc3339};
 use crate::preview::{APP_KEY, STAGE_KEY};
+use crate::resources::Place;
+use crate::resources::preview::{self, delete_branch as delete_preview_branch};
 
 /// One thing to prune.
 struct Candidate {
@@ -81,18 +82,20 @@ pub async fn run(config_path: &Path, args: &PruneArgs) -> Result<(), Failure> {
     // Preview branches the states record, by branch ID: (stage, project).
     let mut recorded: BTreeMap<String, (String, String)> = BTreeMap::new();
     for state in &stages {
-        for rs in state.resources.values() {
-            if rs.kind != Kind::Project {
-                continue;
-            }
-            let Some(pid) = rs.ids.get("project_id") else {
-                continue;
-            };
-            projects.insert(pid.clone());
-            if is_preview(rs)
-                && let Some(bid) = rs.ids.get("branch_id")
-            {
-                recorded.insert(bid.clone(), (state.stage.clone(), pid.clone()));
+        for (name, rs) in &state.resources {
+            match rs.kind {
+                Kind::Project => {
+                    if let Some(pid) = Place::of(rs).project_id {
+                        projects.insert(pid.0);
+                    }
+                }
+                Kind::Preview => {
+                    if let Ok(ids) = preview::ids(name, rs) {
+                        projects.insert(ids.project_id.0.clone());
+                        recorded.insert(ids.branch_id.0, (state.stage.clone(), ids.project_id.0));
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -8,13 +8,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::apply::Clients;
-use crate::aws::is_code;
+use crate::apply::StepError;
 use crate::cli::DiffArgs;
-use crate::config::Kind;
 use crate::error::Failure;
-use crate::neon::NeonError;
-use crate::neon::models::{BranchId, EndpointId, ProjectId};
+use crate::resources::{self, Clients, Live};
 use crate::state::{ResourceState, StageState, Store};
 
 /// One resource's drift.
@@ -118,117 +115,15 @@ async fn read(
     rs: &ResourceState,
     clients: &Clients,
 ) -> Result<(bool, Vec<String>), Failure> {
-    let gone = |e: &NeonError| e.is_not_found();
-    let id = |key: &'static str| rs.id(name, key).map(str::to_owned);
-    let neon = || {
-        clients.neon.as_ref().ok_or_else(|| {
-            Failure::bad_input("NEON_API_KEY is not set, and this stage has Neon resources")
-        })
-    };
-    let mut changes = Vec::new();
-    let found = match rs.kind {
-        Kind::Link => true,
-        // A preview stage's project is its branch of the base's project.
-        Kind::Project if crate::apply::is_preview(rs) => found(
-            neon()?
-                .get_branch(&ProjectId(id("project_id")?), &BranchId(id("branch_id")?))
-                .await
-                .map(drop),
-        )?,
-        Kind::Project => match neon()?.get_project(&ProjectId(id("project_id")?)).await {
-            Ok(p) => {
-                if let Some(recorded) = rs.inputs["name"].as_str()
-                    && recorded != p.name
-                {
-                    changes.push(format!("name: {recorded} (recorded) -> {} (live)", p.name));
-                }
-                if let (Some(recorded), Some(live)) = (
-                    rs.inputs["history_retention_seconds"].as_i64(),
-                    p.history_retention_seconds,
-                ) && recorded != live
-                {
-                    changes.push(format!(
-                        "history_retention_seconds: {recorded} (recorded) -> {live} (live)"
-                    ));
-                }
-                true
-            }
-            Err(e) if gone(&e) => false,
-            Err(e) => return Err(e.into()),
-        },
-        Kind::Branch => found(
-            neon()?
-                .get_branch(&ProjectId(id("project_id")?), &BranchId(id("branch_id")?))
-                .await
-                .map(drop),
-        )?,
-        Kind::Endpoint => found(
-            neon()?
-                .get_endpoint(
-                    &ProjectId(id("project_id")?),
-                    &EndpointId(id("endpoint_id")?),
-                )
-                .await
-                .map(drop),
-        )?,
-        Kind::Role | Kind::Database => {
-            let (neon, pid, bid, name) = (
-                neon()?,
-                ProjectId(id("project_id")?),
-                BranchId(id("branch_id")?),
-                id("name")?,
-            );
-            found(match rs.kind {
-                Kind::Role => neon.get_role(&pid, &bid, &name).await.map(drop),
-                _ => neon.get_database(&pid, &bid, &name).await.map(drop),
-            })?
+    match resources::read(clients, name, rs).await {
+        Ok(Live::Gone) => Ok((true, Vec::new())),
+        Ok(Live::Found(changes)) => Ok((false, changes)),
+        Err(cause) => Err(StepError {
+            verb: "read",
+            resource: name.to_owned(),
+            kind: rs.kind,
+            cause,
         }
-        Kind::Function => {
-            let aws = clients.aws.as_ref().ok_or_else(|| {
-                Failure::bad_input("no AWS configuration for this stage's function")
-            })?;
-            let function = id("function_name")?;
-            match aws
-                .lambda
-                .get_function_configuration()
-                .function_name(&function)
-                .send()
-                .await
-            {
-                Ok(conf) => {
-                    for (key, live) in [("memory", conf.memory_size()), ("timeout", conf.timeout())]
-                    {
-                        if let (Some(recorded), Some(live)) = (rs.inputs[key].as_i64(), live)
-                            && recorded != i64::from(live)
-                        {
-                            changes.push(format!("{key}: {recorded} (recorded) -> {live} (live)"));
-                        }
-                    }
-                    let wanted = rs.inputs["url"].as_bool().unwrap_or(false);
-                    let url = crate::aws::url::UrlState::read(&aws.lambda, &function)
-                        .await
-                        .map_err(Failure::remote)?;
-                    changes.extend(url.drift(wanted));
-                    true
-                }
-                Err(e) if is_code(&e, "ResourceNotFoundException") => false,
-                Err(e) => {
-                    return Err(Failure::remote(crate::aws::AwsError::sdk(
-                        format!("read function `{function}`"),
-                        &e,
-                    )));
-                }
-            }
-        }
-    };
-    Ok((!found, changes))
-}
-
-/// A read's answer: found, gone (404), or a failure.
-fn found(read: Result<(), NeonError>) -> Result<bool, Failure> {
-    match read {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e.into()),
+        .into()),
     }
 }

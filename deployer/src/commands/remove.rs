@@ -5,10 +5,11 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use crate::apply::{Applier, Recorder};
+use crate::apply::Applier;
 use crate::cli::RemoveArgs;
 use crate::error::Failure;
 use crate::plan::{self, Action, ProtectionError, Scope};
+use crate::state::Recorder;
 
 pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;

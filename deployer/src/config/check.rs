@@ -228,7 +228,7 @@ impl Checker<'_> {
             );
             let pg_version = p.pg_version.map_or(17, |v| v.0);
             let history = p.history_retention_seconds.map(|h| h.0);
-            let spec = Spec::Project {
+            let spec = Spec::Project(ProjectSpec {
                 name: p.name.as_ref().map_or_else(
                     || Template::literal(&format!("{app_name}-{}", name.get_ref())),
                     |n| self.template(n),
@@ -240,7 +240,7 @@ impl Checker<'_> {
                     .map_or_else(|| Template::literal("aws-us-east-1"), |r| self.template(r)),
                 org_id: p.org_id.as_ref().map(|o| self.template(o)),
                 history_retention_seconds: history,
-            };
+            });
             add(
                 name.span(),
                 name.into_inner(),
@@ -260,7 +260,7 @@ impl Checker<'_> {
             if let Some(parent) = &b.parent {
                 deps.insert(parent.get_ref().clone());
             }
-            let spec = Spec::Branch {
+            let spec = Spec::Branch(BranchSpec {
                 project: b.project.get_ref().clone(),
                 name: b.name.as_ref().map_or_else(
                     || Template::literal(&name.get_ref().to_lowercase()),
@@ -268,7 +268,7 @@ impl Checker<'_> {
                 ),
                 parent: b.parent.as_ref().map(|p| p.get_ref().clone()),
                 copy: None,
-            };
+            });
             add(
                 name.span(),
                 name.into_inner(),
@@ -290,20 +290,20 @@ impl Checker<'_> {
                 name.span(),
                 name.into_inner(),
                 Kind::Endpoint,
-                Spec::Endpoint {
+                Spec::Endpoint(EndpointSpec {
                     branch: e.branch.get_ref().clone(),
                     read_write,
-                },
+                }),
                 import,
                 deps,
             );
         }
         for (name, r) in raw.neon.role {
             let import = self.import_id(&r.import, "role as project_id/branch_id/role_name", true);
-            let spec = Spec::Role {
+            let spec = Spec::Role(RoleSpec {
                 branch: r.branch.get_ref().clone(),
                 name: self.neon_name("role", &r.name),
-            };
+            });
             let deps = BTreeSet::from([r.branch.get_ref().clone()]);
             add(
                 name.span(),
@@ -320,11 +320,11 @@ impl Checker<'_> {
                 "database as project_id/branch_id/database_name",
                 true,
             );
-            let spec = Spec::Database {
+            let spec = Spec::Database(DatabaseSpec {
                 branch: d.branch.get_ref().clone(),
                 name: self.neon_name("database", &d.name),
                 owner: d.owner.get_ref().clone(),
-            };
+            });
             let deps = BTreeSet::from([d.branch.get_ref().clone(), d.owner.get_ref().clone()]);
             add(
                 name.span(),
@@ -377,10 +377,10 @@ impl Checker<'_> {
                 name.span(),
                 name.into_inner(),
                 Kind::Link,
-                Spec::Link {
+                Spec::Link(LinkSpec {
                     properties,
                     pooler_hint,
-                },
+                }),
                 None,
                 deps,
             );
@@ -428,7 +428,7 @@ impl Checker<'_> {
                 deps.extend(t.refs().map(str::to_owned));
                 environment.insert(k.clone(), t);
             }
-            let spec = Spec::Function {
+            let spec = Spec::Function(FunctionSpec {
                 package: f.package.get_ref().clone(),
                 links: f.link.iter().map(|l| l.get_ref().clone()).collect(),
                 url: f.url,
@@ -437,7 +437,7 @@ impl Checker<'_> {
                 log_retention_days,
                 arm64,
                 environment,
-            };
+            });
             add(
                 name.span(),
                 name.into_inner(),
@@ -454,15 +454,17 @@ impl Checker<'_> {
         let endpoints: Vec<(String, String)> = resources
             .iter()
             .filter_map(|(_, r)| match &r.spec {
-                Spec::Endpoint {
+                Spec::Endpoint(EndpointSpec {
                     branch,
                     read_write: true,
-                } => Some((branch.clone(), r.name.clone())),
+                }) => Some((branch.clone(), r.name.clone())),
                 _ => None,
             })
             .collect();
         for (_, r) in resources.iter_mut() {
-            if let Spec::Database { branch, .. } | Spec::Role { branch, .. } = &r.spec {
+            if let Spec::Database(DatabaseSpec { branch, .. })
+            | Spec::Role(RoleSpec { branch, .. }) = &r.spec
+            {
                 let branch = branch.clone();
                 r.deps.extend(
                     endpoints
@@ -532,22 +534,23 @@ impl Checker<'_> {
         for (span, r) in resources.iter() {
             let mut structural: Vec<(&str, &str, Kind)> = Vec::new();
             match &r.spec {
-                Spec::Branch {
+                Spec::Branch(BranchSpec {
                     project, parent, ..
-                } => {
+                }) => {
                     structural.push(("project", project, Kind::Project));
                     if let Some(p) = parent {
                         structural.push(("parent", p, Kind::Branch));
                     }
                 }
-                Spec::Endpoint { branch, .. } | Spec::Role { branch, .. } => {
+                Spec::Endpoint(EndpointSpec { branch, .. })
+                | Spec::Role(RoleSpec { branch, .. }) => {
                     structural.push(("branch", branch, Kind::Branch))
                 }
-                Spec::Database { branch, owner, .. } => {
+                Spec::Database(DatabaseSpec { branch, owner, .. }) => {
                     structural.push(("branch", branch, Kind::Branch));
                     structural.push(("owner", owner, Kind::Role));
                 }
-                Spec::Function { links, .. } => {
+                Spec::Function(FunctionSpec { links, .. }) => {
                     for l in links {
                         structural.push(("link", l, Kind::Link));
                     }
@@ -574,12 +577,12 @@ impl Checker<'_> {
                     Some(_) => {}
                 }
             }
-            if let Spec::Database { branch, owner, .. } = &r.spec
+            if let Spec::Database(DatabaseSpec { branch, owner, .. }) = &r.spec
                 && let Some(role) = resources.iter().find(|(_, o)| &o.name == owner)
-                && let Spec::Role {
+                && let Spec::Role(RoleSpec {
                     branch: role_branch,
                     ..
-                } = &role.1.spec
+                }) = &role.1.spec
                 && role_branch != branch
             {
                 self.error(
@@ -684,21 +687,23 @@ pub fn valid_stage_name(s: &str) -> bool {
 /// Every template inside a spec.
 fn templates(spec: &Spec) -> Vec<&Template> {
     match spec {
-        Spec::Project {
+        Spec::Project(ProjectSpec {
             name,
             region_id,
             org_id,
             ..
-        } => {
+        }) => {
             let mut v = vec![name, region_id];
             v.extend(org_id.iter());
             v
         }
-        Spec::Branch { name, .. } | Spec::Role { name, .. } | Spec::Database { name, .. } => {
+        Spec::Branch(BranchSpec { name, .. })
+        | Spec::Role(RoleSpec { name, .. })
+        | Spec::Database(DatabaseSpec { name, .. }) => {
             vec![name]
         }
-        Spec::Endpoint { .. } | Spec::PreviewBranch(_) => vec![],
-        Spec::Link { properties, .. } => properties.values().collect(),
-        Spec::Function { environment, .. } => environment.values().collect(),
+        Spec::Endpoint(_) | Spec::PreviewBranch(_) => vec![],
+        Spec::Link(LinkSpec { properties, .. }) => properties.values().collect(),
+        Spec::Function(FunctionSpec { environment, .. }) => environment.values().collect(),
     }
 }

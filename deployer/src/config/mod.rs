@@ -74,6 +74,9 @@ impl std::error::Error for ConfigErrors {}
 )]
 pub enum Kind {
     Project,
+    /// A preview stage's own branch of its base stage's project, standing in for a
+    /// declared project (shown as one: `neon:Project`).
+    Preview,
     Branch,
     Endpoint,
     Role,
@@ -85,7 +88,7 @@ pub enum Kind {
 impl Kind {
     pub fn label(self) -> &'static str {
         match self {
-            Kind::Project => "neon:Project",
+            Kind::Project | Kind::Preview => "neon:Project",
             Kind::Branch => "neon:Branch",
             Kind::Endpoint => "neon:Endpoint",
             Kind::Role => "neon:Role",
@@ -98,7 +101,7 @@ impl Kind {
     /// The outputs other resources may reference as `${Name.output}`.
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
-            Kind::Project => &[
+            Kind::Project | Kind::Preview => &[
                 "id",
                 "branch_id",
                 "connection_uri",
@@ -123,7 +126,7 @@ impl Kind {
         matches!(
             (self, output),
             (
-                Kind::Project,
+                Kind::Project | Kind::Preview,
                 "connection_uri" | "connection_uri_pooler" | "database_password"
             ) | (Kind::Role, "password")
                 | (Kind::Database, "connection_uri" | "connection_uri_pooler")
@@ -134,7 +137,12 @@ impl Kind {
     pub fn is_neon(self) -> bool {
         matches!(
             self,
-            Kind::Project | Kind::Branch | Kind::Endpoint | Kind::Role | Kind::Database
+            Kind::Project
+                | Kind::Preview
+                | Kind::Branch
+                | Kind::Endpoint
+                | Kind::Role
+                | Kind::Database
         )
     }
 }
@@ -186,54 +194,83 @@ pub struct StagePolicy {
     pub protect: bool,
 }
 
+/// What a declared resource is, by kind: each kind's settings as infra.toml gives them.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    Project {
-        name: Template,
-        pg_version: i64,
-        region_id: Template,
-        org_id: Option<Template>,
-        history_retention_seconds: Option<i64>,
-    },
+    Project(ProjectSpec),
     /// In a stage that branches from another (`branch_from`), each declared project is
     /// this stage's own branch of the base stage's project.
     PreviewBranch(PreviewBranch),
-    Branch {
-        project: String,
-        name: Template,
-        parent: Option<String>,
-        /// In a preview stage: the base stage's branch this one copies.
-        copy: Option<BranchCopy>,
-    },
-    Endpoint {
-        branch: String,
-        read_write: bool,
-    },
-    Role {
-        branch: String,
-        name: Template,
-    },
-    Database {
-        branch: String,
-        name: Template,
-        owner: String,
-    },
-    Link {
-        properties: BTreeMap<String, Template>,
-        /// `pooler_hint = false`: this link means its direct Neon connection string, so
-        /// `diff` and `deploy` do not suggest the pooler's.
-        pooler_hint: bool,
-    },
-    Function {
-        package: String,
-        links: Vec<String>,
-        url: bool,
-        memory: i64,
-        timeout: i64,
-        log_retention_days: i64,
-        arm64: bool,
-        environment: BTreeMap<String, Template>,
-    },
+    Branch(BranchSpec),
+    Endpoint(EndpointSpec),
+    Role(RoleSpec),
+    Database(DatabaseSpec),
+    Link(LinkSpec),
+    Function(FunctionSpec),
+}
+
+/// `[neon.project.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct ProjectSpec {
+    pub name: Template,
+    pub pg_version: i64,
+    pub region_id: Template,
+    pub org_id: Option<Template>,
+    pub history_retention_seconds: Option<i64>,
+}
+
+/// `[neon.branch.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct BranchSpec {
+    pub project: String,
+    pub name: Template,
+    pub parent: Option<String>,
+    /// In a preview stage: the base stage's branch this one copies.
+    pub copy: Option<BranchCopy>,
+}
+
+/// `[neon.endpoint.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct EndpointSpec {
+    pub branch: String,
+    pub read_write: bool,
+}
+
+/// `[neon.role.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    pub branch: String,
+    pub name: Template,
+}
+
+/// `[neon.database.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct DatabaseSpec {
+    pub branch: String,
+    pub name: Template,
+    pub owner: String,
+}
+
+/// `[link.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    pub properties: BTreeMap<String, Template>,
+    /// `pooler_hint = false`: this link means its direct Neon connection string, so
+    /// `diff` and `deploy` do not suggest the pooler's.
+    pub pooler_hint: bool,
+}
+
+/// `[function.<Name>]`.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub package: String,
+    pub links: Vec<String>,
+    pub url: bool,
+    pub memory: i64,
+    pub timeout: i64,
+    pub log_retention_days: i64,
+    pub arm64: bool,
+    pub environment: BTreeMap<String, Template>,
 }
 
 /// A preview stage's branch of its base stage's project, standing in for the project:

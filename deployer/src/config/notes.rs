@@ -1,6 +1,6 @@
 //! Advice about a configuration that is valid but likely not what a scaling app wants.
 
-use super::{Config, Kind, Part, Spec};
+use super::{Config, FunctionSpec, Kind, LinkSpec, Part, Spec};
 
 impl Config {
     /// One line per link property a function sees that is a Neon connection string
@@ -12,14 +12,14 @@ impl Config {
     pub fn pooler_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         for function in &self.resources {
-            let Spec::Function { links, .. } = &function.spec else {
+            let Spec::Function(FunctionSpec { links, .. }) = &function.spec else {
                 continue;
             };
             for link in links {
-                let Some(Spec::Link {
+                let Some(Spec::Link(LinkSpec {
                     properties,
                     pooler_hint: true,
-                }) = self.resource(link).map(|r| &r.spec)
+                })) = self.resource(link).map(|r| &r.spec)
                 else {
                     continue;
                 };
@@ -29,9 +29,9 @@ impl Config {
                             continue;
                         };
                         let is_neon_uri = output == "connection_uri"
-                            && self
-                                .resource(resource)
-                                .is_some_and(|r| matches!(r.kind, Kind::Project | Kind::Database));
+                            && self.resource(resource).is_some_and(|r| {
+                                matches!(r.kind, Kind::Project | Kind::Preview | Kind::Database)
+                            });
                         if is_neon_uri {
                             notes.push(format!(
                                 "{} links {link}.{property} = ${{{resource}.connection_uri}}, a direct connection (a compute takes about 100 at 0.25 CU); a function that scales out should link ${{{resource}.connection_uri_pooler}} (Neon's pooler, 10,000 clients), or set pooler_hint = false in [link.{link}]",

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use serde_json::json;
+
 use super::*;
 use crate::config;
 use crate::env::EnvSource;

@@ -63,11 +63,11 @@ impl Recorder {
     /// A write that changes nothing but the serial: with S3, it succeeds only if no other
     /// run wrote since, so a change that cannot be adopted by name (a project) is sent only
     /// by the run that surely owns the stage.
-    pub(super) async fn confirm(&self) -> Result<(), StateError> {
+    pub(crate) async fn confirm(&self) -> Result<(), StateError> {
         self.update(|_| {}).await
     }
 
-    pub(super) async fn record(
+    pub(crate) async fn record(
         &self,
         name: &str,
         resource: ResourceState,
@@ -79,7 +79,7 @@ impl Recorder {
         .await
     }
 
-    pub(super) async fn forget(&self, name: &str) -> Result<(), StateError> {
+    pub(crate) async fn forget(&self, name: &str) -> Result<(), StateError> {
         self.update(|s| {
             s.resources.remove(name);
         })
@@ -87,7 +87,7 @@ impl Recorder {
     }
 
     /// Notes a create about to be sent, so a resumed run looks for it first.
-    pub(super) async fn mark_pending(
+    pub(crate) async fn mark_pending(
         &self,
         name: &str,
         pending: Pending,
@@ -98,7 +98,7 @@ impl Recorder {
         .await
     }
 
-    pub(super) fn pending(&self, name: &str) -> Option<Pending> {
+    pub(crate) fn pending(&self, name: &str) -> Option<Pending> {
         self.lock().pending.get(name).cloned()
     }
 }

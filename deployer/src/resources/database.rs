@@ -1,38 +1,73 @@
-//! A Neon database on a branch: create (or adopt by name), import as
-//! `project_id/branch_id/name`, rename or change owner, delete. Its connection URI goes
-//! through the branch's read-write endpoint.
+//! A Neon database on a branch (`[neon.database.<Name>]`): create (or adopt by name),
+//! import as `project_id/branch_id/name`, rename or change owner, read, delete. Its
+//! connection URI goes through the branch's read-write endpoint.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-use super::records::{BranchObjectIds, DatabaseOutputs};
-use super::role::place;
-use super::{Recorded, Step, StepCause, Target, create_or_adopt};
-use crate::config::Spec;
+use super::role::{Ids, place};
+use super::{Live, Recorded, Step, StepCause, Target, create_or_adopt};
+use crate::config::{DatabaseSpec, Template};
 use crate::neon::models::{BranchId, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::state::ResourceState;
 
-pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub name: String,
+    /// Empty while the branch has no read-write endpoint.
+    #[serde(default)]
+    pub connection_uri: String,
+    /// Through Neon's pooler (PgBouncer, transaction mode); empty like `connection_uri`.
+    #[serde(default)]
+    pub connection_uri_pooler: String,
+}
+
+pub const REPLACED_BY: &[&str] = &["branch"];
+
+pub fn desired_inputs(d: &DatabaseSpec, resolve: impl Fn(&Template) -> Value) -> Value {
+    json!({ "branch": d.branch, "name": resolve(&d.name), "owner": d.owner })
+}
+
+/// Recorded while its branch had no read-write endpoint (or by a version without the
+/// pooler's URI): the URIs are computed again, not left empty forever.
+pub fn outputs_to_compute(recorded: &ResourceState) -> Vec<(&'static str, Option<Value>)> {
+    let complete = recorded
+        .outputs_as::<Outputs>("")
+        .is_ok_and(|o| !o.connection_uri.is_empty() && !o.connection_uri_pooler.is_empty());
+    if complete {
+        Vec::new()
+    } else {
+        vec![(
+            "connection_uri",
+            Some(Value::String("(not computed)".to_owned())),
+        )]
+    }
+}
+
+pub async fn converge(
+    step: &Step<'_>,
+    target: Target<'_>,
+    spec: &DatabaseSpec,
+) -> Result<Recorded, StepCause> {
     let Target {
         resource: r,
         recorded,
         import,
         inputs,
     } = target;
-    let Spec::Database { branch, owner, .. } = &r.spec else {
-        unreachable!("database::converge is called for databases")
-    };
+    let DatabaseSpec { branch, owner, .. } = spec;
     let neon = step.neon()?;
     let owner_name = step.output(owner, "name")?;
     let (pid, bid, name) = place(step, branch, import, inputs)?;
     let _held = step.hold_project(&pid).await;
     match (recorded, import) {
         (Some(rs), _) => {
-            let current = rs.id(&r.name, "name")?;
+            let current = rs.ids_as::<Ids>(&r.name)?.name;
             neon.update_database(
                 &pid,
                 &bid,
-                current,
+                &current,
                 json!({ "name": name, "owner_name": owner_name }),
             )
             .await?;
@@ -67,12 +102,12 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         connection_uri(neon, &pid, &bid, &name, &owner_name, true),
     )?;
     Ok(Recorded::typed(
-        &BranchObjectIds {
+        &Ids {
             project_id: pid,
             branch_id: bid,
             name: name.clone(),
         },
-        &DatabaseOutputs {
+        &Outputs {
             name,
             connection_uri: uri,
             connection_uri_pooler: pooled,
@@ -97,11 +132,22 @@ async fn connection_uri(
     }
 }
 
+pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
+    let Ids {
+        project_id,
+        branch_id,
+        name,
+    } = rs.ids_as(name)?;
+    super::found(neon.get_database(&project_id, &branch_id, &name).await)
+}
+
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    let pid = ProjectId(rs.id(step.name, "project_id")?.to_owned());
-    let bid = BranchId(rs.id(step.name, "branch_id")?.to_owned());
-    let name = rs.id(step.name, "name")?;
+    let Ids {
+        project_id: pid,
+        branch_id: bid,
+        name,
+    } = rs.ids_as(step.name)?;
     let _held = step.hold_project(&pid).await;
-    step.neon()?.delete_database(&pid, &bid, name).await?;
+    step.neon()?.delete_database(&pid, &bid, &name).await?;
     Ok(())
 }

@@ -7,55 +7,141 @@
 //! the Neon steps, and the function step, once its links are known, only waits for what is
 //! left of them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
 use tokio::task::JoinHandle;
 
-use super::records::{FunctionIds, FunctionOutputs};
-use super::{Clients, Recorded, Step, StepCause};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Clients, KNOWN_AFTER, Live, Recorded, Step, StepCause, outputs_of, resolve_template};
 use crate::aws::iam::Role;
-use crate::aws::{self, lambda};
+use crate::aws::{self, Aws, is_code, lambda};
 use crate::build::Artifact;
-use crate::config::{Config, Kind, Resource, Spec};
-use crate::plan::{Action, Plan, function_environment};
-use crate::state::ResourceState;
+use crate::config::{Config, FunctionSpec, Kind, Resource, Spec, Template};
+use crate::state::{Recorder, ResourceState, StageState};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ids {
+    pub function_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub name: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The inputs `refresh` compares with the live function.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Inputs {
+    #[serde(default)]
+    pub memory: Option<i64>,
+    #[serde(default)]
+    pub timeout: Option<i64>,
+    #[serde(default)]
+    pub url: Option<bool>,
+}
+
+/// Its environment holds the links' secrets: diffs say only that it changed.
+pub const SECRET_INPUTS: &[&str] = &["environment"];
+
+pub fn desired_inputs(f: &FunctionSpec, state: &StageState) -> Value {
+    let env = function_environment(&f.links, &f.environment, state);
+    json!({
+        "package": f.package, "url": f.url, "memory": f.memory, "timeout": f.timeout,
+        "log_retention_days": f.log_retention_days,
+        "architecture": if f.arm64 { "arm64" } else { "x86_64" },
+        "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
+    })
+}
+
+/// `LINK_<Name>` (JSON of the link's properties) plus `environment`, if all are known.
+pub fn function_environment(
+    links: &[String],
+    environment: &BTreeMap<String, Template>,
+    state: &StageState,
+) -> Option<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for link in links {
+        let outputs = outputs_of(state, link)?;
+        env.insert(format!("LINK_{link}"), serde_json::to_string(outputs).ok()?);
+    }
+    for (k, t) in environment {
+        env.insert(k.clone(), resolve_template(t, |n| outputs_of(state, n))?);
+    }
+    Some(env)
+}
+
+/// The environment each function will have, where it is known before the deploy: from
+/// recorded outputs, and from links whose properties are literal (or known) themselves.
+/// `None` for a function that waits on an output this deploy produces.
+pub fn known_environments(
+    config: &Config,
+    state: &StageState,
+) -> Vec<(String, Option<BTreeMap<String, String>>)> {
+    let mut view = state.clone();
+    for r in &config.resources {
+        if let Spec::Link(link) = &r.spec {
+            let resolved: Option<BTreeMap<String, String>> = link
+                .properties
+                .iter()
+                .map(|(k, t)| resolve_template(t, |n| outputs_of(state, n)).map(|v| (k.clone(), v)))
+                .collect();
+            if let Some(outputs) = resolved {
+                view.resources.insert(
+                    r.name.clone(),
+                    ResourceState {
+                        kind: r.kind,
+                        ids: BTreeMap::new(),
+                        inputs: Value::Null,
+                        outputs,
+                        imported: false,
+                    },
+                );
+            }
+        }
+    }
+    config
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Function(f) => Some((
+                r.name.clone(),
+                function_environment(&f.links, &f.environment, &view),
+            )),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Records every function the plan creates, IDs only, before anything starts: its IAM role
 /// and log group may exist before the function step runs (or if it fails), and what the
 /// state names, `remove` deletes. The step records it fully.
-pub(super) async fn record_before_creating(
+pub async fn record_before_creating(
     config: &Config,
     stage: &str,
-    plan: &Plan,
-    recorder: &super::Recorder,
-) -> Result<(), Vec<super::StepError>> {
-    for change in &plan.changes {
-        if change.kind != Kind::Function || change.action != Action::Create {
-            continue;
-        }
+    created: &[&str],
+    recorder: &Recorder,
+) -> Result<(), (String, crate::state::StateError)> {
+    for function in created {
         let placeholder = ResourceState {
             kind: Kind::Function,
-            ids: std::collections::BTreeMap::from([(
-                "function_name".to_owned(),
-                aws::physical_name(&config.app, stage, &change.resource),
-            )]),
-            inputs: serde_json::Value::Null,
-            outputs: std::collections::BTreeMap::new(),
+            ids: crate::state::to_map(&Ids {
+                function_name: aws::physical_name(&config.app, stage, function),
+            }),
+            inputs: Value::Null,
+            outputs: BTreeMap::new(),
             imported: false,
         };
         recorder
-            .record(&change.resource, placeholder)
+            .record(function, placeholder)
             .await
-            .map_err(|e| {
-                vec![super::StepError {
-                    verb: "create",
-                    resource: change.resource.clone(),
-                    kind: change.kind,
-                    cause: e.into(),
-                }]
-            })?;
+            .map_err(|e| (function.to_string(), e))?;
     }
     Ok(())
 }
@@ -77,35 +163,31 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
-    /// Starts the build and the role of every function the plan creates or deploys.
+    /// Starts the build and the role of each of `functions` (those the plan creates or
+    /// deploys).
     pub fn start(
         config: &Config,
         stage: &str,
         project_dir: &Path,
         clients: &Clients,
-        plan: &Plan,
+        functions: &[&str],
     ) -> Prepared {
         let Some(aws) = &clients.aws else {
             return Prepared::default();
         };
         let mut preps = HashMap::new();
-        for change in &plan.changes {
-            if change.kind != Kind::Function
-                || matches!(change.action, Action::Delete | Action::Retain)
-            {
-                continue;
-            }
+        for &function in functions {
             let Some(Resource {
-                spec: Spec::Function { package, arm64, .. },
+                spec: Spec::Function(FunctionSpec { package, arm64, .. }),
                 ..
-            }) = config.resource(&change.resource)
+            }) = config.resource(function)
             else {
                 continue;
             };
             let (dir, package, arm64) = (project_dir.to_owned(), package.clone(), *arm64);
             let (iam, name) = (
                 aws.iam.clone(),
-                aws::physical_name(&config.app, stage, &change.resource),
+                aws::physical_name(&config.app, stage, function),
             );
             let prep = tokio::spawn(async move {
                 let build =
@@ -114,7 +196,7 @@ impl Prepared {
                 let artifact = build.await??;
                 Ok((artifact, role?))
             });
-            preps.insert(change.resource.clone(), prep);
+            preps.insert(function.to_owned(), prep);
         }
         Prepared(Mutex::new(preps))
     }
@@ -152,8 +234,12 @@ pub fn environment_size(env: &std::collections::BTreeMap<String, String>) -> usi
 const STALE_READ: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds and converges the function; the record, and whether anything changed in AWS.
-pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool), StepCause> {
-    let Spec::Function {
+pub async fn converge(
+    step: &Step<'_>,
+    r: &Resource,
+    spec: &FunctionSpec,
+) -> Result<(Recorded, bool), StepCause> {
+    let FunctionSpec {
         package,
         links,
         url,
@@ -162,10 +248,7 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         log_retention_days,
         arm64,
         environment,
-    } = &r.spec
-    else {
-        unreachable!("function::converge is called for functions")
-    };
+    } = spec;
     let env = function_environment(links, environment, &step.state)
         .ok_or_else(|| StepCause::Unresolved(format!("{} (a link or variable)", r.name)))?;
     let size = environment_size(&env);
@@ -231,14 +314,14 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
         lambda::upsert_function(&aws.lambda, &spec, existing),
     )?;
     let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
-    let outputs = FunctionOutputs {
+    let outputs = Outputs {
         name: name.clone(),
         arn,
         url,
     };
     Ok((
         Recorded::typed(
-            &FunctionIds {
+            &Ids {
                 function_name: name,
             },
             &outputs,
@@ -248,13 +331,47 @@ pub async fn converge(step: &Step<'_>, r: &Resource) -> Result<(Recorded, bool),
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    let name = rs.id(step.name, "function_name")?;
+    let name = rs.ids_as::<Ids>(step.name)?.function_name;
     let aws = step.aws()?;
-    lambda::delete_function(&aws.lambda, name).await?;
-    aws::iam::delete_role(&aws.iam, name).await?;
+    lambda::delete_function(&aws.lambda, &name).await?;
+    aws::iam::delete_role(&aws.iam, &name).await?;
     // Logs are data: a stage that retains its data keeps them (with their retention).
     if step.config.policy(step.stage).removal == crate::config::Removal::Remove {
-        aws::logs::delete_group(&aws.logs, name).await?;
+        aws::logs::delete_group(&aws.logs, &name).await?;
     }
     Ok(())
+}
+
+/// What `refresh` shows: memory and timeout as Lambda has them, and the URL and its two
+/// permissions.
+pub async fn read(aws: &Aws, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
+    let function = rs.ids_as::<Ids>(name)?.function_name;
+    let recorded: Inputs = rs.inputs_as(name).unwrap_or_default();
+    let conf = match aws
+        .lambda
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+    {
+        Ok(conf) => conf,
+        Err(e) if is_code(&e, "ResourceNotFoundException") => return Ok(Live::Gone),
+        Err(e) => {
+            return Err(aws::AwsError::sdk(format!("read function `{function}`"), &e).into());
+        }
+    };
+    let mut changes = Vec::new();
+    for (key, recorded, live) in [
+        ("memory", recorded.memory, conf.memory_size()),
+        ("timeout", recorded.timeout, conf.timeout()),
+    ] {
+        if let (Some(recorded), Some(live)) = (recorded, live)
+            && recorded != i64::from(live)
+        {
+            changes.push(super::drift(key, recorded, live));
+        }
+    }
+    let url = aws::url::UrlState::read(&aws.lambda, &function).await?;
+    changes.extend(url.drift(recorded.url.unwrap_or(false)));
+    Ok(Live::Found(changes))
 }

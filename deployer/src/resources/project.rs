@@ -1,24 +1,121 @@
-//! A Neon project: create (or adopt the one an interrupted run created), import, update its
-//! name and history retention, delete. Its outputs describe the default branch's database.
+//! A Neon project (`[neon.project.<Name>]`): create (or adopt the one an interrupted run
+//! created), import, update its name and history retention, read, delete. Its outputs
+//! describe the default branch's database.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::records::{DefaultDatabase, ProjectIds, ProjectOutputs};
-use super::{Recorded, Step, StepCause, Target, warn_import_differences};
-use crate::config::Resource;
+use super::{Live, Recorded, Step, StepCause, Target, warn_import_differences};
+use crate::config::{ProjectSpec, Resource, Template};
 use crate::neon::models::{BranchId, Project, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::{Pending, ResourceState};
+
+/// What a project records as its IDs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ids {
+    pub project_id: ProjectId,
+}
+
+/// A project's outputs: its ID and name, its default branch, and the connection to the
+/// default branch's first database (Neon's `neondb` as `neondb_owner`), when there is one.
+/// A preview stage's branch has the same outputs, read on its own branch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub id: ProjectId,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch_id: Option<BranchId>,
+    /// The branch the outputs describe: the default branch, or a preview stage's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<BranchId>,
+    /// A preview branch's expiry (RFC 3339), as Neon last confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DefaultDatabase>,
+}
+
+/// The default database of a project, as its outputs show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefaultDatabase {
+    pub connection_uri: String,
+    pub connection_uri_pooler: String,
+    pub database_host: String,
+    pub database_name: String,
+    pub database_user: String,
+    pub database_password: String,
+}
+
+/// The inputs a project is deployed with (as recorded: templates resolved).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Inputs {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pg_version: Option<Value>,
+    #[serde(default)]
+    pub region_id: Option<Value>,
+    #[serde(default)]
+    pub org_id: Option<String>,
+    #[serde(default)]
+    pub history_retention_seconds: Option<i64>,
+}
+
+/// Fields that cannot change in place: Neon has no way to move a project's Postgres
+/// version, region or organization.
+pub const REPLACED_BY: &[&str] = &["pg_version", "region_id", "org_id"];
+
+pub fn desired_inputs(p: &ProjectSpec, resolve: impl Fn(&Template) -> Value) -> Value {
+    json!({
+        "name": resolve(&p.name),
+        "pg_version": p.pg_version,
+        "region_id": resolve(&p.region_id),
+        "org_id": p.org_id.as_ref().map(&resolve),
+        "history_retention_seconds": p.history_retention_seconds,
+    })
+}
+
+/// Recorded by IDs only (created, then an operation failed): finished by an update that
+/// reads its outputs.
+pub fn outputs_to_compute(recorded: &ResourceState) -> Vec<(&'static str, Option<Value>)> {
+    if recorded.outputs.is_empty() {
+        vec![("outputs", Some(Value::String("(not recorded)".to_owned())))]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Brings a project recorded by an older format to this one.
+pub fn migrate(r: &mut ResourceState, written_as: u32) {
+    // Before projects had a `branch_id` output, its connection outputs described its
+    // default branch, so that is its `branch_id` (no deploy needed for it).
+    if !r.outputs.contains_key("branch_id")
+        && let Some(default) = r.outputs.get("default_branch_id").cloned()
+    {
+        r.outputs.insert("branch_id".to_owned(), default);
+    }
+    // Version 1 recorded a preview stage's branch as a project whose inputs said which
+    // stage it branches from.
+    if written_as < 2
+        && r.inputs
+            .get(super::preview::BASE_STAGE_INPUT)
+            .is_some_and(Value::is_string)
+    {
+        r.kind = crate::config::Kind::Preview;
+    }
+}
+
+pub fn import_id(name: &str, rs: &ResourceState) -> Result<String, crate::state::StateError> {
+    Ok(rs.ids_as::<Ids>(name)?.project_id.0)
+}
 
 /// A project found by name counts as the one an earlier attempt created only if Neon says
 /// it was created no earlier than this before the attempt (clock skew between us and Neon).
 const CLOCK_SKEW_SECS: i64 = 120;
 
 pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, StepCause> {
-    if let crate::config::Spec::PreviewBranch(preview) = &target.resource.spec {
-        return super::preview::converge(step, target, preview).await;
-    }
     let Target {
         resource: r,
         recorded,
@@ -26,16 +123,14 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         inputs,
     } = target;
     let neon = step.neon()?;
-    let name = inputs["name"].as_str().unwrap_or_default().to_owned();
+    let wanted: Inputs = Inputs::deserialize(inputs).unwrap_or_default();
+    let name = wanted.name.clone().unwrap_or_default();
     let id = match (recorded, import) {
         (Some(rs), _) => {
-            let id = ProjectId(rs.id(&r.name, "project_id")?.to_owned());
+            let id = rs.ids_as::<Ids>(&r.name)?.project_id;
             let _held = step.hold_project(&id).await;
-            let mut patch = json!({ "name": name });
-            if let Some(h) = inputs["history_retention_seconds"].as_i64() {
-                patch["history_retention_seconds"] = json!(h);
-            }
-            neon.update_project(&id, patch).await?;
+            let patch = json!({ "name": name, "history_retention_seconds": wanted.history_retention_seconds });
+            neon.update_project(&id, without_nulls(patch)).await?;
             id
         }
         (None, Some(id)) => {
@@ -56,7 +151,7 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
             );
             found.id
         }
-        (None, None) => create(step, r, neon, &name, inputs).await?,
+        (None, None) => create(step, r, neon, &wanted, inputs).await?,
     };
     let branches = neon.list_branches(&id).await?;
     let default = branches
@@ -65,23 +160,33 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         .or(branches.first())
         .map(|b| b.id.clone());
     let outputs = outputs(neon, &id, name, default.clone(), default).await?;
-    Ok(Recorded::typed(&ProjectIds { project_id: id }, &outputs))
+    Ok(Recorded::typed(&Ids { project_id: id }, &outputs))
+}
+
+/// A request body without the fields left unset (Neon keeps their current values).
+fn without_nulls(mut body: Value) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    body
 }
 
 async fn create(
     step: &Step<'_>,
     r: &Resource,
     neon: &Neon,
-    name: &str,
+    wanted: &Inputs,
     inputs: &Value,
 ) -> Result<ProjectId, StepCause> {
-    let mut body = json!({ "name": name, "pg_version": inputs["pg_version"], "region_id": inputs["region_id"] });
-    if let Some(org) = inputs["org_id"].as_str() {
-        body["org_id"] = json!(org);
-    }
-    if let Some(h) = inputs["history_retention_seconds"].as_i64() {
-        body["history_retention_seconds"] = json!(h);
-    }
+    let name = wanted.name.as_deref().unwrap_or_default();
+    let org_id = wanted.org_id.as_deref();
+    let body = without_nulls(json!({
+        "name": name,
+        "pg_version": wanted.pg_version,
+        "region_id": wanted.region_id,
+        "org_id": org_id,
+        "history_retention_seconds": wanted.history_retention_seconds,
+    }));
     // A create recorded as pending was sent by an interrupted run: look for it first.
     // Project names are not unique (every stage may use the same one), so a candidate must
     // be new since the first attempt and claimed by no stage.
@@ -90,7 +195,7 @@ async fn create(
         Some(p) => (p.since_unix as i64, p.existing.clone()),
         None => {
             let existing: Vec<String> = neon
-                .find_projects(name, inputs["org_id"].as_str())
+                .find_projects(name, org_id)
                 .await?
                 .into_iter()
                 .map(|p| p.id.0)
@@ -118,7 +223,7 @@ async fn create(
                 .is_some_and(|t| t + CLOCK_SKEW_SECS >= since)
     };
     let lookup = || async {
-        let found = neon.find_projects(name, inputs["org_id"].as_str()).await?;
+        let found = neon.find_projects(name, org_id).await?;
         let candidates: Vec<&Project> = found.iter().filter(|p| ours(p)).collect();
         Ok::<_, NeonError>(match candidates.as_slice() {
             [one] => Some(one.id.clone()),
@@ -171,10 +276,9 @@ async fn create(
                     &r.name,
                     ResourceState {
                         kind: r.kind,
-                        ids: std::collections::BTreeMap::from([(
-                            "project_id".to_owned(),
-                            created.0,
-                        )]),
+                        ids: crate::state::to_map(&Ids {
+                            project_id: created,
+                        }),
                         inputs: inputs.clone(),
                         outputs: std::collections::BTreeMap::new(),
                         imported: false,
@@ -196,8 +300,8 @@ pub(super) async fn outputs(
     name: String,
     default_branch: Option<BranchId>,
     branch: Option<BranchId>,
-) -> Result<ProjectOutputs, NeonError> {
-    let mut outputs = ProjectOutputs {
+) -> Result<Outputs, NeonError> {
+    let mut outputs = Outputs {
         id: id.clone(),
         name,
         default_branch_id: default_branch,
@@ -241,13 +345,35 @@ pub(super) async fn outputs(
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    if super::preview::is_preview(rs) {
-        return super::preview::delete(step, rs).await;
-    }
-    let id = ProjectId(rs.id(step.name, "project_id")?.to_owned());
+    let id = rs.ids_as::<Ids>(step.name)?.project_id;
     let _held = step.hold_project(&id).await;
     step.neon()?.delete_project(&id).await?;
     Ok(())
+}
+
+/// What `refresh` shows: the name and history retention as Neon has them now.
+pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
+    let id = rs.ids_as::<Ids>(name)?.project_id;
+    let recorded: Inputs = rs.inputs_as(name).unwrap_or_default();
+    let live = match neon.get_project(&id).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(Live::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    let mut changes = Vec::new();
+    if let Some(recorded) = recorded.name
+        && recorded != live.name
+    {
+        changes.push(super::drift("name", recorded, &live.name));
+    }
+    if let (Some(recorded), Some(live)) = (
+        recorded.history_retention_seconds,
+        live.history_retention_seconds,
+    ) && recorded != live
+    {
+        changes.push(super::drift("history_retention_seconds", recorded, live));
+    }
+    Ok(Live::Found(changes))
 }
 
 /// The host of a `postgresql://user:pw@host[:port]/db?...` URI.

@@ -10,19 +10,68 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::records::PreviewIds;
-use super::{Recorded, Step, StepCause, Target};
+use super::{Live, Recorded, Step, StepCause, Target};
 use crate::config::{ParentRef, PreviewBranch};
 use crate::neon::models::{Annotation, Branch, BranchId, EndpointType, ProjectId};
 use crate::neon::{Neon, NeonError};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::ResourceState;
 
-/// Whether a recorded project is a preview stage's branch (what `remove` deletes instead).
-pub fn is_preview(rs: &ResourceState) -> bool {
-    rs.inputs.get("branch_from").is_some_and(Value::is_string)
+/// What a preview stage's branch records as its IDs: the base stage's project, its own
+/// branch (and that branch's read-write endpoint, found by branch). Its outputs are a
+/// project's ([`super::project::Outputs`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ids {
+    pub project_id: ProjectId,
+    pub branch_id: BranchId,
+}
+
+/// The input naming the stage it branches from (state version 1 told previews by it).
+pub const BASE_STAGE_INPUT: &str = "branch_from";
+
+/// Made again when where it starts changes.
+pub const REPLACED_BY: &[&str] = &[BASE_STAGE_INPUT, "project_id", "parent", "schema_only"];
+
+pub fn desired_inputs(p: &PreviewBranch) -> Value {
+    json!({
+        BASE_STAGE_INPUT: p.base_stage,
+        "project_id": p.project_id,
+        "name": p.name,
+        "parent": p.parent.as_written(),
+        "schema_only": p.schema_only,
+        "expires_in": p.expires_in,
+    })
+}
+
+/// Its expiry moves forward on every deploy.
+pub fn outputs_to_compute(
+    p: &PreviewBranch,
+    recorded: &ResourceState,
+) -> Vec<(&'static str, Option<Value>)> {
+    if p.expires_in.is_none() {
+        return Vec::new();
+    }
+    vec![(
+        "expires_at",
+        recorded.outputs.get("expires_at").map(|e| json!(e)),
+    )]
+}
+
+/// The branch's IDs, for the commands that look after previews (`prune`, expiry).
+pub fn ids(name: &str, rs: &ResourceState) -> Result<Ids, crate::state::StateError> {
+    rs.ids_as(name)
+}
+
+/// Whether the branch is still there (Neon deletes an expired one).
+pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
+    let Ids {
+        project_id,
+        branch_id,
+    } = rs.ids_as(name)?;
+    super::found(neon.get_branch(&project_id, &branch_id).await)
 }
 
 /// `expires_in` seconds from now, as Neon wants `expires_at`: RFC 3339 to the second.
@@ -86,8 +135,8 @@ pub async fn converge(
     let _held = step.hold_project(&pid).await;
     let recorded = target
         .recorded
-        .and_then(|rs| rs.ids.get("branch_id"))
-        .map(|b| BranchId(b.clone()));
+        .and_then(|rs| rs.ids_as::<Ids>(target.resource.name.as_str()).ok())
+        .map(|ids| ids.branch_id);
     let existing = match recorded {
         Some(id) => match neon.get_branch(&pid, &id).await {
             Ok(b) => Some(b),
@@ -136,7 +185,7 @@ pub async fn converge(
     .await?;
     outputs.expires_at = expires_at;
     Ok(Recorded::typed(
-        &PreviewIds {
+        &Ids {
             project_id: pid,
             branch_id: branch.id,
         },
@@ -214,10 +263,12 @@ async fn create_body(
 
 /// Deletes the stage's branch, never the project.
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    let pid = ProjectId(rs.id(step.name, "project_id")?.to_owned());
-    let id = BranchId(rs.id(step.name, "branch_id")?.to_owned());
-    let _held = step.hold_project(&pid).await;
-    delete_branch(step.neon()?, &pid, &id).await
+    let Ids {
+        project_id,
+        branch_id,
+    } = rs.ids_as(step.name)?;
+    let _held = step.hold_project(&project_id).await;
+    delete_branch(step.neon()?, &project_id, &branch_id).await
 }
 
 /// Deletes a preview branch after checking it is neither the project's default branch nor

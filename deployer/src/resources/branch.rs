@@ -1,0 +1,158 @@
+//! A Neon branch (`[neon.branch.<Name>]`): create (from the project's default branch or a
+//! declared parent) or adopt by name, import by ID, rename, read, delete. In a preview
+//! stage, a copy of the base stage's branch of the same name.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Live, Recorded, Step, StepCause, Target, warn_import_differences};
+use crate::config::{BranchSpec, Template};
+use crate::neon::Neon;
+use crate::neon::models::{BranchId, ProjectId};
+use crate::state::{ResourceState, StateError};
+
+/// What a branch records as its IDs (a preview stage's branch records the same).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ids {
+    pub project_id: ProjectId,
+    pub branch_id: BranchId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub id: BranchId,
+}
+
+/// The inputs a branch is deployed with, as recorded.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Inputs {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// In a preview stage: the base stage's branch it copies (`null`: a new branch).
+    #[serde(default, deserialize_with = "present")]
+    pub copy_of: Option<Value>,
+}
+
+/// `copy_of` recorded, even as `null`, marks a preview stage's copy.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Ok(Some(Value::deserialize(d)?))
+}
+
+pub const REPLACED_BY: &[&str] = &["project", "parent", "copy_of"];
+
+pub fn desired_inputs(b: &BranchSpec, resolve: impl Fn(&Template) -> Value) -> Value {
+    let mut inputs = json!({ "project": b.project, "name": resolve(&b.name), "parent": b.parent });
+    if let Some(copy) = &b.copy {
+        inputs["copy_of"] = json!(copy.of);
+        inputs["expires_in"] = json!(copy.expires_in);
+    }
+    inputs
+}
+
+/// Whether a recorded branch is a preview stage's copy (it lives in the base's project).
+pub fn is_copy(name: &str, rs: &ResourceState) -> bool {
+    rs.inputs_as::<Inputs>(name)
+        .is_ok_and(|i| i.copy_of.is_some())
+}
+
+pub fn import_id(name: &str, rs: &ResourceState) -> Result<String, StateError> {
+    Ok(rs.ids_as::<Ids>(name)?.branch_id.0)
+}
+
+pub async fn converge(
+    step: &Step<'_>,
+    target: Target<'_>,
+    spec: &BranchSpec,
+) -> Result<Recorded, StepCause> {
+    let Target {
+        resource: r,
+        recorded,
+        import,
+        inputs,
+    } = target;
+    let BranchSpec {
+        project,
+        parent,
+        copy,
+        ..
+    } = spec;
+    let neon = step.neon()?;
+    let wanted: Inputs = Inputs::deserialize(inputs).unwrap_or_default();
+    let name = wanted.name.unwrap_or_default();
+    let pid = step.ids_of::<super::project::Ids>(project)?.project_id;
+    let _held = step.hold_project(&pid).await;
+    let id = match (recorded, import) {
+        (Some(rs), _) => {
+            let id = rs.ids_as::<Ids>(&r.name)?.branch_id;
+            let mut patch = json!({ "name": name });
+            if let Some(expires_in) = copy.as_ref().and_then(|c| c.expires_in) {
+                patch["expires_at"] = json!(super::preview::expires_at(expires_in));
+            }
+            neon.update_branch(&pid, &id, patch).await?;
+            id
+        }
+        (None, Some(id)) => {
+            let found = neon.get_branch(&pid, &BranchId::from(id)).await?;
+            warn_import_differences(&r.name, inputs, &[("name", json!(found.name))]);
+            found.id
+        }
+        (None, None) => {
+            let mut body = json!({ "branch": { "name": name } });
+            if let Some(parent) = parent {
+                body["branch"]["parent_id"] = json!(step.ids_of::<Ids>(parent)?.branch_id);
+            }
+            // In a preview stage: a copy of the base stage's branch, marked and expiring as
+            // the stage's own branch is.
+            if let Some(copy) = copy {
+                if let Some(of) = &copy.of {
+                    body["branch"]["parent_id"] = json!(of);
+                }
+                if let Some(expires_in) = copy.expires_in {
+                    body["branch"]["expires_at"] = json!(super::preview::expires_at(expires_in));
+                }
+                body["annotation_value"] = json!(copy.annotation);
+            }
+            let lookup = || async {
+                let (branches, annotations) = neon.list_annotated_branches(&pid).await?;
+                let found = branches.into_iter().find(|b| b.name == name);
+                if let (Some(b), Some(copy)) = (&found, copy) {
+                    super::preview::check_ours(&name, annotations.get(&b.id.0), &copy.annotation)?;
+                }
+                Ok::<_, StepCause>(found.map(|b| b.id))
+            };
+            super::preview::create_or_adopt(lookup, || async {
+                neon.create_branch(&pid, &body).await.map(|b| b.branch.id)
+            })
+            .await?
+        }
+    };
+    Ok(Recorded::typed(
+        &Ids {
+            project_id: pid,
+            branch_id: id.clone(),
+        },
+        &Outputs { id },
+    ))
+}
+
+pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
+    let Ids {
+        project_id,
+        branch_id,
+    } = rs.ids_as(name)?;
+    super::found(neon.get_branch(&project_id, &branch_id).await)
+}
+
+pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
+    let Ids {
+        project_id: pid,
+        branch_id: id,
+    } = rs.ids_as(step.name)?;
+    let _held = step.hold_project(&pid).await;
+    if is_copy(step.name, rs) {
+        // A preview stage's copy lives in the base stage's project.
+        return super::preview::delete_branch(step.neon()?, &pid, &id).await;
+    }
+    step.neon()?.delete_branch(&pid, &id).await?;
+    Ok(())
+}
