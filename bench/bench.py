@@ -447,26 +447,26 @@ def main():
     with open(os.path.join(OUT, "table.md"), "w") as f:
         f.write(table)
     if not args.quick:
-        update_readme(table)
+        update_benchmarks(table)
     print(table)
 
 
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "BENCHMARKS.md")
 START, END = "<!-- bench/run writes this table -->", "<!-- end of bench/run's table -->"
 
 
-def update_readme(table):
-    """Puts a full run's table into README.md between its markers."""
-    with open(README) as f:
+def update_benchmarks(table):
+    """Puts a full run's table into docs/BENCHMARKS.md between its markers."""
+    with open(BENCHMARKS) as f:
         text = f.read()
     before, found, rest = text.partition(START)
     _, found_end, after = rest.partition(END)
     if not (found and found_end):
-        log("README.md has no bench table markers; not updated")
+        log("docs/BENCHMARKS.md has no bench table markers; not updated")
         return
-    with open(README, "w") as f:
+    with open(BENCHMARKS, "w") as f:
         f.write(f"{before}{START}\n{table}{END}{after}")
-    log("README.md's table updated")
+    log("docs/BENCHMARKS.md's table updated")
 
 
 def med(load, name, path, key):

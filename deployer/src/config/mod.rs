@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::env::EnvSource;
 
 mod check;
+#[cfg(test)]
+mod docs_tests;
 mod notes;
 mod preview;
 mod state;
@@ -392,11 +394,11 @@ pub fn parse(path: &Path, text: &str, env: &EnvSource) -> Result<Config, ConfigE
                 own_hint
             } else if message.contains("unknown field") {
                 Some(
-                    "remove the key or fix its spelling; README lists every key of infra.toml"
+                    "remove the key or fix its spelling; docs/infra-toml.md lists every key of infra.toml"
                         .to_owned(),
                 )
             } else if message.contains("missing field") {
-                Some("add the key; README lists what each table needs".to_owned())
+                Some("add the key; docs/infra-toml.md lists what each table needs".to_owned())
             } else {
                 Some("fix the TOML syntax at that place".to_owned())
             };
