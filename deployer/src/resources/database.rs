@@ -133,20 +133,12 @@ async fn connection_uri(
 }
 
 pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
-    let Ids {
-        project_id,
-        branch_id,
-        name,
-    } = rs.ids_as(name)?;
-    super::found(neon.get_database(&project_id, &branch_id, &name).await)
+    let (pid, bid, name) = Ids::of(name, rs)?;
+    super::found(neon.get_database(&pid, &bid, &name).await)
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    let Ids {
-        project_id: pid,
-        branch_id: bid,
-        name,
-    } = rs.ids_as(step.name)?;
+    let (pid, bid, name) = Ids::of(step.name, rs)?;
     let _held = step.hold_project(&pid).await;
     step.neon()?.delete_database(&pid, &bid, &name).await?;
     Ok(())

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Live, Recorded, Step, StepCause, Target};
@@ -20,14 +19,10 @@ use crate::neon::{Neon, NeonError};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::ResourceState;
 
-/// What a preview stage's branch records as its IDs: the base stage's project, its own
-/// branch (and that branch's read-write endpoint, found by branch). Its outputs are a
-/// project's ([`super::project::Outputs`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Ids {
-    pub project_id: ProjectId,
-    pub branch_id: BranchId,
-}
+/// What a preview stage's branch records as its IDs: the base stage's project and its own
+/// branch, as a branch records them. Its outputs are a project's
+/// ([`super::project::Outputs`]).
+pub type Ids = super::branch::Ids;
 
 /// The input naming the stage it branches from (state version 1 told previews by it).
 pub const BASE_STAGE_INPUT: &str = "branch_from";
@@ -65,13 +60,9 @@ pub fn ids(name: &str, rs: &ResourceState) -> Result<Ids, crate::state::StateErr
     rs.ids_as(name)
 }
 
-/// Whether the branch is still there (Neon deletes an expired one).
+/// Whether the branch is still there (Neon deletes an expired one): read as any branch.
 pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
-    let Ids {
-        project_id,
-        branch_id,
-    } = rs.ids_as(name)?;
-    super::found(neon.get_branch(&project_id, &branch_id).await)
+    super::branch::read(neon, name, rs).await
 }
 
 /// `expires_in` seconds from now, as Neon wants `expires_at`: RFC 3339 to the second.

@@ -19,6 +19,21 @@ pub struct Ids {
     pub name: String,
 }
 
+impl Ids {
+    /// (project, branch, name) as recorded for the role or database `resource`.
+    pub fn of(
+        resource: &str,
+        rs: &ResourceState,
+    ) -> Result<(ProjectId, BranchId, String), StateError> {
+        let Ids {
+            project_id,
+            branch_id,
+            name,
+        } = rs.ids_as(resource)?;
+        Ok((project_id, branch_id, name))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outputs {
     pub name: String,
@@ -40,12 +55,8 @@ pub fn desired_inputs(ro: &RoleSpec, resolve: impl Fn(&Template) -> Value) -> Va
 
 /// `project_id/branch_id/name`, as `import` takes a role or a database.
 pub fn import_id(name: &str, rs: &ResourceState) -> Result<String, StateError> {
-    let Ids {
-        project_id,
-        branch_id,
-        name,
-    } = rs.ids_as(name)?;
-    Ok(format!("{project_id}/{branch_id}/{name}"))
+    let (pid, bid, name) = Ids::of(name, rs)?;
+    Ok(format!("{pid}/{bid}/{name}"))
 }
 
 /// (project, branch, name) of a role or database: from `import` (`project_id/branch_id/name`)
@@ -124,20 +135,12 @@ pub async fn converge(
 }
 
 pub async fn read(neon: &Neon, name: &str, rs: &ResourceState) -> Result<Live, StepCause> {
-    let Ids {
-        project_id,
-        branch_id,
-        name,
-    } = rs.ids_as(name)?;
-    super::found(neon.get_role(&project_id, &branch_id, &name).await)
+    let (pid, bid, name) = Ids::of(name, rs)?;
+    super::found(neon.get_role(&pid, &bid, &name).await)
 }
 
 pub async fn delete(step: &Step<'_>, rs: &ResourceState) -> Result<(), StepCause> {
-    let Ids {
-        project_id: pid,
-        branch_id: bid,
-        name,
-    } = rs.ids_as(step.name)?;
+    let (pid, bid, name) = Ids::of(step.name, rs)?;
     let _held = step.hold_project(&pid).await;
     step.neon()?.delete_role(&pid, &bid, &name).await?;
     Ok(())
