@@ -24,9 +24,11 @@ use crate::apply::Applier;
 use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
 use crate::config::{Config, DatabaseSpec, FunctionSpec, LinkSpec, RoleSpec, Spec};
 use crate::error::Failure;
+use crate::neon::models::{BranchId, EndpointId, ProjectId};
 use crate::plan::{self, Scope};
-use crate::resources::resolve_template;
+use crate::resources::{branch, database, endpoint, project, resolve_template, role};
 use crate::state::Recorder;
+use crate::state::to_map;
 
 pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
     let dir = super::project_dir(config_path);
@@ -436,49 +438,52 @@ impl LocalCluster {
                     let password = self.ensure_role("neondb_owner")?;
                     self.ensure_database("neondb", "neondb_owner")?;
                     let uri = self.uri("neondb_owner", &password, "neondb");
-                    [
-                        ("id", "local".to_owned()),
-                        ("default_branch_id", "local".to_owned()),
-                        ("branch_id", "local".to_owned()),
-                        ("connection_uri", uri.clone()),
-                        ("connection_uri_pooler", uri),
-                        ("database_host", "127.0.0.1".to_owned()),
-                        ("database_name", "neondb".to_owned()),
-                        ("database_user", "neondb_owner".to_owned()),
-                        ("database_password", password),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect()
+                    let local = || BranchId::from("local");
+                    to_map(&project::Outputs {
+                        id: ProjectId::from("local"),
+                        name: r.name.clone(),
+                        default_branch_id: Some(local()),
+                        branch_id: Some(local()),
+                        expires_at: None,
+                        database: Some(project::DefaultDatabase {
+                            connection_uri: uri.clone(),
+                            connection_uri_pooler: uri,
+                            database_host: "127.0.0.1".to_owned(),
+                            database_name: "neondb".to_owned(),
+                            database_user: "neondb_owner".to_owned(),
+                            database_password: password,
+                        }),
+                    })
                 }
-                Spec::Branch(_) => {
-                    BTreeMap::from([("id".to_owned(), format!("local-{}", r.name.to_lowercase()))])
-                }
-                Spec::Endpoint(_) => BTreeMap::from([
-                    ("id".to_owned(), "local".to_owned()),
-                    ("host".to_owned(), "127.0.0.1".to_owned()),
-                ]),
+                Spec::Branch(_) => to_map(&branch::Outputs {
+                    id: BranchId(format!("local-{}", r.name.to_lowercase())),
+                }),
+                Spec::Endpoint(_) => to_map(&endpoint::Outputs {
+                    id: EndpointId::from("local"),
+                    host: "127.0.0.1".to_owned(),
+                }),
                 Spec::Role(RoleSpec { name, .. }) => {
                     let name = literal(name);
                     let password = self.ensure_role(&name)?;
-                    BTreeMap::from([("name".to_owned(), name), ("password".to_owned(), password)])
+                    to_map(&role::Outputs { name, password })
                 }
                 Spec::Database(DatabaseSpec { name, owner, .. }) => {
                     let name = literal(name);
                     let owner_name = outputs
                         .get(owner)
-                        .and_then(|o| o.get("name"))
-                        .cloned()
+                        .and_then(|o| serde_json::to_value(o).ok())
+                        .and_then(|o| serde::Deserialize::deserialize(o).ok())
+                        .map(|o: role::Outputs| o.name)
                         .unwrap_or_default();
                     self.ensure_database(&name, &owner_name)?;
                     let password = self.password(&owner_name)?;
                     // No pooler locally: the pooled URI is the direct one.
                     let uri = self.uri(&owner_name, &password, &name);
-                    BTreeMap::from([
-                        ("name".to_owned(), name.clone()),
-                        ("connection_uri".to_owned(), uri.clone()),
-                        ("connection_uri_pooler".to_owned(), uri),
-                    ])
+                    to_map(&database::Outputs {
+                        name,
+                        connection_uri: uri.clone(),
+                        connection_uri_pooler: uri,
+                    })
                 }
                 Spec::Link(_) | Spec::Function(_) => continue,
             };

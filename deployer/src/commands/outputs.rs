@@ -49,8 +49,10 @@ pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> 
 /// `::add-mask::` workflow command (GitHub's "Workflow commands", "Masking a value in a
 /// log"), which the runner reads from stdout and never shows.
 fn github_output(state: &crate::state::StageState) -> Result<(), Failure> {
-    use crate::config::Kind;
     use std::io::Write;
+
+    use crate::config::Kind;
+    use crate::resources::{function, project};
     let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
         return Err(
             Failure::bad_input("--github-output: GITHUB_OUTPUT is not set").hint(
@@ -58,18 +60,25 @@ fn github_output(state: &crate::state::StageState) -> Result<(), Failure> {
             ),
         );
     };
-    let first = |kinds: &[Kind], key: &str| {
-        state
-            .resources
-            .values()
-            .filter(|r| kinds.contains(&r.kind))
-            .find_map(|r| r.outputs.get(key).filter(|v| !v.is_empty()).cloned())
-    };
-    let projects = [Kind::Project, Kind::Preview];
-    let database_url = first(&projects, "connection_uri");
+    // The first project (or preview branch) and function, as their kinds record them.
+    let project: Option<project::Outputs> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| matches!(r.kind, Kind::Project | Kind::Preview))
+        .find_map(|(name, r)| r.outputs_as(name).ok());
+    let function: Option<function::Outputs> = state
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Function)
+        .find_map(|(name, r)| r.outputs_as(name).ok());
+    let database_url = project
+        .as_ref()
+        .and_then(|p| p.database.as_ref())
+        .map(|d| d.connection_uri.clone())
+        .filter(|u| !u.is_empty());
     let values = [
-        ("url", first(&[Kind::Function], "url")),
-        ("branch_id", first(&projects, "branch_id")),
+        ("url", function.and_then(|f| f.url)),
+        ("branch_id", project.and_then(|p| p.branch_id).map(|b| b.0)),
         ("database_url", database_url.clone()),
     ];
     if let Some(secret) = &database_url {

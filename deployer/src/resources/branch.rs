@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::{Live, Recorded, Step, StepCause, Target, warn_import_differences};
 use crate::config::{BranchSpec, Template};
-use crate::neon::Neon;
 use crate::neon::models::{BranchId, ProjectId};
+use crate::neon::{BranchCreateRequest, BranchUpdate, Neon, NewBranch};
 use crate::state::{ResourceState, StateError};
 
 /// What a branch records as its IDs (a preview stage's branch records the same).
@@ -84,11 +84,14 @@ pub async fn converge(
     let id = match (recorded, import) {
         (Some(rs), _) => {
             let id = rs.ids_as::<Ids>(&r.name)?.branch_id;
-            let mut patch = json!({ "name": name });
-            if let Some(expires_in) = copy.as_ref().and_then(|c| c.expires_in) {
-                patch["expires_at"] = json!(super::preview::expires_at(expires_in));
-            }
-            neon.update_branch(&pid, &id, patch).await?;
+            let patch = BranchUpdate {
+                name: Some(name.clone()),
+                expires_at: copy
+                    .as_ref()
+                    .and_then(|c| c.expires_in)
+                    .map(|secs| Some(super::preview::expires_at(secs))),
+            };
+            neon.update_branch(&pid, &id, &patch).await?;
             id
         }
         (None, Some(id)) => {
@@ -97,20 +100,24 @@ pub async fn converge(
             found.id
         }
         (None, None) => {
-            let mut body = json!({ "branch": { "name": name } });
+            let mut request = BranchCreateRequest {
+                branch: NewBranch {
+                    name: name.clone(),
+                    ..NewBranch::default()
+                },
+                ..BranchCreateRequest::default()
+            };
             if let Some(parent) = parent {
-                body["branch"]["parent_id"] = json!(step.ids_of::<Ids>(parent)?.branch_id);
+                request.branch.parent_id = Some(step.ids_of::<Ids>(parent)?.branch_id);
             }
             // In a preview stage: a copy of the base stage's branch, marked and expiring as
             // the stage's own branch is.
             if let Some(copy) = copy {
                 if let Some(of) = &copy.of {
-                    body["branch"]["parent_id"] = json!(of);
+                    request.branch.parent_id = Some(BranchId(of.clone()));
                 }
-                if let Some(expires_in) = copy.expires_in {
-                    body["branch"]["expires_at"] = json!(super::preview::expires_at(expires_in));
-                }
-                body["annotation_value"] = json!(copy.annotation);
+                request.branch.expires_at = copy.expires_in.map(super::preview::expires_at);
+                request.annotation_value = Some(copy.annotation.clone());
             }
             let lookup = || async {
                 let (branches, annotations) = neon.list_annotated_branches(&pid).await?;
@@ -121,7 +128,9 @@ pub async fn converge(
                 Ok::<_, StepCause>(found.map(|b| b.id))
             };
             super::preview::create_or_adopt(lookup, || async {
-                neon.create_branch(&pid, &body).await.map(|b| b.branch.id)
+                neon.create_branch(&pid, &request)
+                    .await
+                    .map(|b| b.branch.id)
             })
             .await?
         }

@@ -9,7 +9,7 @@ use super::role::{Ids, place};
 use super::{Live, Recorded, Step, StepCause, Target, create_or_adopt};
 use crate::config::{DatabaseSpec, Template};
 use crate::neon::models::{BranchId, ProjectId};
-use crate::neon::{Neon, NeonError};
+use crate::neon::{DatabaseUpdate, Neon, NeonError};
 use crate::state::ResourceState;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,7 +68,10 @@ pub async fn converge(
                 &pid,
                 &bid,
                 &current,
-                json!({ "name": name, "owner_name": owner_name }),
+                &DatabaseUpdate {
+                    name: Some(name.clone()),
+                    owner_name: Some(owner_name.clone()),
+                },
             )
             .await?;
         }

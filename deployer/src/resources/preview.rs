@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use super::{Live, Recorded, Step, StepCause, Target};
 use crate::config::{ParentRef, PreviewBranch};
 use crate::neon::models::{Annotation, Branch, BranchId, EndpointType, ProjectId};
-use crate::neon::{Neon, NeonError};
+use crate::neon::{
+    BranchCreateRequest, BranchUpdate, Neon, NeonError, NewBranch, NewBranchEndpoint,
+};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::ResourceState;
 
@@ -144,15 +146,21 @@ pub async fn converge(
         // Pushed forward on every deploy; a fresh branch already has it.
         Some(secs) if !created => {
             let at = expires_at(secs);
-            neon.update_branch(&pid, &branch.id, json!({ "expires_at": at }))
-                .await?;
+            let patch = BranchUpdate {
+                expires_at: Some(Some(at.clone())),
+                ..BranchUpdate::default()
+            };
+            neon.update_branch(&pid, &branch.id, &patch).await?;
             Some(at)
         }
         Some(_) => branch.expires_at.clone(),
         // No longer asked for: Neon removes it when set to null (`BranchUpdateRequest`).
         None if branch.expires_at.is_some() => {
-            neon.update_branch(&pid, &branch.id, json!({ "expires_at": null }))
-                .await?;
+            let patch = BranchUpdate {
+                expires_at: Some(None),
+                ..BranchUpdate::default()
+            };
+            neon.update_branch(&pid, &branch.id, &patch).await?;
             None
         }
         None => None,
@@ -214,13 +222,14 @@ async fn create_body(
     neon: &Neon,
     pid: &ProjectId,
     preview: &PreviewBranch,
-) -> Result<Value, StepCause> {
-    let mut branch = json!({ "name": preview.name });
-    // Neon starts a branch from the default branch when `parent_id` is left out; a
-    // schema-only branch names its source explicitly (`init_source` in the spec).
-    if let Some(default) = &preview.default_branch_id {
-        branch["parent_id"] = json!(default);
-    }
+) -> Result<BranchCreateRequest, StepCause> {
+    let mut branch = NewBranch {
+        name: preview.name.clone(),
+        // Neon starts a branch from the default branch when `parent_id` is left out; a
+        // schema-only branch names its source explicitly (`init_source` in the spec).
+        parent_id: preview.default_branch_id.clone().map(BranchId),
+        ..NewBranch::default()
+    };
     match &preview.parent {
         ParentRef::Default => {}
         ParentRef::Branch(wanted) => {
@@ -234,22 +243,22 @@ async fn create_body(
                     "branch_parent = \"{wanted}\": the base stage's project has no branch with that name or ID"
                 )));
             };
-            branch["parent_id"] = json!(found.id);
+            branch.parent_id = Some(found.id.clone());
         }
-        ParentRef::Lsn(lsn) => branch["parent_lsn"] = json!(lsn),
-        ParentRef::At(at) => branch["parent_timestamp"] = json!(at),
+        ParentRef::Lsn(lsn) => branch.parent_lsn = Some(lsn.clone()),
+        ParentRef::At(at) => branch.parent_timestamp = Some(at.clone()),
     }
     if preview.schema_only {
-        branch["init_source"] = json!("schema-only");
+        branch.init_source = Some("schema-only".to_owned());
     }
-    if let Some(secs) = preview.expires_in {
-        branch["expires_at"] = json!(expires_at(secs));
-    }
-    Ok(json!({
-        "branch": branch,
-        "endpoints": [{ "type": "read_write" }],
-        "annotation_value": preview.annotation,
-    }))
+    branch.expires_at = preview.expires_in.map(expires_at);
+    Ok(BranchCreateRequest {
+        branch,
+        endpoints: vec![NewBranchEndpoint {
+            kind: EndpointType::ReadWrite,
+        }],
+        annotation_value: Some(preview.annotation.clone()),
+    })
 }
 
 /// Deletes the stage's branch, never the project.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{Live, Recorded, Step, StepCause, Target, warn_import_differences};
 use crate::config::{ProjectSpec, Resource, Template};
 use crate::neon::models::{BranchId, Project, ProjectId};
-use crate::neon::{Neon, NeonError};
+use crate::neon::{Neon, NeonError, NewProject, ProjectUpdate};
 use crate::retry::{self, Policy, Verdict};
 use crate::state::{Pending, ResourceState};
 
@@ -54,9 +54,9 @@ pub struct Inputs {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub pg_version: Option<Value>,
+    pub pg_version: Option<i64>,
     #[serde(default)]
-    pub region_id: Option<Value>,
+    pub region_id: Option<String>,
     #[serde(default)]
     pub org_id: Option<String>,
     #[serde(default)]
@@ -129,8 +129,11 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         (Some(rs), _) => {
             let id = rs.ids_as::<Ids>(&r.name)?.project_id;
             let _held = step.hold_project(&id).await;
-            let patch = json!({ "name": name, "history_retention_seconds": wanted.history_retention_seconds });
-            neon.update_project(&id, without_nulls(patch)).await?;
+            let patch = ProjectUpdate {
+                name: Some(name.clone()),
+                history_retention_seconds: wanted.history_retention_seconds,
+            };
+            neon.update_project(&id, &patch).await?;
             id
         }
         (None, Some(id)) => {
@@ -163,14 +166,6 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
     Ok(Recorded::typed(&Ids { project_id: id }, &outputs))
 }
 
-/// A request body without the fields left unset (Neon keeps their current values).
-fn without_nulls(mut body: Value) -> Value {
-    if let Some(fields) = body.as_object_mut() {
-        fields.retain(|_, v| !v.is_null());
-    }
-    body
-}
-
 async fn create(
     step: &Step<'_>,
     r: &Resource,
@@ -180,13 +175,13 @@ async fn create(
 ) -> Result<ProjectId, StepCause> {
     let name = wanted.name.as_deref().unwrap_or_default();
     let org_id = wanted.org_id.as_deref();
-    let body = without_nulls(json!({
-        "name": name,
-        "pg_version": wanted.pg_version,
-        "region_id": wanted.region_id,
-        "org_id": org_id,
-        "history_retention_seconds": wanted.history_retention_seconds,
-    }));
+    let body = NewProject {
+        name: name.to_owned(),
+        pg_version: wanted.pg_version,
+        region_id: wanted.region_id.clone(),
+        org_id: wanted.org_id.clone(),
+        history_retention_seconds: wanted.history_retention_seconds,
+    };
     // A create recorded as pending was sent by an interrupted run: look for it first.
     // Project names are not unique (every stage may use the same one), so a candidate must
     // be new since the first attempt and claimed by no stage.
@@ -245,7 +240,7 @@ async fn create(
             {
                 return Ok(id);
             }
-            neon.create_project(body.clone())
+            neon.create_project(&body)
                 .await
                 .map(|c| c.project.id)
                 .map_err(|(created, e)| {

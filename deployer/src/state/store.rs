@@ -194,7 +194,7 @@ impl Store {
                 .await?
                 .into_iter()
                 .flat_map(|s| s.resources.into_values())
-                .filter_map(|r| r.ids.get("project_id").cloned())
+                .filter_map(|r| crate::resources::Place::of(&r).project_id.map(|p| p.0))
                 .collect()),
         }
     }
