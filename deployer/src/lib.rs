@@ -15,6 +15,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod lambda_zip;
+pub mod lease;
 pub mod neon;
 pub mod output;
 pub mod plan;

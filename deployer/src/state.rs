@@ -4,7 +4,6 @@
 //! or in S3 for a team ([`s3`], chosen by `[state]` in infra.toml; [`Store`] is either).
 
 mod bucket;
-pub mod lease;
 mod recorder;
 mod s3;
 mod store;

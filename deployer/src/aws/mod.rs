@@ -80,7 +80,7 @@ impl aws_sdk_lambda::config::Intercept for LeaseCheck {
         _: &aws_sdk_lambda::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
         _: &mut aws_sdk_lambda::config::ConfigBag,
     ) -> Result<(), aws_sdk_lambda::error::BoxError> {
-        crate::state::lease::check().map_err(Into::into)
+        crate::lease::check().map_err(Into::into)
     }
 }
 

@@ -61,7 +61,7 @@ impl Neon {
         body: Option<&Value>,
     ) -> Result<String, NeonError> {
         // A run that may have lost its stage's lock changes nothing more.
-        if method != Method::GET && crate::state::lease::check().is_err() {
+        if method != Method::GET && crate::lease::check().is_err() {
             return Err(NeonError::LeaseLost {
                 method: method.clone(),
                 path: path.to_owned(),

@@ -29,7 +29,7 @@ impl Recorder {
 
     /// Refuses to go on once the lock may belong to another run.
     pub fn check_lease(&self) -> Result<(), StateError> {
-        crate::state::lease::check().map_err(|_| StateError::LeaseLost {
+        crate::lease::check().map_err(|_| StateError::LeaseLost {
             stage: self.lock().stage.clone(),
         })
     }

@@ -60,7 +60,7 @@ impl LockSeen {
 }
 
 /// A held lock: renewed in the background until released. If a renewal fails (another run
-/// took the lock over), or is overdue, [`super::lease`] says so, and the run makes no
+/// took the lock over), or is overdue, [`crate::lease`] says so, and the run makes no
 /// further remote change.
 #[derive(Debug)]
 pub struct S3Lock {
@@ -183,7 +183,7 @@ impl S3Store {
             Err(e) => return Err(remote(format!("create s3://{}/{key}", self.bucket), &e)),
         };
         let etag = Arc::new(tokio::sync::Mutex::new(etag));
-        crate::state::lease::arm(self.lease);
+        crate::lease::arm(self.lease);
         let heartbeat = tokio::spawn(heartbeat(self.clone(), key.clone(), body, etag.clone()));
         Ok(S3Lock {
             store: self.clone(),
@@ -238,17 +238,17 @@ async fn heartbeat(
             Ok(out) => {
                 *tag = out.e_tag().unwrap_or_default().to_owned();
                 renewed = Instant::now();
-                crate::state::lease::renewed();
+                crate::lease::renewed();
             }
             Err(e) if lost_race(&e) => {
                 tracing::warn!("the stage's lock was taken over or removed; stopping");
-                crate::state::lease::lose();
+                crate::lease::lose();
                 return;
             }
             Err(e) => {
                 tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not renew the stage's lock");
                 if renewed.elapsed() >= store.lease * 2 / 3 {
-                    crate::state::lease::lose();
+                    crate::lease::lose();
                     return;
                 }
             }
@@ -260,7 +260,7 @@ impl S3Lock {
     /// Stops renewing and deletes the lock, if it is still ours.
     pub async fn release(self) {
         self.heartbeat.abort();
-        crate::state::lease::disarm();
+        crate::lease::disarm();
         let tag = self.etag.lock().await.clone();
         let deleted = self
             .store
