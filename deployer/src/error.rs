@@ -91,6 +91,13 @@ impl fmt::Display for Failure {
     }
 }
 
+impl From<crate::preview::PreviewError> for Failure {
+    fn from(e: crate::preview::PreviewError) -> Self {
+        let hint = e.hint();
+        Failure::bad_input(e).hint(hint)
+    }
+}
+
 impl From<ConfigErrors> for Failure {
     fn from(e: ConfigErrors) -> Self {
         // Each problem carries its own place and hint in the message.

@@ -1,14 +1,47 @@
 //! Preview stages (`branch_from`): infra.toml as such a stage deploys it, where each
 //! declared project is the stage's own branch of the base stage's project, and each
-//! declared branch a copy of the base's. The base's IDs come from its recorded state.
+//! declared branch a copy of the base's. A pure transform, `Config -> Config`, given the
+//! base stage's recorded state; reading that state, and forgetting branches Neon deleted,
+//! is the command's (`commands::stage_view`).
 
 use std::collections::BTreeMap;
 
 use crate::config::{BranchCopy, BranchSpec, Config, Kind, Part, PreviewBranch, Spec, Template};
-use crate::error::Failure;
-use crate::neon::Neon;
-use crate::resources::{Place, branch, project};
-use crate::state::{StageState, Store};
+use crate::resources::{branch, project};
+use crate::state::StageState;
+
+/// Why infra.toml cannot be deployed as a preview stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreviewError {
+    #[error(
+        "stage `{stage}` has its own Neon project `{project}` recorded, so it cannot branch from `{base}`"
+    )]
+    OwnProject {
+        stage: String,
+        base: String,
+        project: String,
+    },
+    #[error("stage `{stage}` branches from `{base}`, which has not deployed `{project}`")]
+    BaseNotDeployed {
+        stage: String,
+        base: String,
+        project: String,
+    },
+}
+
+impl PreviewError {
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            PreviewError::OwnProject { stage, .. } => format!(
+                "`deployer remove --stage {stage}` first, or give [stages.{stage}] its own table without branch_from"
+            ),
+            PreviewError::BaseNotDeployed { base, .. } => format!(
+                "run `deployer deploy --stage {base}` first (and use the same [state] backend)"
+            ),
+        }
+    }
+}
 
 /// The annotation keys that mark a branch as an app's stage's (Neon's annotations are
 /// free string pairs, `AnnotationValueData`).
@@ -37,27 +70,13 @@ struct BaseOutputs {
 }
 
 /// infra.toml as `stage` deploys it: itself, unless the stage branches from another, whose
-/// state is read from `store`.
-pub async fn config_for(
-    config: &Config,
-    store: &Store,
-    stage: &str,
-    own: &StageState,
-) -> Result<Config, Failure> {
-    let Some(preview) = config.preview(stage) else {
-        return Ok(config.clone());
-    };
-    let base = store.load(&config.app, &preview.base).await?;
-    for_stage(config, stage, own, &base)
-}
-
-/// [`config_for`], given the base stage's state.
+/// recorded state is `base`; `own` is the stage's.
 pub fn for_stage(
     config: &Config,
     stage: &str,
     own: &StageState,
     base: &StageState,
-) -> Result<Config, Failure> {
+) -> Result<Config, PreviewError> {
     let Some(preview) = config.preview(stage) else {
         return Ok(config.clone());
     };
@@ -70,13 +89,11 @@ pub fn for_stage(
                 if let Some(mine) = own.resources.get(&r.name)
                     && mine.kind == Kind::Project
                 {
-                    return Err(Failure::bad_input(format!(
-                        "stage `{stage}` has its own Neon project `{}` recorded, so it cannot branch from `{base_stage}`",
-                        r.name
-                    ))
-                    .hint(format!(
-                        "`deployer remove --stage {stage}` first, or give [stages.{stage}] its own table without branch_from"
-                    )));
+                    return Err(PreviewError::OwnProject {
+                        stage: stage.to_owned(),
+                        base: base_stage.clone(),
+                        project: r.name.clone(),
+                    });
                 }
                 let recorded = base
                     .resources
@@ -87,13 +104,11 @@ pub fn for_stage(
                     let outputs: Option<BaseOutputs> = b.outputs_as(&r.name).ok();
                     Some((ids, outputs))
                 }) else {
-                    return Err(Failure::bad_input(format!(
-                        "stage `{stage}` branches from `{base_stage}`, which has not deployed `{}`",
-                        r.name
-                    ))
-                    .hint(format!(
-                        "run `deployer deploy --stage {base_stage}` first (and use the same [state] backend)"
-                    )));
+                    return Err(PreviewError::BaseNotDeployed {
+                        stage: stage.to_owned(),
+                        base: base_stage.clone(),
+                        project: r.name.clone(),
+                    });
                 };
                 r.kind = Kind::Preview;
                 r.spec = Spec::PreviewBranch(PreviewBranch {
@@ -146,39 +161,6 @@ pub fn for_stage(
         }
     }
     Ok(out)
-}
-
-/// A preview stage's branch that Neon deleted (it expired) takes what was on it along:
-/// the records of the branch and of everything on it are dropped before planning, so the
-/// deploy creates them again. Returns the branch's name when it was gone.
-pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<String>, Failure> {
-    let mut gone = Vec::new();
-    let branches: Vec<(String, branch::Ids)> = state
-        .resources
-        .iter()
-        .filter(|(name, r)| {
-            r.kind == Kind::Preview || (r.kind == Kind::Branch && branch::is_copy(name, r))
-        })
-        .filter_map(|(name, r)| Some((name.clone(), r.ids_as::<branch::Ids>(name).ok()?)))
-        .collect();
-    for (name, ids) in branches {
-        match neon.get_branch(&ids.project_id, &ids.branch_id).await {
-            Ok(_) => continue,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-        let on_it: Vec<String> = state
-            .resources
-            .iter()
-            .filter(|(n, r)| **n == name || Place::of(r).branch_id.as_ref() == Some(&ids.branch_id))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in on_it {
-            state.resources.remove(&n);
-        }
-        gone.push(name);
-    }
-    Ok(gone)
 }
 
 #[cfg(test)]

@@ -153,13 +153,17 @@ pub async fn stage_view(
 ) -> Result<(Config, StageState), Failure> {
     let mut state = load_state(store, config, stage).await?;
     if let (Some(neon), Some(_)) = (neon, config.preview(stage)) {
-        for name in crate::preview::forget_expired(neon, &mut state).await? {
+        for name in crate::resources::preview::forget_expired(neon, &mut state).await? {
             eprintln!(
                 "note: the branch of {name} is gone (it expired, or was deleted in Neon); it is created again"
             );
         }
     }
-    let config = crate::preview::config_for(config, store, stage, &state).await?;
+    let Some(preview) = config.preview(stage) else {
+        return Ok((config.clone(), state));
+    };
+    let base = store.load(&config.app, &preview.base).await?;
+    let config = crate::preview::for_stage(config, stage, &state, &base)?;
     Ok((config, state))
 }
 

@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Live, Recorded, Step, StepCause, Target};
-use crate::config::{ParentRef, PreviewBranch};
+use crate::config::{Kind, ParentRef, PreviewBranch};
 use crate::neon::models::{Annotation, Branch, BranchId, EndpointType, ProjectId};
 use crate::neon::{
     BranchCreateRequest, BranchUpdate, Neon, NeonError, NewBranch, NewBranchEndpoint,
 };
 use crate::retry::{self, Policy, Verdict};
-use crate::state::ResourceState;
+use crate::state::{ResourceState, StageState};
 
 /// What a preview stage's branch records as its IDs: the base stage's project and its own
 /// branch, as a branch records them. Its outputs are a project's
@@ -259,6 +259,41 @@ async fn create_body(
         }],
         annotation_value: Some(preview.annotation.clone()),
     })
+}
+
+/// A preview stage's branch that Neon deleted (it expired) takes what was on it along:
+/// the records of the branch and of everything on it are dropped before planning, so the
+/// deploy creates them again. Returns the branch's name when it was gone.
+pub async fn forget_expired(neon: &Neon, state: &mut StageState) -> Result<Vec<String>, NeonError> {
+    let mut gone = Vec::new();
+    let branches: Vec<(String, super::branch::Ids)> = state
+        .resources
+        .iter()
+        .filter(|(name, r)| {
+            r.kind == Kind::Preview || (r.kind == Kind::Branch && super::branch::is_copy(name, r))
+        })
+        .filter_map(|(name, r)| Some((name.clone(), r.ids_as::<super::branch::Ids>(name).ok()?)))
+        .collect();
+    for (name, ids) in branches {
+        match neon.get_branch(&ids.project_id, &ids.branch_id).await {
+            Ok(_) => continue,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let on_it: Vec<String> = state
+            .resources
+            .iter()
+            .filter(|(n, r)| {
+                **n == name || super::Place::of(r).branch_id.as_ref() == Some(&ids.branch_id)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in on_it {
+            state.resources.remove(&n);
+        }
+        gone.push(name);
+    }
+    Ok(gone)
 }
 
 /// Deletes the stage's branch, never the project.
