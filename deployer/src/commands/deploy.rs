@@ -2,71 +2,48 @@
 
 use std::path::Path;
 
-use crate::apply::Applier;
+use super::pipeline::{Applied, Pipeline, Review};
 use crate::cli::DeployArgs;
+use crate::config::Config;
 use crate::error::Failure;
-use crate::plan::{self, Scope};
-use crate::state::Recorder;
+use crate::plan::{self, Plan, Scope};
+use crate::state::{StageState, Store};
 
 pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
-    let dir = super::project_dir(config_path);
-    let locked = super::Locked::take(&config, &env, &stage, "deploy", true).await?;
-    let result = deploy_locked(&config, &stage, &dir, &locked, args).await;
-    locked.release().await;
-    result
-}
-
-/// The deploy, while this run holds the stage's lock.
-async fn deploy_locked(
-    config: &crate::config::Config,
-    stage: &str,
-    dir: &Path,
-    locked: &super::Locked,
-    args: &DeployArgs,
-) -> Result<(), Failure> {
-    let (store, clients) = (&locked.store, &locked.clients);
-    // Another run may have finished while we waited for the lock: read the state again.
-    let (config, state) = &super::stage_view(config, store, stage, clients.neon.as_ref()).await?;
-    let policy = config.policy(stage);
-    let plan = plan::plan(config, state, policy, Scope::All);
-    plan.check_protection(policy, args.allow_data_loss)
-        .map_err(|e| {
-            let hint = e.hint();
-            Failure::bad_input(e).hint(hint)
-        })?;
-    check_prebuilt_code(config, &plan)?;
-    check_known_environments(config, state)?;
-    eprintln!("Deploying {} to stage `{stage}`", config.app);
-    for note in config.pooler_notes() {
-        eprintln!("note: {note}");
-    }
-    if let Some(preview) = config.preview(stage) {
-        eprintln!(
-            "Stage `{stage}` branches from `{}`: its database is branch {} of that stage's project",
-            preview.base,
-            crate::preview::branch_name(stage)
-        );
-    }
-    let recorder = Recorder::new(state.clone(), store.clone(), &locked.held);
-    let applier = Applier {
-        config,
-        stage,
-        project_dir: dir,
-        clients,
+    let pipeline = Pipeline {
+        command: "deploy",
+        with_aws: true,
+        scope: Scope::All,
+        remove: false,
+        allow_data_loss: args.allow_data_loss,
         concurrency: usize::from(args.concurrency),
     };
-    let result = applier.run(&plan, &recorder).await;
-    if let Some(neon) = &clients.neon {
-        let (calls, mutating) = neon.call_counts();
-        tracing::info!(calls, mutating, "Neon API calls");
-    }
-    let changed = result?;
-    if changed == 0 {
-        println!("No changes.");
-    }
-    super::print_outputs(&recorder.into_state(), false);
+    let review = |config: &Config, state: &StageState, plan: &Plan| {
+        check_prebuilt_code(config, plan)?;
+        check_known_environments(config, state)?;
+        eprintln!("Deploying {} to stage `{stage}`", config.app);
+        for note in config.pooler_notes() {
+            eprintln!("note: {note}");
+        }
+        if let Some(preview) = config.preview(&stage) {
+            eprintln!(
+                "Stage `{stage}` branches from `{}`: its database is branch {} of that stage's project",
+                preview.base,
+                crate::preview::branch_name(&stage)
+            );
+        }
+        Ok(Review::Apply)
+    };
+    let finish = async |_: &Store, applied: &Applied| {
+        if applied.changed == 0 {
+            println!("No changes.");
+        }
+        super::print_outputs(&applied.state, false);
+        Ok(())
+    };
+    pipeline.run(&config, &env, &stage, review, finish).await?;
     Ok(())
 }
 

@@ -20,14 +20,14 @@ use std::process::Stdio;
 use localpg::{Init, LocalPgError, Tools};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-use crate::apply::Applier;
+use super::pipeline::{Applied, Pipeline, Review};
 use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
 use crate::config::{Config, DatabaseSpec, FunctionSpec, LinkSpec, RoleSpec, Spec};
 use crate::error::Failure;
 use crate::neon::models::{BranchId, EndpointId, ProjectId};
-use crate::plan::{self, Scope};
+use crate::plan::Scope;
 use crate::resources::{branch, database, endpoint, project, resolve_template, role};
-use crate::state::Recorder;
+use crate::state::Store;
 use crate::state::to_map;
 
 pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
@@ -65,34 +65,26 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
                 None => "use a stage of your own (deployer dev --stage <you>); set branch_from under [stages.default] to give it a branch of this stage's data".to_owned(),
             }));
         }
-        let store = super::store(&config).await?;
-        let state = super::load_state(&store, &config, &stage).await?;
-        let clients = super::clients(&config, &env, &state, false).await?;
-        let held = store.lock(&stage, "dev").await?;
-        let provisioned = async {
-            let (config, state) =
-                super::stage_view(&config, &store, &stage, clients.neon.as_ref()).await?;
-            let config = &config;
-            let policy = config.policy(&stage);
-            let plan = plan::plan(config, &state, policy, Scope::Neon);
-            plan.check_protection(policy, false).map_err(|e| {
-                let hint = e.hint();
-                Failure::bad_input(e).hint(hint)
-            })?;
-            let recorder = Recorder::new(state, store.clone(), &held);
-            let applier = Applier {
-                config,
-                stage: &stage,
-                project_dir: &dir,
-                clients: &clients,
-                concurrency: usize::from(DEFAULT_CONCURRENCY),
-            };
-            applier.run(&plan, &recorder).await?;
-            Ok::<_, Failure>(recorder.into_state())
-        }
-        .await;
-        held.release().await;
-        provisioned?
+        let pipeline = Pipeline {
+            command: "dev",
+            with_aws: false,
+            scope: Scope::Neon,
+            remove: false,
+            allow_data_loss: false,
+            concurrency: usize::from(DEFAULT_CONCURRENCY),
+        };
+        let provisioned = pipeline
+            .run(
+                &config,
+                &env,
+                &stage,
+                |_, _, _| Ok(Review::Apply),
+                async |_: &Store, _: &Applied| Ok(()),
+            )
+            .await?
+            .expect("dev's review applies every plan");
+        provisioned
+            .state
             .resources
             .into_iter()
             .map(|(k, v)| (k, v.outputs))

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod dev;
 pub mod diff;
 pub mod outputs;
+pub mod pipeline;
 pub mod prune;
 pub mod refresh;
 pub mod remove;

@@ -5,11 +5,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use crate::apply::Applier;
+use super::pipeline::{Applied, Pipeline, Review};
 use crate::cli::RemoveArgs;
+use crate::config::Config;
 use crate::error::Failure;
-use crate::plan::{self, Action, ProtectionError, Scope};
-use crate::state::Recorder;
+use crate::plan::{Action, Plan, ProtectionError, Scope};
+use crate::state::{StageState, Store};
 
 pub async fn run(config_path: &Path, args: &RemoveArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
@@ -32,41 +33,31 @@ pub async fn remove_stage(
     stage: &str,
     yes: bool,
 ) -> Result<(), Failure> {
-    let dir = super::project_dir(&config.path);
-    let locked = super::Locked::take(config, env, stage, "remove", true).await?;
-    let result = remove_locked(config, stage, &dir, &locked, yes).await;
-    locked.release().await;
-    result
-}
-
-/// The removal, while this run holds the stage's lock.
-async fn remove_locked(
-    config: &crate::config::Config,
-    stage: &str,
-    dir: &Path,
-    locked: &super::Locked,
-    yes: bool,
-) -> Result<(), Failure> {
-    let (store, clients) = (&locked.store, &locked.clients);
-    let policy = config.policy(stage);
-    let state = super::load_state(store, config, stage).await?;
-    if state.resources.is_empty() {
-        println!("Stage `{stage}` has nothing deployed.");
-        return Ok(());
-    }
-    let mut empty = config.clone();
-    empty.resources.clear();
-    let plan = plan::plan(&empty, &state, policy, Scope::All);
-    println!("Removing stage `{stage}` of {}:", config.app);
-    for c in &plan.changes {
-        let fate = if c.action == Action::Retain {
-            "retain"
-        } else {
-            "delete"
-        };
-        println!("  {fate:<7} {} {}", c.resource, c.kind.label());
-    }
-    if !yes {
+    let pipeline = Pipeline {
+        command: "remove",
+        with_aws: true,
+        scope: Scope::All,
+        remove: true,
+        allow_data_loss: false,
+        concurrency: 1,
+    };
+    let review = |config: &Config, state: &StageState, plan: &Plan| {
+        if state.resources.is_empty() {
+            println!("Stage `{stage}` has nothing deployed.");
+            return Ok(Review::Stop);
+        }
+        println!("Removing stage `{stage}` of {}:", config.app);
+        for c in &plan.changes {
+            let fate = if c.action == Action::Retain {
+                "retain"
+            } else {
+                "delete"
+            };
+            println!("  {fate:<7} {} {}", c.resource, c.kind.label());
+        }
+        if yes {
+            return Ok(Review::Apply);
+        }
         if !std::io::stdin().is_terminal() {
             return Err(
                 Failure::bad_input("refusing to remove without confirmation").hint("pass --yes"),
@@ -76,21 +67,18 @@ async fn remove_locked(
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            Ok(Review::Apply)
+        } else {
             println!("Nothing removed.");
-            return Ok(());
+            Ok(Review::Stop)
         }
-    }
-    let recorder = Recorder::new(state, store.clone(), &locked.held);
-    let applier = Applier {
-        config: &empty,
-        stage,
-        project_dir: dir,
-        clients,
-        concurrency: 1,
     };
-    applier.run(&plan, &recorder).await?;
-    store.forget(stage).await?;
-    println!("Removed stage `{stage}`.");
+    let finish = async |store: &Store, _: &Applied| {
+        store.forget(stage).await?;
+        println!("Removed stage `{stage}`.");
+        Ok(())
+    };
+    pipeline.run(config, env, stage, review, finish).await?;
     Ok(())
 }
