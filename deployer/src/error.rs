@@ -29,6 +29,24 @@ pub struct Failure {
     pub also: Vec<Failure>,
 }
 
+/// A message with the error that caused it kept as its source, so the cause prints as its
+/// own `caused by:` line instead of being flattened into the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Because {
+    message: String,
+    #[source]
+    source: BoxError,
+}
+
+/// `message`, caused by `source`.
+pub fn because(message: impl Into<String>, source: impl Into<BoxError>) -> Because {
+    Because {
+        message: message.into(),
+        source: source.into(),
+    }
+}
+
 impl Failure {
     pub fn bad_input(error: impl Into<BoxError>) -> Self {
         Failure {

@@ -54,8 +54,12 @@ pub enum StateError {
         "the state `{location}` has version {version}; this deployer reads up to {CURRENT_VERSION}"
     )]
     UnknownVersion { location: String, version: u32 },
-    #[error("cannot {action}: {detail}")]
-    Remote { action: String, detail: String },
+    #[error("cannot {action}")]
+    Remote {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(
         "another run wrote the state of stage `{stage}` ({location}) since this one read it; stopped without overwriting it"
     )]
@@ -67,7 +71,13 @@ pub enum StateError {
     #[error("stage `{stage}` is locked by {holder}, and its lease is live")]
     LiveLease { stage: String, holder: String },
     #[error("the state bucket `{bucket}` cannot be used: {detail}")]
-    Bucket { bucket: String, detail: String },
+    Bucket {
+        bucket: String,
+        detail: String,
+        /// The error behind it, when one is (AWS's answer, the SDK's chain).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error(
         "the state of `{resource}` ({kind}) is not what this kind records; was the state file edited by hand?"
     )]

@@ -200,20 +200,19 @@ async fn settle(lambda: &Client, name: &str, conf: &Configuration) -> Result<(),
 /// environment in some errors, and it holds connection strings.
 fn redacted(mut e: AwsError, environment: &HashMap<String, String>) -> AwsError {
     const MEASURED: &str = "String measured:";
-    if let Some(at) = e.detail.0.find(MEASURED) {
-        e.detail.0.truncate(at + MEASURED.len());
-        e.detail
-            .0
-            .push_str(" (the environment, withheld: it holds secrets)");
-    }
-    for value in environment.values().filter(|v| v.len() >= 4) {
-        let escaped = serde_json::to_string(value).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        e.detail.0 = e
-            .detail
-            .0
-            .replace(value.as_str(), "***")
-            .replace(escaped, "***");
+    let mut link = Some(&mut e.detail);
+    while let Some(detail) = link {
+        let text = &mut detail.0;
+        if let Some(at) = text.find(MEASURED) {
+            text.truncate(at + MEASURED.len());
+            text.push_str(" (the environment, withheld: it holds secrets)");
+        }
+        for value in environment.values().filter(|v| v.len() >= 4) {
+            let escaped = serde_json::to_string(value).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            *text = text.replace(value.as_str(), "***").replace(escaped, "***");
+        }
+        link = detail.1.as_deref_mut();
     }
     e
 }

@@ -95,42 +95,62 @@ pub struct AwsError {
     pub detail: Detail,
 }
 
-/// AWS's own words (`Code: message`), or the SDK's chain for failures without an answer.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Detail(pub String);
+/// AWS's own words (`Code: message`); for a failure without an answer (a timeout, a
+/// connection refused), the SDK's error chain, one `Detail` per link, each the source of
+/// the one before, so each prints as its own `caused by:` line.
+#[derive(Debug)]
+pub struct Detail(pub String, pub Option<Box<Detail>>);
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Detail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1
+            .as_deref()
+            .map(|d| d as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl Detail {
+    /// An error and its sources, kept as a chain of their texts (the SDK's error types are
+    /// not `Send` + `Sync` + `'static` alike, and the texts are all a user can act on).
+    pub fn chain(e: &(dyn std::error::Error + 'static)) -> Detail {
+        Detail(
+            e.to_string(),
+            e.source().map(|s| Box::new(Detail::chain(s))),
+        )
+    }
+}
 
 impl AwsError {
     /// From an SDK error (Lambda's or IAM's: the SDKs share the type).
     pub fn sdk<E, R>(action: impl Into<String>, e: &SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let (code, detail) = match e.as_service_error() {
             Some(service) => (
                 service.code().map(str::to_owned),
-                format!(
-                    "{}: {}",
-                    service.code().unwrap_or("error"),
-                    service.message().unwrap_or("(no message)")
+                Detail(
+                    format!(
+                        "{}: {}",
+                        service.code().unwrap_or("error"),
+                        service.message().unwrap_or("(no message)")
+                    ),
+                    None,
                 ),
             ),
-            None => {
-                let mut out = e.to_string();
-                let mut source = std::error::Error::source(e);
-                while let Some(s) = source {
-                    out.push_str(": ");
-                    out.push_str(&s.to_string());
-                    source = s.source();
-                }
-                (None, out)
-            }
+            None => (None, Detail::chain(e)),
         };
         AwsError {
             action: action.into(),
             code,
-            detail: Detail(detail),
+            detail,
         }
     }
 
@@ -139,7 +159,7 @@ impl AwsError {
         AwsError {
             action: action.into(),
             code: None,
-            detail: Detail(detail.into()),
+            detail: Detail(detail.into(), None),
         }
     }
 

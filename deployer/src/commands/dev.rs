@@ -23,7 +23,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use super::pipeline::{Applied, Pipeline, Review};
 use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
 use crate::config::{Config, DatabaseSpec, FunctionSpec, LinkSpec, RoleSpec, Spec};
-use crate::error::Failure;
+use crate::error::{Failure, because};
 use crate::neon::models::{BranchId, EndpointId, ProjectId};
 use crate::plan::Scope;
 use crate::resources::{branch, database, endpoint, project, resolve_template, role};
@@ -132,7 +132,7 @@ async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::Exi
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .spawn()
-        .map_err(|e| Failure::bad_input(format!("cannot run `{program}`: {e}")))?;
+        .map_err(|e| Failure::bad_input(because(format!("cannot run `{program}`"), e)))?;
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -226,7 +226,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         std::io::Write::write_all(&mut f, text.as_bytes())
     };
-    write().map_err(|e| Failure::remote(format!("cannot write `{}`: {e}", path.display())))
+    write().map_err(|e| Failure::remote(because(format!("cannot write `{}`", path.display()), e)))
 }
 
 /// A PostgreSQL cluster for local runs, stopped when dropped.
@@ -262,8 +262,9 @@ impl LocalCluster {
             .join(".deployer")
             .join("dev");
         let data = dev_dir.join("pgdata");
-        std::fs::create_dir_all(&data)
-            .map_err(|e| Failure::remote(format!("cannot create {}: {e}", data.display())))?;
+        std::fs::create_dir_all(&data).map_err(|e| {
+            Failure::remote(because(format!("cannot create {}", data.display()), e))
+        })?;
         if tools.as_postgres() {
             // The cluster runs as `postgres` when we are root; it only needs to pass through.
             let _ = std::fs::set_permissions(
@@ -332,14 +333,14 @@ impl LocalCluster {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| Failure::remote(format!("cannot run psql: {e}")))?;
+            .map_err(|e| Failure::remote(because("cannot run psql", e)))?;
         // SQL (with passwords) goes through stdin, never the process list.
         if let Some(mut stdin) = child.stdin.take() {
             let _ = std::io::Write::write_all(&mut stdin, sql.as_bytes());
         }
         let out = child
             .wait_with_output()
-            .map_err(|e| Failure::remote(format!("psql: {e}")))?;
+            .map_err(|e| Failure::remote(because("psql did not finish", e)))?;
         if !out.status.success() {
             return Err(Failure::remote(format!(
                 "psql failed: {}",
@@ -370,7 +371,7 @@ impl LocalCluster {
             .truncate(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Failure::remote(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| Failure::remote(because(format!("cannot write {}", path.display()), e)))?;
         std::io::Write::write_all(&mut f, text.as_bytes())
             .map_err(|e| Failure::remote(e.to_string()))?;
         Ok(password)

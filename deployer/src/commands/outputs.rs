@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::cli::OutputsArgs;
-use crate::error::Failure;
+use crate::error::{Failure, because};
 
 pub async fn run(config_path: &Path, args: &OutputsArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
@@ -104,7 +104,7 @@ fn github_output(state: &crate::state::StageState) -> Result<(), Failure> {
             ))
         })?;
     file.write_all(text.as_bytes())
-        .map_err(|e| Failure::remote(format!("cannot write GITHUB_OUTPUT: {e}")))?;
+        .map_err(|e| Failure::remote(because("cannot write GITHUB_OUTPUT", e)))?;
     eprintln!("wrote url, branch_id and database_url to $GITHUB_OUTPUT");
     Ok(())
 }

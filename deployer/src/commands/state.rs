@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::cli::StateCommand;
 use crate::config::{Config, StateBackend};
-use crate::error::Failure;
+use crate::error::{Failure, because};
 use crate::state::{StageState, StateError, Store};
 
 pub async fn run(config_path: &Path, command: &StateCommand) -> Result<(), Failure> {
@@ -104,7 +104,7 @@ async fn locked<T>(
 
 async fn push(config: &Config, stage: &str, file: &Path) -> Result<(), Failure> {
     let bytes = std::fs::read(file).map_err(|e| {
-        Failure::bad_input(format!("cannot read `{}`: {e}", file.display()))
+        Failure::bad_input(because(format!("cannot read `{}`", file.display()), e))
             .hint("give a file written by `deployer state pull`")
     })?;
     let mut pushed = crate::state::parse_state(&bytes, &file.display().to_string())?;

@@ -4,7 +4,7 @@
 //! encrypted at rest (SSE-S3), and old versions beyond the last 100 expired.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
     CreateBucketConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
@@ -18,10 +18,15 @@ use super::StateError;
 /// Versions of the state kept besides the current one.
 const KEPT_VERSIONS: i32 = 100;
 
-fn failed(bucket: &str, what: &str, e: impl std::error::Error) -> StateError {
+fn failed(
+    bucket: &str,
+    what: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> StateError {
     StateError::Bucket {
         bucket: bucket.to_owned(),
-        detail: format!("{what}: {}", DisplayErrorContext(e)),
+        detail: what.to_owned(),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -33,7 +38,7 @@ pub async fn default_name(sdk: &aws_config::SdkConfig) -> Result<String, StateEr
         .await
         .map_err(|e| StateError::Remote {
             action: "find the AWS account for the state bucket (sts:GetCallerIdentity)".into(),
-            detail: DisplayErrorContext(&e).to_string(),
+            source: Box::new(e),
         })?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     Ok(format!(
@@ -49,13 +54,18 @@ pub async fn check(client: &Client, bucket: &str) -> Result<(), StateError> {
         Err(e) => {
             let status = e.raw_response().map(|r| r.status().as_u16());
             let detail = match status {
-                Some(404) => "it does not exist; create it, or remove `bucket` under [state] and the deployer makes one".to_owned(),
-                Some(403) => "access denied: it belongs to another account, or these credentials may not use it".to_owned(),
-                _ => DisplayErrorContext(&e).to_string(),
+                Some(404) => {
+                    "it does not exist; create it, or remove `bucket` under [state] and the deployer makes one"
+                }
+                Some(403) => {
+                    "access denied: it belongs to another account, or these credentials may not use it"
+                }
+                _ => "HeadBucket failed",
             };
             Err(StateError::Bucket {
                 bucket: bucket.to_owned(),
-                detail,
+                detail: detail.to_owned(),
+                source: Some(Box::new(e)),
             })
         }
     }

@@ -113,7 +113,7 @@ fn remote<E: std::error::Error + Send + Sync + 'static>(
 ) -> StateError {
     StateError::Remote {
         action: action.into(),
-        detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        source: Box::new(crate::aws::Detail::chain(e)),
     }
 }
 
@@ -184,7 +184,7 @@ impl S3Store {
                     .await
                     .map_err(|e| StateError::Remote {
                         action: format!("read s3://{}/{key}", self.bucket),
-                        detail: e.to_string(),
+                        source: Box::new(e),
                     })?
                     .into_bytes()
                     .to_vec();
@@ -221,7 +221,7 @@ impl S3Store {
         let key = self.key(&state.stage, "state.json");
         let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Remote {
             action: "serialize the state".into(),
-            detail: e.to_string(),
+            source: Box::new(e),
         })?;
         let mut etag = self.etag.lock().await;
         let mut put = self

@@ -55,7 +55,7 @@ impl Store {
             .await
             .map_err(|e| StateError::Remote {
                 action: "reach the state bucket".into(),
-                detail: e.to_string(),
+                source: Box::new(e),
             })?;
         let name = match bucket {
             Some(b) => b.clone(),
