@@ -59,7 +59,7 @@ async fn direct_tls_saves_the_ssl_request_and_reaches_the_floor() {
 /// for one round trip only, the query.
 #[tokio::test]
 async fn on_lambda_the_connection_is_made_during_init_not_on_the_first_event() {
-    use harness::paths::{fixture, workspace_bin};
+    use harness::paths::workspace_bin;
     use harness::process::{Spawned, clean_command};
     use harness::runtime_api::{Outcome, RuntimeApi};
 
@@ -105,10 +105,7 @@ async fn on_lambda_the_connection_is_made_during_init_not_on_the_first_event() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(edge.connections()[0], before);
 
-    let event: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("events/function-url-get-version.json")).unwrap(),
-    )
-    .unwrap();
+    let event = harness::fixtures::event("function-url-get-version.json");
     match runtime
         .invoke(event, std::time::Duration::from_secs(20))
         .await

@@ -2,16 +2,13 @@
 
 use std::time::Duration;
 
-use harness::paths::{fixture, workspace_bin};
+use harness::paths::workspace_bin;
 use harness::pg::PgCluster;
 use harness::process::{Spawned, clean_command};
 use harness::runtime_api::{Outcome, RuntimeApi};
 use serde_json::Value;
 
-fn event(name: &str) -> Value {
-    let path = fixture(&format!("events/{name}"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
+use harness::fixtures::event;
 
 async fn response(runtime: &RuntimeApi, name: &str) -> Value {
     match runtime.invoke(event(name), Duration::from_secs(20)).await {

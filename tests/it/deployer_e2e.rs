@@ -7,39 +7,13 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use harness::deploy::{DeployStack, temp_config};
+use harness::fixtures::{self, GUIDE_FULL, GUIDE_HONO};
 use harness::paths::fixture;
 use harness::pg::connect_uri;
 use harness::process::ApiServer;
 use serde_json::{Value, json};
 
-const GUIDE_HONO: &str = "infra/guide-aws-hono.toml";
-pub(crate) const GUIDE_FULL: &str = "infra/guide-full-stack.toml";
 const FUNCTION: &str = "aws-hono-e2e-MyApi";
-
-pub(crate) fn guide_text() -> String {
-    std::fs::read_to_string(fixture(GUIDE_HONO)).unwrap()
-}
-
-pub(crate) async fn projects_named(stack: &DeployStack, name: &str) -> Vec<Value> {
-    let listed = stack
-        .neon
-        .client
-        .call(
-            "GET",
-            "/projects",
-            &[],
-            &format!("search={name}&limit=400"),
-            None,
-        )
-        .await;
-    listed.body["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == json!(name))
-        .cloned()
-        .collect()
-}
 
 async fn function_env(stack: &DeployStack, name: &str) -> BTreeMap<String, String> {
     let conf = stack
@@ -132,7 +106,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     assert_eq!(conf.runtime().map(|r| r.as_str()), Some("provided.al2023"));
     let env = function_env(&stack, FUNCTION).await;
     let link: Value = serde_json::from_str(&env["LINK_NeonDB"]).unwrap();
-    let project = &projects_named(&stack, "my-sst-project").await[0];
+    let project = &stack.projects_named("my-sst-project").await[0];
     let pid = project["id"].as_str().unwrap();
     let uri = stack
         .neon
@@ -266,11 +240,11 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_changed_setting_updates_only_its_resource() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(&guide_text());
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
 
     let (_dir2, bigger) =
-        temp_config(&guide_text().replace("url = true", "url = true\nmemory = 256"));
+        temp_config(fixtures::read(GUIDE_HONO).with("url = true", "url = true\nmemory = 256"));
     stack.neon.emulator.clear_requests();
     stack.aws.clear();
     let run = stack.run(&bigger, &["deploy", "--stage", "e2e"]).await.ok();
@@ -310,9 +284,9 @@ async fn one_changed_setting_updates_only_its_resource() {
 
     // A Neon setting: only the project is patched.
     let (_dir3, shorter) = temp_config(
-        &guide_text()
-            .replace("url = true", "url = true\nmemory = 256")
-            .replace("21600", "3600"),
+        fixtures::read(GUIDE_HONO)
+            .with("url = true", "url = true\nmemory = 256")
+            .with("21600", "3600"),
     );
     stack.neon.emulator.clear_requests();
     let run = stack
@@ -408,7 +382,7 @@ async fn the_guides_full_neon_stack_deploys_and_its_database_connects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_provisions_the_stages_neon_resources_and_runs_a_command_with_the_links() {
     let stack = DeployStack::start(|_| {}).await;
-    let (dir, config) = temp_config(&guide_text());
+    let (dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     let out_file = dir.path().join("link.json");
     let script = format!("printf %s \"$LINK_NeonDB\" > {}", out_file.display());
     let run = stack
@@ -478,14 +452,10 @@ async fn an_environment_over_lambdas_4_kb_is_refused_before_aws_is_touched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_databases_uri_is_computed_once_its_branch_has_an_endpoint() {
     let stack = DeployStack::start(|_| {}).await;
-    let full = std::fs::read_to_string(fixture(GUIDE_FULL)).unwrap();
-    let without_endpoint = full.replace(
+    let full = fixtures::read(GUIDE_FULL);
+    let without_endpoint = full.clone().with(
         "[neon.endpoint.DevEndpoint]\nbranch = \"DevBranch\"\ntype = \"read_write\"\n",
         "",
-    );
-    assert_ne!(
-        full, without_endpoint,
-        "the fixture changed; update this test"
     );
     let (_dir, config) = temp_config(&without_endpoint);
     stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();
@@ -497,7 +467,7 @@ async fn a_databases_uri_is_computed_once_its_branch_has_an_endpoint() {
     );
 
     // Names that sort before the endpoint's still wait for it.
-    let (_dir, config) = temp_config(&full.replace("DevEndpoint", "ZzEndpoint"));
+    let (_dir, config) = temp_config(full.with("DevEndpoint", "ZzEndpoint"));
     let diff = stack.run(&config, &["diff", "--stage", "uri"]).await.ok();
     assert!(diff.stdout.contains("connection_uri"), "{}", diff.stdout);
     stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();

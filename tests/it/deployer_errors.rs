@@ -7,13 +7,8 @@
 use std::path::Path;
 
 use harness::deploy::{DeployStack, Run, temp_config};
+use harness::fixtures::{self, GUIDE_HONO};
 use harness::paths::fixture;
-
-const GUIDE: &str = "infra/guide-aws-hono.toml";
-
-fn guide_text() -> String {
-    std::fs::read_to_string(fixture(GUIDE)).unwrap()
-}
 
 /// Compares a run with `tests/fixtures/errors/<name>.txt`, the config's folder shown as `<dir>`.
 fn assert_snapshot(name: &str, run: &Run, dir: &Path) {
@@ -46,10 +41,11 @@ async fn failures_read_as_error_caused_by_and_hint() {
     let stack = DeployStack::start(|_| {}).await;
 
     // Bad input: an unknown key, and an unset variable, each with place and hint.
-    let (dir, config) = temp_config(&guide_text().replace("url = true", "url = true\nurls = 2"));
+    let (dir, config) =
+        temp_config(fixtures::read(GUIDE_HONO).with("url = true", "url = true\nurls = 2"));
     let run = stack.run(&config, &["deploy", "--stage", "snap"]).await;
     assert_snapshot("unknown-key", &run, dir.path());
-    let (dir, config) = temp_config(&guide_text());
+    let (dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     let run = stack
         .command(&config, &["deploy", "--stage", "snap"])
         .env_remove("NEON_ORG_ID")
@@ -88,7 +84,8 @@ async fn failures_read_as_error_caused_by_and_hint() {
         .run(&config, &["deploy", "--stage", "production"])
         .await
         .ok();
-    let (dir, newer) = temp_config(&guide_text().replace("pg_version = 17", "pg_version = 16"));
+    let (dir, newer) =
+        temp_config(fixtures::read(GUIDE_HONO).with("pg_version = 17", "pg_version = 16"));
     let run = stack
         .run(&newer, &["deploy", "--stage", "production"])
         .await;
@@ -102,7 +99,7 @@ async fn failures_read_as_error_caused_by_and_hint() {
 async fn an_organization_account_needs_org_id_and_is_told_so() {
     let stack = DeployStack::start(|c| c.require_org_id = true).await;
 
-    let (_dir, config) = temp_config(&guide_text());
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     stack.run(&config, &["deploy", "--stage", "org"]).await.ok();
     let listed: Vec<_> = stack
         .neon
@@ -122,7 +119,8 @@ async fn an_organization_account_needs_org_id_and_is_told_so() {
         "{listed:?}"
     );
 
-    let (dir, config) = temp_config(&guide_text().replace("org_id = \"${env.NEON_ORG_ID}\"\n", ""));
+    let (dir, config) =
+        temp_config(fixtures::read(GUIDE_HONO).with("org_id = \"${env.NEON_ORG_ID}\"\n", ""));
     let run = stack.run(&config, &["deploy", "--stage", "snap"]).await;
     assert_snapshot("neon-org-id-required", &run, dir.path());
 }

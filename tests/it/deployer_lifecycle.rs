@@ -2,17 +2,16 @@
 //! under each removal policy, protection, import of an existing project, a resource
 //! dropped from infra.toml, and a rejected API key.
 
+use deployer::resources::{project, role};
 use harness::deploy::{DeployStack, temp_config};
-use harness::paths::fixture;
+use harness::fixtures::{self, GUIDE_FULL, GUIDE_HONO};
 use serde_json::json;
-
-use super::deployer_e2e::{GUIDE_FULL, guide_text, projects_named};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
     let stack = DeployStack::start(|_| {}).await;
     // removal = "remove" (the default): everything goes.
-    let (_dir, config) = temp_config(&guide_text());
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     stack
         .run(&config, &["deploy", "--stage", "gone"])
         .await
@@ -42,11 +41,11 @@ async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
             .await
             .is_err()
     );
-    assert!(projects_named(&stack, "my-sst-project").await.is_empty());
+    assert!(stack.projects_named("my-sst-project").await.is_empty());
     assert!(!stack.state_file("gone").exists());
 
     // removal = "retain": the function goes, the Neon project stays and can be imported.
-    let keep = guide_text().replace(
+    let keep = fixtures::read(GUIDE_HONO).with(
         "[stages.production]",
         "[stages.keep]\nremoval = \"retain\"\n\n[stages.production]",
     );
@@ -71,7 +70,7 @@ async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
         "{}",
         removed.stdout
     );
-    let kept = projects_named(&stack, "my-sst-project").await;
+    let kept = stack.projects_named("my-sst-project").await;
     assert_eq!(kept.len(), 1, "the data survives");
     let id = kept[0]["id"].as_str().unwrap();
     assert!(
@@ -111,7 +110,7 @@ async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protected_stage_refuses_remove_and_data_loss() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(&guide_text());
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     stack
         .run(&config, &["deploy", "--stage", "production"])
         .await
@@ -136,7 +135,8 @@ async fn a_protected_stage_refuses_remove_and_data_loss() {
     );
 
     // Replacing the project (a new Postgres version) would lose its data: refused.
-    let (_dir2, newer) = temp_config(&guide_text().replace("pg_version = 17", "pg_version = 16"));
+    let (_dir2, newer) =
+        temp_config(fixtures::read(GUIDE_HONO).with("pg_version = 17", "pg_version = 16"));
     stack.neon.emulator.clear_requests();
     let refused = stack
         .run(&newer, &["deploy", "--stage", "production"])
@@ -154,7 +154,7 @@ async fn a_protected_stage_refuses_remove_and_data_loss() {
         stack.neon.emulator.requests().iter().all(|r| !r.mutating),
         "refused, yet changed"
     );
-    assert_eq!(projects_named(&stack, "my-sst-project").await.len(), 1);
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +166,7 @@ async fn an_existing_project_is_imported_not_created() {
         .call("POST", "/projects", &[], "", Some(json!({"project": {"name": "legacy-db", "pg_version": 17, "history_retention_seconds": 21600}})))
         .await;
     let id = existing.body["project"]["id"].as_str().unwrap().to_owned();
-    let text = guide_text().replace(
+    let text = fixtures::read(GUIDE_HONO).with(
         "name = \"my-sst-project\"",
         &format!("name = \"legacy-db\"\nimport = \"{id}\""),
     );
@@ -195,18 +195,17 @@ async fn an_existing_project_is_imported_not_created() {
             .iter()
             .all(|r| !(r.method == "POST" && r.path == "/projects"))
     );
-    assert_eq!(
-        stack.state_json("adopt")["resources"]["MyAppProject"]["ids"]["project_id"],
-        json!(id)
-    );
+    let adopted: project::Ids = stack.recorded_ids("adopt", "MyAppProject");
+    assert_eq!(adopted.project_id.0, id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_dropped_from_infra_toml_is_deleted_or_retained_by_policy() {
     let stack = DeployStack::start(|_| {}).await;
-    let full = std::fs::read_to_string(fixture(GUIDE_FULL)).unwrap();
+    let full = fixtures::read(GUIDE_FULL);
+    let full = full.as_str();
     let without_db = full[..full.find("[neon.database.ServiceDb]").unwrap()].to_owned();
-    let (_a, full_config) = temp_config(&full);
+    let (_a, full_config) = temp_config(full);
     let (_b, smaller) = temp_config(&without_db);
     let database = "/projects/{project_id}/branches/{branch_id}/databases/{database_name}";
 
@@ -218,12 +217,8 @@ async fn a_resource_dropped_from_infra_toml_is_deleted_or_retained_by_policy() {
             .run(&full_config, &["deploy", "--stage", stage])
             .await
             .ok();
-        let state = stack.state_json(stage);
-        let ids = &state["resources"]["ServiceDb"]["ids"];
-        let (pid, bid) = (
-            ids["project_id"].as_str().unwrap().to_owned(),
-            ids["branch_id"].as_str().unwrap().to_owned(),
-        );
+        let ids: role::Ids = stack.recorded_ids(stage, "ServiceDb");
+        let (pid, bid) = (ids.project_id.0, ids.branch_id.0);
         let run = stack
             .run(&smaller, &["deploy", "--stage", stage])
             .await
@@ -254,7 +249,7 @@ async fn a_resource_dropped_from_infra_toml_is_deleted_or_retained_by_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_api_key_fails_at_once_with_a_hint() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(&guide_text());
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     let out = stack
         .command(&config, &["deploy", "--stage", "badkey"])
         .env("NEON_API_KEY", "not-the-key")

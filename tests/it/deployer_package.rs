@@ -5,10 +5,11 @@
 use std::io::Write;
 
 use harness::deploy::{DeployStack, lambda_artifacts, temp_config};
+use harness::fixtures::{self, GUIDE_HONO};
 use harness::paths::fixture;
 
-fn guide() -> String {
-    std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap()
+fn guide() -> fixtures::Text {
+    fixtures::read(GUIDE_HONO)
 }
 
 /// A folder for DEPLOYER_ARTIFACT_DIR holding `api/bootstrap` with these bytes.
@@ -22,7 +23,7 @@ fn artifact_dir(bootstrap: &[u8]) -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_for_the_wrong_architecture_is_refused_before_any_call() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(&guide());
+    let (_dir, config) = temp_config(guide());
     let mut cmd = stack.command(&config, &["deploy", "--stage", "arch"]);
     cmd.env(
         "DEPLOYER_ARTIFACT_DIR",
@@ -61,7 +62,7 @@ async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
     }
     binary.write_all(&noise).unwrap();
     let artifacts = artifact_dir(&binary);
-    let (_dir, config) = temp_config(&guide());
+    let (_dir, config) = temp_config(guide());
     let mut cmd = stack.command(&config, &["deploy", "--stage", "big"]);
     cmd.env("DEPLOYER_ARTIFACT_DIR", artifacts.path());
     let out = cmd.output().await.unwrap();
@@ -81,7 +82,7 @@ async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
 async fn the_same_binary_from_a_fresh_build_uploads_nothing() {
     let stack = DeployStack::start(|_| {}).await;
     let binary = std::fs::read(lambda_artifacts().join("api/bootstrap")).unwrap();
-    let (_dir, config) = temp_config(&guide());
+    let (_dir, config) = temp_config(guide());
 
     let first = artifact_dir(&binary);
     let mut cmd = stack.command(&config, &["deploy", "--stage", "zip"]);

@@ -4,7 +4,7 @@
 //! prod's project, default branch or data.
 
 use harness::deploy::{DeployStack, Run, temp_config};
-use harness::paths::fixture;
+use harness::fixtures;
 use harness::pg::connect_uri;
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ fn preview_config() -> &'static std::path::Path {
     static CONFIG: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
         std::sync::OnceLock::new();
     &CONFIG
-        .get_or_init(|| temp_config(&std::fs::read_to_string(fixture(PREVIEW)).unwrap()))
+        .get_or_init(|| temp_config(fixtures::read(PREVIEW)))
         .1
 }
 
@@ -431,11 +431,11 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
 
     // Whatever its state says, a preview stage never deletes prod's default branch.
     let file = stack.state_file("pr-3");
-    let tampered = std::fs::read_to_string(&file).unwrap().replace(
+    let tampered = fixtures::read_file(&file).with(
         &id(&pr3),
         prod["MyAppProject"]["default_branch_id"].as_str().unwrap(),
     );
-    std::fs::write(&file, tampered).unwrap();
+    std::fs::write(&file, tampered.as_str()).unwrap();
     let refused = stack
         .run(preview_config(), &["remove", "--stage", "pr-3", "--yes"])
         .await;
@@ -465,9 +465,8 @@ async fn a_preview_can_start_from_prods_data_as_it_was() {
         .await
         .unwrap();
 
-    let text = std::fs::read_to_string(fixture("infra/guide-preview-at.toml"))
-        .unwrap()
-        .replace("at:2026-01-01T00:00:00Z", &format!("at:{at}"));
+    let text = fixtures::read("infra/guide-preview-at.toml")
+        .with("at:2026-01-01T00:00:00Z", &format!("at:{at}"));
     let (_dir, config) = temp_config(&text);
     stack
         .run(&config, &["deploy", "--stage", "past"])

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
+use deployer::resources::{branch, project};
 use harness::aws::Timings;
 use harness::deploy::{DeployStack, temp_config};
+use harness::fixtures::{self, GUIDE_FULL, GUIDE_HONO};
 use harness::paths::fixture;
 use neon_emulator::OperationFault;
 use neon_emulator::faults::{RandomFaults, ScriptedFault};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const GUIDE_FULL: &str = "infra/guide-full-stack.toml";
 const PROJECT: &str = "my-application-project";
 
 async fn count(stack: &DeployStack, path: &str, args: &[&str], key: &str) -> usize {
@@ -28,11 +29,9 @@ async fn count(stack: &DeployStack, path: &str, args: &[&str], key: &str) -> usi
 /// The stage's Neon resources exist exactly once each, as recorded in its state.
 async fn assert_exactly_once(stack: &DeployStack, stage: &str) {
     let state = stack.state_json(stage);
-    let res = &state["resources"];
-    let pid = res["MyAppProject"]["ids"]["project_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{state:#}"));
-    let dev = res["DevBranch"]["ids"]["branch_id"].as_str().unwrap();
+    let project: project::Ids = stack.recorded_ids(stage, "MyAppProject");
+    let branch: branch::Ids = stack.recorded_ids(stage, "DevBranch");
+    let (pid, dev) = (project.project_id.0.as_str(), branch.branch_id.0.as_str());
     assert_eq!(
         count(stack, "/projects/{project_id}/branches", &[pid], "branches").await,
         2,
@@ -64,26 +63,6 @@ async fn assert_exactly_once(stack: &DeployStack, stage: &str) {
         state["pending"].as_object().is_none_or(|p| p.is_empty()),
         "{state:#}"
     );
-}
-
-async fn projects_named(stack: &DeployStack) -> usize {
-    let listed = stack
-        .neon
-        .client
-        .call(
-            "GET",
-            "/projects",
-            &[],
-            &format!("search={PROJECT}&limit=400"),
-            None,
-        )
-        .await;
-    listed.body["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == PROJECT)
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +109,7 @@ async fn a_deploy_succeeds_through_injected_faults_without_duplicates() {
         .neon
         .emulator
         .set_random_faults(RandomFaults::default());
-    assert_eq!(projects_named(&stack).await, 1);
+    assert_eq!(stack.projects_named(PROJECT).await.len(), 1);
     assert_exactly_once(&stack, "faulty").await;
     let again = stack
         .run(&config, &["deploy", "--stage", "faulty"])
@@ -194,7 +173,7 @@ async fn a_deploy_killed_at_any_step_converges_on_the_next_run() {
         }
     }
     assert_eq!(
-        projects_named(&stack).await,
+        stack.projects_named(PROJECT).await.len(),
         stages.len(),
         "an orphaned or duplicated project"
     );
@@ -250,7 +229,7 @@ async fn operations_neon_retries_are_waited_for_and_failed_ones_are_reported() {
         ];
     })
     .await;
-    let config = fixture("infra/guide-full-stack.toml");
+    let config = fixture(GUIDE_FULL);
     let run = stack.run(&config, &["deploy", "--stage", "ops"]).await;
     assert_eq!(run.code, 1, "{}", run.all());
     // The project's own start_compute failed: its step reports Neon's words and the ID.
@@ -301,8 +280,7 @@ async fn a_deploy_killed_while_neon_and_aws_steps_overlap_converges_on_the_next_
         iam_propagation: Duration::from_secs(2),
         ..Timings::default()
     });
-    let guide = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap();
-    let (_dir, config) = temp_config(&guide);
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     let kills_ms = [150, 600, 1200, 1800, 2600, 3400];
     for ms in kills_ms {
         let stage = format!("overlap{ms}");

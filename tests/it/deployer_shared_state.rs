@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::BucketVersioningStatus;
 use harness::deploy::{DeployStack, Run, temp_config};
-use harness::paths::fixture;
+use harness::fixtures::{self, GUIDE_HONO};
 use serde_json::Value;
 
 /// moto's account and the fixture's region.
 const BUCKET: &str = "deployer-state-123456789012-us-east-1";
 const RACES: usize = 100;
 
-fn guide_s3() -> String {
-    std::fs::read_to_string(fixture("infra/guide-s3-state.toml")).unwrap()
+fn guide_s3() -> fixtures::Text {
+    fixtures::read("infra/guide-s3-state.toml")
 }
 
 fn key(stage: &str, object: &str) -> String {
@@ -34,20 +34,6 @@ async fn object(stack: &DeployStack, key: &str) -> Option<(Value, String)> {
     let etag = out.e_tag().unwrap_or_default().to_owned();
     let bytes = out.body.collect().await.unwrap().into_bytes();
     Some((serde_json::from_slice(&bytes).unwrap(), etag))
-}
-
-async fn projects_named(stack: &DeployStack, name: &str) -> usize {
-    let listed = stack
-        .neon
-        .client
-        .call("GET", "/projects", &[], &format!("search={name}"), None)
-        .await;
-    listed.body["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == name)
-        .count()
 }
 
 async fn functions_named(stack: &DeployStack, name: &str) -> usize {
@@ -103,8 +89,8 @@ fn lost_to_the_lock(run: &Run) -> bool {
 async fn two_working_copies_racing_on_one_stage_never_both_hold_it() {
     let stack = DeployStack::start(|_| {}).await;
     // Two clones of the repository: nothing shared but the bucket.
-    let (_a_dir, a) = temp_config(&guide_s3());
-    let (_b_dir, b) = temp_config(&guide_s3());
+    let (_a_dir, a) = temp_config(guide_s3());
+    let (_b_dir, b) = temp_config(guide_s3());
     let args = ["deploy", "--stage", "shared"];
     let mut contended = 0;
     for round in 0..RACES {
@@ -123,7 +109,7 @@ async fn two_working_copies_racing_on_one_stage_never_both_hold_it() {
         }
     }
     assert!(contended > 0, "the runs never met: the race proved nothing");
-    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
     assert_eq!(functions_named(&stack, "aws-hono-shared-MyApi").await, 1);
     let (state, _) = object(&stack, &key("shared", "state.json"))
         .await
@@ -138,7 +124,7 @@ async fn two_working_copies_racing_on_one_stage_never_both_hold_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges() {
     let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
-    let (_dir, config) = temp_config(&guide_s3());
+    let (_dir, config) = temp_config(guide_s3());
     let args = ["deploy", "--stage", "killed"];
     let mut first = stack.command(&config, &args);
     first.env("DEPLOYER_LOCK_LEASE_SECONDS", "3");
@@ -166,7 +152,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges()
     // After it, the next run, from another machine's clone, takes over (no unlock),
     // resumes and converges.
     tokio::time::sleep(Duration::from_secs(4).saturating_sub(killed_at.elapsed())).await;
-    let (_elsewhere_dir, elsewhere) = temp_config(&guide_s3());
+    let (_elsewhere_dir, elsewhere) = temp_config(guide_s3());
     let resumed = stack.run(&elsewhere, &args).await;
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(
@@ -176,7 +162,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges()
         "{}",
         resumed.stderr
     );
-    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
     assert_eq!(functions_named(&stack, "aws-hono-killed-MyApi").await, 1);
     let again = stack.run(&config, &args).await.ok();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
@@ -253,7 +239,7 @@ async fn a_killed_holder_is_taken_over_after_its_lease_and_the_stage_converges()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothing() {
     let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
-    let (_dir, config) = temp_config(&guide_s3());
+    let (_dir, config) = temp_config(guide_s3());
     let args = ["deploy", "--stage", "paused"];
     let holder = holder_started(&stack, &config, "paused", "30").await;
     signal(&holder, "STOP");
@@ -323,7 +309,7 @@ async fn unlock_refuses_a_live_lease_and_a_holder_unlocked_by_force_writes_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_it_wakes() {
     let stack = DeployStack::start(|c| c.operation_delay = Duration::from_millis(1500)).await;
-    let (_dir, config) = temp_config(&guide_s3());
+    let (_dir, config) = temp_config(guide_s3());
     let args = ["deploy", "--stage", "sleepy"];
     let holder = holder_started(&stack, &config, "sleepy", "3").await;
     signal(&holder, "STOP");
@@ -350,15 +336,14 @@ async fn a_holder_paused_past_its_lease_is_taken_over_and_changes_nothing_when_i
     assert!(stderr.contains("lock"), "{stderr}");
     let (_, etag_now) = object(&stack, &key("sleepy", "state.json")).await.unwrap();
     assert_eq!(etag_now, etag, "the stale holder wrote the state");
-    assert_eq!(projects_named(&stack, "my-sst-project").await, 1);
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
     assert_eq!(functions_named(&stack, "aws-hono-sleepy-MyApi").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_migrates_to_s3_and_back_and_list_pull_push_rm_work_on_it() {
     let stack = DeployStack::start(|_| {}).await;
-    let local_text = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).unwrap();
-    let (_dir, config) = temp_config(&local_text);
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
     fn with<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
         cmd.iter().copied().chain(["--stage", "mig"]).collect()
     }
@@ -374,7 +359,7 @@ async fn state_migrates_to_s3_and_back_and_list_pull_push_rm_work_on_it() {
     };
 
     // infra.toml now names the bucket; migrate moves the stage there.
-    std::fs::write(&config, guide_s3()).unwrap();
+    std::fs::write(&config, guide_s3().as_str()).unwrap();
     let moved = stack
         .run(&config, &with(&["state", "migrate", "--to", "s3"]))
         .await
@@ -456,8 +441,7 @@ async fn state_migrates_to_s3_and_back_and_list_pull_push_rm_work_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_shows_drift_made_outside_and_deploy_repairs_it() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) =
-        temp_config(&std::fs::read_to_string(fixture("infra/drift.toml")).unwrap());
+    let (_dir, config) = temp_config(fixtures::read("infra/drift.toml"));
     let stage = ["--stage", "drift"];
     let with =
         |cmd: &str| -> Vec<String> { cmd.split(' ').chain(stage).map(str::to_owned).collect() };
@@ -551,7 +535,7 @@ async fn refresh_shows_drift_made_outside_and_deploy_repairs_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_commands_leave_the_account_untouched_before_the_first_deploy() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(&guide_s3());
+    let (_dir, config) = temp_config(guide_s3());
     let diff = stack.run(&config, &["diff", "--stage", "fresh"]).await.ok();
     assert!(diff.stdout.contains("create"), "{}", diff.stdout);
     let listed = stack.run(&config, &["state", "list"]).await.ok();

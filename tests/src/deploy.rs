@@ -185,12 +185,53 @@ impl DeployStack {
         serde_json::from_str(&std::fs::read_to_string(self.state_file(stage)).expect("state file"))
             .expect("state JSON")
     }
+
+    /// The stage's state as the deployer reads it (typed, migrated from older formats).
+    pub fn state(&self, stage: &str) -> deployer::state::StageState {
+        let path = self.state_file(stage);
+        let bytes = std::fs::read(&path).expect("state file");
+        deployer::state::parse_state(&bytes, &path.display().to_string()).expect("state")
+    }
+
+    /// The typed IDs the stage recorded for `resource`.
+    pub fn recorded_ids<T: serde::de::DeserializeOwned>(&self, stage: &str, resource: &str) -> T {
+        let state = self.state(stage);
+        let Some(rs) = state.resources.get(resource) else {
+            panic!("stage `{stage}` recorded no `{resource}`: {state:#?}");
+        };
+        rs.ids_as(resource).expect("the IDs its kind records")
+    }
+
+    /// The Neon projects named exactly `name` (Neon's search is by substring).
+    pub async fn projects_named(&self, name: &str) -> Vec<serde_json::Value> {
+        let listed = self
+            .neon
+            .client
+            .call(
+                "GET",
+                "/projects",
+                &[],
+                &format!(
+                    "search={}&limit=400",
+                    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                None,
+            )
+            .await;
+        listed.body["projects"]
+            .as_array()
+            .expect("a project list")
+            .iter()
+            .filter(|p| p["name"] == name)
+            .cloned()
+            .collect()
+    }
 }
 
 /// Writes `text` as an infra.toml in a new folder (kept while the returned dir lives).
-pub fn temp_config(text: &str) -> (TempDir, PathBuf) {
+pub fn temp_config(text: impl AsRef<str>) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("infra.toml");
-    std::fs::write(&path, text).expect("write infra.toml");
+    std::fs::write(&path, text.as_ref()).expect("write infra.toml");
     (dir, path)
 }

@@ -7,13 +7,17 @@
 //! - [`pgbouncer`]: PgBouncer in transaction mode (Neon's pooler) in front of a cluster;
 //! - [`load`]: concurrent HTTP load whose every answer the test judges;
 //! - [`neon`]: the Neon API emulator (a server per branch), with a spec-checking client;
-//! - [`aws`]: moto in server mode and a proxy that records the calls made to it.
+//! - [`aws`]: moto in server mode and a proxy that records the calls made to it;
+//! - [`deploy`]: one test's whole stack (Neon emulator, moto, a state folder), the deployer
+//!   run against it, and typed reads of what it recorded and made;
+//! - [`fixtures`]: the fixture files, edited only where the text to replace is there.
 
 pub mod aws;
 pub mod aws_model;
 pub mod certs;
 pub mod deploy;
 pub mod edge;
+pub mod fixtures;
 pub mod load;
 pub mod neon;
 pub mod paths;

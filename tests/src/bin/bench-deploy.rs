@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use harness::aws::Timings;
 use harness::deploy::{DeployStack, lambda_artifacts, temp_config};
+use harness::fixtures::{GUIDE_FULL, GUIDE_HONO};
 use harness::paths::fixture;
 
 const PROJECT_CREATE: Duration = Duration::from_secs(5);
@@ -138,9 +139,8 @@ async fn main() {
     let mut changed = binary.clone();
     changed.extend_from_slice(b"\0bench: a different build");
     let (same, other) = (artifacts(&binary), artifacts(&changed));
-    let api = std::fs::read_to_string(fixture("infra/guide-aws-hono.toml")).expect("fixture");
-    let (_api_dir, api) = temp_config(&api);
-    let full = fixture("infra/guide-full-stack.toml");
+    let (_api_dir, api) = temp_config(harness::fixtures::read(GUIDE_HONO));
+    let full = fixture(GUIDE_FULL);
     let c = critical();
 
     let mut results = Vec::new();

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use harness::paths::fixture;
 use harness::process::{Spawned, clean_command};
 use harness::runtime_api::{Outcome, RuntimeApi};
 
@@ -20,10 +19,7 @@ async fn main() {
     };
     let runs: usize = runs.parse().expect("runs is a number");
     let warm: usize = warm.parse().expect("warm invocations is a number");
-    let event: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("events/function-url-get-version.json")).expect("fixture"),
-    )
-    .expect("event JSON");
+    let event = harness::fixtures::event("function-url-get-version.json");
 
     let mut first = Vec::new();
     let mut warm_means = Vec::new();

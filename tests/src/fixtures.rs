@@ -1,0 +1,83 @@
+//! The fixture files under `tests/fixtures/`, read one way, and changed only by [`Text::with`],
+//! which fails when the text to replace is not there (a test whose edit silently did
+//! nothing would assert on the unedited file).
+
+use std::path::Path;
+
+use crate::paths::fixture;
+
+/// The guide's first example: a project, its link and the api as a function URL.
+pub const GUIDE_HONO: &str = "infra/guide-aws-hono.toml";
+/// The guide's second example: the full Neon stack (branch, endpoint, role, database).
+pub const GUIDE_FULL: &str = "infra/guide-full-stack.toml";
+
+/// A fixture's text, as read or edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(String);
+
+/// `tests/fixtures/<relative>`.
+pub fn read(relative: &str) -> Text {
+    let path = fixture(relative);
+    Text(
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display())),
+    )
+}
+
+/// A recorded function-URL event, `tests/fixtures/events/<name>`, as JSON.
+pub fn event(name: &str) -> serde_json::Value {
+    let text = read(&format!("events/{name}"));
+    serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("event {name}: {e}"))
+}
+
+/// Any file's text, for edits of what a run wrote (a state file).
+pub fn read_file(path: &Path) -> Text {
+    Text(std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+impl Text {
+    /// Every `from` replaced by `to`; panics when `from` does not occur.
+    pub fn with(self, from: &str, to: &str) -> Text {
+        assert!(
+            self.0.contains(from),
+            "the fixture has no {from:?} to replace; has it changed?\n{}",
+            self.0
+        );
+        Text(self.0.replace(from, to))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// No `Deref` to `str`: `str::replace` on a fixture would compile and could silently do
+/// nothing; edits go through [`Text::with`].
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        t.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "has no \"no such line\" to replace")]
+    fn an_edit_of_text_that_is_not_there_fails() {
+        let _ = read(GUIDE_HONO).with("no such line", "x");
+    }
+
+    #[test]
+    fn an_edit_replaces_what_is_there() {
+        let edited = read(GUIDE_HONO).with("url = true", "url = true\nmemory = 256");
+        assert!(edited.as_str().contains("url = true\nmemory = 256"));
+    }
+}
