@@ -200,11 +200,7 @@ impl PgCluster {
 
     /// A URI for `user` on `db` via `localhost`, with extra query `params` (`a=b&c=d`).
     pub fn url(&self, user: &str, password: &str, db: &str, params: &str) -> String {
-        let sep = if params.is_empty() { "" } else { "?" };
-        format!(
-            "postgresql://{user}:{password}@localhost:{}/{db}{sep}{params}",
-            self.port
-        )
+        localpg::uri("localhost", self.port, user, password, db, params)
     }
 
     /// The superuser's URI over TCP without TLS.

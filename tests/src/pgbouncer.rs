@@ -140,11 +140,11 @@ impl PgBouncer {
 
     /// A URI for `user` on `db` through the pooler, TLS verified against its CA.
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgresql://{user}:{password}@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
-            self.port,
+        let params = format!(
+            "sslmode=verify-full&sslrootcert={}",
             self.ca_path().display()
-        )
+        );
+        localpg::uri("localhost", self.port, user, password, db, &params)
     }
 
     pub fn ca_path(&self) -> PathBuf {

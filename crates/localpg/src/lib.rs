@@ -1,13 +1,20 @@
 //! PostgreSQL clusters on this machine, with the server binaries of Debian's `postgresql`
 //! package (or any `initdb`/`pg_ctl` on PATH): finding the tools, `initdb`, `pg_ctl start`
-//! and `stop`. `deployer dev` keeps one cluster under `.deployer/dev/`; the test harness
-//! makes a throwaway one per test. PostgreSQL refuses to run as root, so when we are root
+//! and `stop`, roles and databases, and connection URIs. `deployer dev` keeps one cluster
+//! under `.deployer/dev/` ([`KeptCluster`]); the test harness makes a throwaway one per
+//! test, and the Neon emulator one per branch; all build their URIs with [`uri`]. PostgreSQL refuses to run as root, so when we are root
 //! every tool runs as the `postgres` account, and the files it needs are given to it.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
+
+mod kept;
+mod uri;
+
+pub use kept::KeptCluster;
+pub use uri::{encode, uri};
 
 /// Why a cluster could not be made, started or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,11 @@ pub enum LocalPgError {
         /// What it printed, and the server log where there is one.
         output: String,
     },
+    #[error(
+        "PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}",
+        path.display()
+    )]
+    Unreachable { path: PathBuf },
     #[error("cannot prepare `{}` for PostgreSQL", path.display())]
     Files {
         path: PathBuf,
@@ -46,6 +58,9 @@ impl LocalPgError {
             LocalPgError::NotInstalled | LocalPgError::NoPostgresAccount => {
                 Some("apt-get install postgresql, or set PG_BINDIR to the folder of initdb")
             }
+            LocalPgError::Unreachable { .. } => Some(
+                "move the checkout under a folder others may enter (not /root), or run as a normal user",
+            ),
             _ => None,
         }
     }

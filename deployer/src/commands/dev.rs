@@ -14,11 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
-use localpg::{Init, LocalPgError, Tools};
-use postgres_protocol::escape::{escape_identifier, escape_literal};
+use localpg::{KeptCluster, LocalPgError};
 
 use super::pipeline::{Applied, Pipeline, Review};
 use crate::cli::{DEFAULT_CONCURRENCY, DevArgs};
@@ -229,22 +228,18 @@ fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
     write().map_err(|e| Failure::remote(because(format!("cannot write `{}`", path.display()), e)))
 }
 
-/// A PostgreSQL cluster for local runs, stopped when dropped.
-struct LocalCluster {
-    tools: Tools,
-    data: PathBuf,
-    dev_dir: PathBuf,
-    port: u16,
-    /// Whether there is a server to stop when this is dropped.
-    running: bool,
-}
+/// The local PostgreSQL cluster of `deployer dev --local` (`.deployer/dev/`), stopped when
+/// dropped, and what infra.toml declares made in it.
+struct LocalCluster(KeptCluster);
 
 /// A local PostgreSQL failure, with its hint.
 fn local_pg(e: LocalPgError) -> Failure {
     let hint = e.hint().map(str::to_owned);
     let bad_input = matches!(
         e,
-        LocalPgError::NotInstalled | LocalPgError::NoPostgresAccount
+        LocalPgError::NotInstalled
+            | LocalPgError::NoPostgresAccount
+            | LocalPgError::Unreachable { .. }
     );
     let f = if bad_input {
         Failure::bad_input(e)
@@ -256,165 +251,31 @@ fn local_pg(e: LocalPgError) -> Failure {
 
 impl LocalCluster {
     fn start(project_dir: &Path, port: u16) -> Result<LocalCluster, Failure> {
-        let tools = Tools::find().map_err(local_pg)?;
-        let dev_dir = std::fs::canonicalize(project_dir)
-            .unwrap_or(project_dir.to_owned())
-            .join(".deployer")
-            .join("dev");
-        let data = dev_dir.join("pgdata");
-        std::fs::create_dir_all(&data).map_err(|e| {
-            Failure::remote(because(format!("cannot create {}", data.display()), e))
-        })?;
-        if tools.as_postgres() {
-            // The cluster runs as `postgres` when we are root; it only needs to pass through.
-            let _ = std::fs::set_permissions(
-                dev_dir.parent().unwrap_or(&dev_dir),
-                std::fs::Permissions::from_mode(0o711),
-            );
-            let _ = std::fs::set_permissions(&dev_dir, std::fs::Permissions::from_mode(0o711));
-            tools.give(&data).map_err(local_pg)?;
-            let _ = std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700));
-            if !tools.can_enter(&data) {
-                return Err(Failure::bad_input(format!(
-                    "PostgreSQL runs as the `postgres` account here (we are root), and it cannot reach {}",
-                    data.display()
-                ))
-                .hint("move the checkout under a folder others may enter (not /root), or run as a normal user"));
-            }
-        }
-        let mut c = LocalCluster {
-            tools,
-            data: data.clone(),
-            dev_dir,
-            port,
-            running: false,
-        };
-        if !data.join("PG_VERSION").exists() {
-            eprintln!("creating a PostgreSQL cluster in .deployer/dev/pgdata");
-            let init = Init {
-                superuser: "postgres".to_owned(),
-                pwfile: None,
-                no_sync: false,
-            };
-            c.tools.initdb(&data, &init).map_err(local_pg)?;
-            localpg::append_conf(
-                &data,
-                &format!(
-                    "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
-                    data.display()
-                ),
-            )
-            .map_err(local_pg)?;
-        }
-        if !c.tools.is_running(&data) {
-            eprintln!("starting PostgreSQL on 127.0.0.1:{port}");
-            c.tools
-                .start(&data, &data.join("server.log"), port)
-                .map_err(|e| local_pg(e).hint(format!("is port {port} taken? pass --pg-port")))?;
-        }
-        c.running = true;
-        Ok(c)
-    }
-
-    fn psql(&self, sql: &str) -> Result<String, Failure> {
-        let mut cmd = self.tools.command("psql");
-        cmd.args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.data)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ]);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Failure::remote(because("cannot run psql", e)))?;
-        // SQL (with passwords) goes through stdin, never the process list.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = std::io::Write::write_all(&mut stdin, sql.as_bytes());
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Failure::remote(because("psql did not finish", e)))?;
-        if !out.status.success() {
-            return Err(Failure::remote(format!(
-                "psql failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// A password per role, made once and kept (0600) so the env file stays valid.
-    fn password(&self, role: &str) -> Result<String, Failure> {
-        let path = self.dev_dir.join("passwords.json");
-        let mut all: BTreeMap<String, String> = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        if let Some(p) = all.get(role) {
-            return Ok(p.clone());
-        }
-        let mut bytes = [0u8; 18];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Failure::remote("no randomness"))?;
-        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        all.insert(role.to_owned(), password.clone());
-        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Failure::remote(because(format!("cannot write {}", path.display()), e)))?;
-        std::io::Write::write_all(&mut f, text.as_bytes())
-            .map_err(|e| Failure::remote(e.to_string()))?;
-        Ok(password)
+        let dir = project_dir.join(".deployer").join("dev");
+        KeptCluster::start(&dir, port)
+            .map(LocalCluster)
+            .map_err(|e| match e {
+                LocalPgError::Failed { ref tool, .. } if tool == "pg_ctl start" => {
+                    local_pg(e).hint(format!("is port {port} taken? pass --pg-port"))
+                }
+                e => local_pg(e),
+            })
     }
 
     fn ensure_role(&self, role: &str) -> Result<String, Failure> {
-        let password = self.password(role)?;
-        let exists = self.psql(&format!(
-            "SELECT 1 FROM pg_roles WHERE rolname = {}",
-            escape_literal(role)
-        ))?;
-        let verb = if exists == "1" { "ALTER" } else { "CREATE" };
-        self.psql(&format!(
-            "{verb} ROLE {} LOGIN PASSWORD {}",
-            escape_identifier(role),
-            escape_literal(&password)
-        ))?;
-        Ok(password)
+        self.0.ensure_role(role).map_err(local_pg)
     }
 
     fn ensure_database(&self, db: &str, owner: &str) -> Result<(), Failure> {
-        let exists = self.psql(&format!(
-            "SELECT 1 FROM pg_database WHERE datname = {}",
-            escape_literal(db)
-        ))?;
-        if exists != "1" {
-            self.psql(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                escape_identifier(db),
-                escape_identifier(owner)
-            ))?;
-        }
-        Ok(())
+        self.0.ensure_database(db, owner).map_err(local_pg)
+    }
+
+    fn password(&self, role: &str) -> Result<String, Failure> {
+        self.0.password(role).map_err(local_pg)
     }
 
     fn uri(&self, role: &str, password: &str, db: &str) -> String {
-        let enc = crate::neon::encode;
-        format!(
-            "postgresql://{}:{password}@127.0.0.1:{}/{}?sslmode=disable",
-            enc(role),
-            self.port,
-            enc(db)
-        )
+        self.0.uri(role, password, db)
     }
 
     /// Creates what infra.toml declares and returns outputs shaped like Neon's.
@@ -483,15 +344,5 @@ impl LocalCluster {
             outputs.insert(r.name.clone(), o);
         }
         Ok(outputs)
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        if !self.running {
-            return;
-        }
-        eprintln!("stopping PostgreSQL");
-        let _ = self.tools.stop(&self.data);
     }
 }

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use localpg::{Init, LocalPgError, Tools};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio_postgres::{Client, NoTls};
 
 /// The superuser of every branch's server, named as Neon's is.
@@ -109,31 +108,6 @@ impl Drop for Root {
         }
     }
 }
-
-/// What must be escaped in a URI's user, password and path (RFC 3986 reserved characters).
-const URI_COMPONENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b':')
-    .add(b';')
-    .add(b'<')
-    .add(b'=')
-    .add(b'>')
-    .add(b'?')
-    .add(b'@')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'&')
-    .add(b'+');
 
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -398,27 +372,23 @@ impl Clusters {
 impl Cluster {
     /// A connection URI as Neon returns them, that really connects.
     pub fn uri(&self, role: &str, password: &str, database: &str) -> String {
-        let enc = |s: &str| utf8_percent_encode(s, URI_COMPONENT).to_string();
         let params = if self.tls {
             "sslmode=require&channel_binding=require"
         } else {
             "sslmode=disable"
         };
-        format!(
-            "postgresql://{}:{}@{HOST}:{}/{}?{params}",
-            enc(role),
-            enc(password),
-            self.port,
-            enc(database)
-        )
+        localpg::uri(HOST, self.port, role, password, database, params)
     }
 
     /// The superuser's URI (for tests that look inside a branch).
     pub fn superuser_uri(&self) -> String {
-        format!(
-            "postgresql://{SUPERUSER}:{}@{HOST}:{}/postgres?sslmode=disable",
-            utf8_percent_encode(&self.superuser_password, URI_COMPONENT),
-            self.port
+        localpg::uri(
+            HOST,
+            self.port,
+            SUPERUSER,
+            &self.superuser_password,
+            "postgres",
+            "sslmode=disable",
         )
     }
 
