@@ -209,6 +209,19 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
         .collect();
     assert!(aws_changes.is_empty(), "{aws_changes:?}");
 
+    // A state file as the deployer before state version 2 wrote it deploys the same way.
+    let file = stack.state_file("e2e");
+    let v1 = fixtures::read_file(&file).with("\"version\": 2,", "\"version\": 1,");
+    std::fs::write(&file, v1.as_str()).unwrap();
+    stack.aws.clear();
+    let from_v1 = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    assert!(from_v1.stdout.contains("No changes."), "{}", from_v1.stdout);
+    assert!(
+        stack.aws.calls().iter().all(|c| !c.mutating()),
+        "{:?}",
+        stack.aws.calls()
+    );
+
     // diff and outputs read, print no secret, and outputs reveals on request.
     let diff = stack.run(&config, &["diff", "--stage", "e2e"]).await.ok();
     assert!(diff.stdout.contains("No changes."), "{}", diff.stdout);

@@ -247,6 +247,19 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
     // lost its state (the branch is adopted by name and annotation).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     deploy(&stack, "pr-1").await;
+    // A preview's state as the deployer before state version 2 wrote it (its branch a
+    // `Project` whose inputs say `branch_from`) deploys as the preview it is.
+    let file = stack.state_file("pr-1");
+    let v1 = fixtures::read_file(&file)
+        .with("\"version\": 2,", "\"version\": 1,")
+        .with("\"kind\": \"Preview\"", "\"kind\": \"Project\"");
+    std::fs::write(&file, v1.as_str()).unwrap();
+    let from_v1 = deploy(&stack, "pr-1").await;
+    assert!(!from_v1.stdout.contains("Created"), "{}", from_v1.stdout);
+    assert_eq!(
+        stack.state("pr-1").resources["MyAppProject"].kind,
+        deployer::config::Kind::Preview
+    );
     std::fs::remove_file(stack.state_file("pr-1")).unwrap();
     deploy(&stack, "pr-1").await;
     let (list, _) = branches(&stack, &project).await;

@@ -439,21 +439,9 @@ async fn a_deploy_failing_at_neon_leaves_nothing_that_remove_cannot_find() {
         "remove left the IAM role behind"
     );
     assert_eq!(log_retention(&stack, FUNCTION).await, None);
-    let listed = stack
-        .neon
-        .client
-        .call(
-            "GET",
-            "/projects",
-            &[],
-            "search=my-sst-project&limit=400",
-            None,
-        )
-        .await;
-    assert_eq!(
-        listed.body["projects"].as_array().map(Vec::len),
-        Some(0),
-        "remove left the project whose start failed: {:#}",
-        listed.body
+    let left = stack.projects_named("my-sst-project").await;
+    assert!(
+        left.is_empty(),
+        "remove left the project whose start failed: {left:#?}"
     );
 }

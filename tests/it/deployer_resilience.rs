@@ -330,21 +330,10 @@ async fn a_deploy_killed_while_neon_and_aws_steps_overlap_converges_on_the_next_
             "the function does not hold its project's URI (kill at {ms} ms)"
         );
     }
-    let listed = stack
-        .neon
-        .client
-        .call(
-            "GET",
-            "/projects",
-            &[],
-            "search=my-sst-project&limit=400",
-            None,
-        )
-        .await;
+    let listed = stack.projects_named("my-sst-project").await;
     assert_eq!(
-        listed.body["projects"].as_array().unwrap().len(),
+        listed.len(),
         kills_ms.len(),
-        "an orphaned or duplicated project: {:#}",
-        listed.body
+        "an orphaned or duplicated project: {listed:#?}"
     );
 }

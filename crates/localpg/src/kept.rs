@@ -28,13 +28,14 @@ impl KeptCluster {
     /// running. Progress goes to stderr.
     pub fn start(dir: &Path, port: u16) -> Result<KeptCluster, LocalPgError> {
         let tools = Tools::find()?;
-        let dir = fs::canonicalize(dir).unwrap_or(dir.to_owned());
-        let data = dir.join("pgdata");
         let files = |path: &Path| {
             let path = path.to_owned();
             move |source| LocalPgError::Files { path, source }
         };
-        fs::create_dir_all(&data).map_err(files(&data))?;
+        // Absolute: pg_ctl runs the server elsewhere than here, as another account.
+        fs::create_dir_all(dir.join("pgdata")).map_err(files(dir))?;
+        let dir = fs::canonicalize(dir).map_err(files(dir))?;
+        let data = dir.join("pgdata");
         if tools.as_postgres() {
             // The cluster runs as `postgres` when we are root; it only needs to pass through.
             let _ = fs::set_permissions(
