@@ -94,7 +94,7 @@ pub enum StateError {
 /// inputs held `branch_from`. Older files are migrated when read ([`parse_state`]).
 pub const CURRENT_VERSION: u32 = 2;
 
-/// One resource as deployed. Each kind's module (`crate::resources`) has the types of what
+/// One resource as deployed. Each kind's module (in `resources/`) has the types of what
 /// it records and reads them back with [`ResourceState::ids_as`] and its siblings; the file
 /// keeps IDs and outputs as string maps, as it has since version 1.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,6 +165,16 @@ fn from_map<T: DeserializeOwned>(map: &BTreeMap<String, String>) -> Result<T, se
     T::deserialize(Value::Object(fields))
 }
 
+/// What the state needs to know of the kinds' records, and the kinds' modules tell it
+/// (implemented in `resources/`, so that the state depends on no kind): how a record of an
+/// older format reads now, and which Neon project a record lives in.
+pub trait KindRecord {
+    /// Brings a record written by state format `written_as` to this one.
+    fn migrate(&mut self, written_as: u32);
+    /// The Neon project the resource is, or lives in.
+    fn project_id(&self) -> Option<String>;
+}
+
 /// A create that was sent but not confirmed: the next run looks for it before creating again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Pending {
@@ -217,9 +227,7 @@ impl StageState {
     /// stage deployed by an older deployer plans "No changes.".
     fn migrate(&mut self, written_as: u32) {
         for r in self.resources.values_mut() {
-            if r.kind == Kind::Project {
-                crate::resources::project::migrate(r, written_as);
-            }
+            r.migrate(written_as);
         }
     }
 }
@@ -295,7 +303,7 @@ impl StageState {
             .flat_map(|s| {
                 s.resources
                     .into_values()
-                    .filter_map(|r| crate::resources::Place::of(&r).project_id.map(|p| p.0))
+                    .filter_map(|r| r.project_id())
             })
             .collect()
     }
@@ -442,14 +450,18 @@ mod tests {
         assert_eq!(state.version, CURRENT_VERSION);
         let project = &state.resources["MyAppProject"];
         assert_eq!(project.kind, Kind::Project);
-        let ids: crate::resources::project::Ids = project.ids_as("MyAppProject").unwrap();
-        assert_eq!(ids.project_id.0, "shiny-wind-028834");
+        #[derive(serde::Deserialize)]
+        struct ProjectIds {
+            project_id: String,
+        }
+        let ids: ProjectIds = project.ids_as("MyAppProject").unwrap();
+        assert_eq!(ids.project_id, "shiny-wind-028834");
         assert_eq!(
             state.resources["MyApi"].outputs["url"],
             "https://abcdefghij.lambda-url.us-east-1.on.aws/"
         );
         assert!(matches!(
-            state.resources["NeonDB"].ids_as::<crate::resources::project::Ids>("NeonDB"),
+            state.resources["NeonDB"].ids_as::<ProjectIds>("NeonDB"),
             Err(StateError::Record { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -192,6 +192,18 @@ impl Place {
     }
 }
 
+impl crate::state::KindRecord for ResourceState {
+    fn migrate(&mut self, written_as: u32) {
+        if self.kind == Kind::Project {
+            project::migrate(self, written_as);
+        }
+    }
+
+    fn project_id(&self) -> Option<String> {
+        Place::of(self).project_id.map(|p| p.0)
+    }
+}
+
 // ---- the dispatch by kind -------------------------------------------------------------
 
 /// Input fields that cannot change in place: a change replaces the resource.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::s3::{S3Lock, S3Store};
-use super::{StageLock, StageState, StateError, bucket};
+use super::{KindRecord, StageLock, StageState, StateError, bucket};
 use crate::config::{Config, StateBackend};
 
 #[derive(Debug)]
@@ -194,7 +194,7 @@ impl Store {
                 .await?
                 .into_iter()
                 .flat_map(|s| s.resources.into_values())
-                .filter_map(|r| crate::resources::Place::of(&r).project_id.map(|p| p.0))
+                .filter_map(|r| r.project_id())
                 .collect()),
         }
     }
