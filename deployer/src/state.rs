@@ -300,11 +300,7 @@ impl StageState {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".state.json"))
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .filter_map(|t| serde_json::from_str::<StageState>(&t).ok())
-            .flat_map(|s| {
-                s.resources
-                    .into_values()
-                    .filter_map(|r| r.project_id())
-            })
+            .flat_map(|s| s.resources.into_values().filter_map(|r| r.project_id()))
             .collect()
     }
 

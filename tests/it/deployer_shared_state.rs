@@ -564,3 +564,47 @@ async fn reading_commands_leave_the_account_untouched_before_the_first_deploy() 
         "no bucket was made"
     );
 }
+
+/// A preview stage with S3 state, as the preview workflow runs it: its first deploy writes
+/// a state object that does not exist yet, while the run has read the base stage's. Each
+/// object is written on its own ETag (real S3 and moto answer 404 to `If-Match` on a
+/// missing key, and 412 to another object's ETag), and prod's state is never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(fixtures::read("infra/guide-preview-s3.toml"));
+    stack
+        .run(&config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+    let (_, prod_etag) = object(&stack, &key("prod", "state.json")).await.unwrap();
+
+    let first = stack
+        .run(&config, &["deploy", "--stage", "pr-7"])
+        .await
+        .ok();
+    assert!(
+        first.stdout.contains("Created   MyAppProject neon:Project"),
+        "{}",
+        first.stdout
+    );
+    let (state, _) = object(&stack, &key("pr-7", "state.json")).await.unwrap();
+    assert_eq!(
+        state["resources"]["MyAppProject"]["kind"], "Preview",
+        "{state:#}"
+    );
+    let again = stack
+        .run(&config, &["deploy", "--stage", "pr-7"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    stack
+        .run(&config, &["remove", "--stage", "pr-7", "--yes"])
+        .await
+        .ok();
+    assert!(object(&stack, &key("pr-7", "state.json")).await.is_none());
+    let (_, prod_etag_after) = object(&stack, &key("prod", "state.json")).await.unwrap();
+    assert_eq!(prod_etag, prod_etag_after, "a preview wrote prod's state");
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
+}

@@ -116,6 +116,26 @@ impl std::error::Error for Detail {
 }
 
 impl Detail {
+    /// AWS's answer as `Code: message`; a failure without one (a timeout, a connection
+    /// refused) as the SDK's chain.
+    pub fn of_sdk<E, R>(e: &SdkError<E, R>) -> Detail
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        match e.as_service_error() {
+            Some(service) => Detail(
+                format!(
+                    "{}: {}",
+                    service.code().unwrap_or("error"),
+                    service.message().unwrap_or("(no message)")
+                ),
+                None,
+            ),
+            None => Detail::chain(e),
+        }
+    }
+
     /// An error and its sources, kept as a chain of their texts (the SDK's error types are
     /// not `Send` + `Sync` + `'static` alike, and the texts are all a user can act on).
     pub fn chain(e: &(dyn std::error::Error + 'static)) -> Detail {
@@ -133,24 +153,13 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        let (code, detail) = match e.as_service_error() {
-            Some(service) => (
-                service.code().map(str::to_owned),
-                Detail(
-                    format!(
-                        "{}: {}",
-                        service.code().unwrap_or("error"),
-                        service.message().unwrap_or("(no message)")
-                    ),
-                    None,
-                ),
-            ),
-            None => (None, Detail::chain(e)),
-        };
         AwsError {
             action: action.into(),
-            code,
-            detail,
+            code: e
+                .as_service_error()
+                .and_then(|s| s.code())
+                .map(str::to_owned),
+            detail: Detail::of_sdk(e),
         }
     }
 

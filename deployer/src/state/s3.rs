@@ -16,6 +16,7 @@
 //! conditional requests on one key may also answer 409 `ConditionalRequestConflict`, which
 //! is the same lost race as 412.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -90,8 +91,10 @@ pub struct S3Store {
     /// `<prefix>/<app>/`, or `<app>/` without a prefix.
     app_key: String,
     clock: Arc<S3Clock>,
-    /// The state object's ETag as this run last read or wrote it (`None`: there was none).
-    etag: tokio::sync::Mutex<Option<String>>,
+    /// Each stage's state object's ETag as this run last read or wrote it (`None`: there
+    /// was none). Per object: a run reads a preview's base stage and writes its own, and a
+    /// conditional write carries the ETag of the object it writes, never another's.
+    etags: tokio::sync::Mutex<HashMap<String, Option<String>>>,
     lease: Duration,
 }
 
@@ -107,13 +110,21 @@ fn lost_race<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
             .is_some_and(|c| c == "PreconditionFailed" || c == "ConditionalRequestConflict")
 }
 
-fn remote<E: std::error::Error + Send + Sync + 'static>(
+/// 404 `NoSuchKey`: the object is not there.
+fn not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    status(e) == Some(404)
+        || e.as_service_error()
+            .and_then(|s| s.code())
+            .is_some_and(|c| c == "NoSuchKey")
+}
+
+fn remote<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     action: impl Into<String>,
     e: &SdkError<E, HttpResponse>,
 ) -> StateError {
     StateError::Remote {
         action: action.into(),
-        source: Box::new(crate::aws::Detail::chain(e)),
+        source: Box::new(crate::aws::Detail::of_sdk(e)),
     }
 }
 
@@ -143,7 +154,7 @@ impl S3Store {
             bucket,
             app_key,
             clock,
-            etag: tokio::sync::Mutex::new(None),
+            etags: tokio::sync::Mutex::new(HashMap::new()),
             lease,
         }
     }
@@ -203,14 +214,14 @@ impl S3Store {
     pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
         let key = self.key(stage, "state.json");
         let found = self.get(&key).await?;
-        let mut etag = self.etag.lock().await;
+        let mut etags = self.etags.lock().await;
         match found {
             Some((bytes, tag, _)) => {
-                *etag = Some(tag);
+                etags.insert(stage.to_owned(), Some(tag));
                 super::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
             }
             None => {
-                *etag = None;
+                etags.insert(stage.to_owned(), None);
                 Ok(StageState::empty(app, stage))
             }
         }
@@ -223,7 +234,8 @@ impl S3Store {
             action: "serialize the state".into(),
             source: Box::new(e),
         })?;
-        let mut etag = self.etag.lock().await;
+        let mut etags = self.etags.lock().await;
+        let etag = etags.entry(state.stage.clone()).or_default();
         let mut put = self
             .client
             .put_object()
@@ -241,10 +253,14 @@ impl S3Store {
                 *etag = out.e_tag().map(str::to_owned);
                 Ok(())
             }
-            Err(e) if lost_race(&e) => Err(StateError::Fenced {
-                stage: state.stage.clone(),
-                location: self.url(&state.stage),
-            }),
+            // 404 to `If-Match`: the object this run read is gone (S3 User Guide,
+            // "Conditional writes"), which is as lost a race as a 412.
+            Err(e) if lost_race(&e) || (etag.is_some() && not_found(&e)) => {
+                Err(StateError::Fenced {
+                    stage: state.stage.clone(),
+                    location: self.url(&state.stage),
+                })
+            }
             Err(e) => Err(remote(format!("write {}", self.url(&state.stage)), &e)),
         }
     }
@@ -252,8 +268,8 @@ impl S3Store {
     /// Deletes the stage's state (after `remove`), fenced like a write.
     pub async fn delete(&self, stage: &str) -> Result<(), StateError> {
         let key = self.key(stage, "state.json");
-        let etag = self.etag.lock().await;
-        let Some(tag) = etag.as_deref() else {
+        let etags = self.etags.lock().await;
+        let Some(Some(tag)) = etags.get(stage).map(Option::as_deref) else {
             return Ok(());
         };
         match self
