@@ -169,3 +169,38 @@ fn diff_notes_a_direct_neon_link_until_the_pooler_is_linked_or_the_note_silenced
     assert!(notes("infra/guide-pooled.toml").is_empty());
     assert!(notes("infra/guide-direct-on-purpose.toml").is_empty());
 }
+
+/// A region from the environment is known only once the AWS configuration is read: one
+/// without function URLs is refused then, still before any call to AWS or Neon.
+#[test]
+fn a_function_url_in_a_region_without_them_is_refused_before_any_call() {
+    let (neon, neon_hits) = probe();
+    let (aws, aws_hits) = probe();
+    let config = fixture("infra/no-region-url.toml");
+    let (code, stdout, stderr) = deployer_with(
+        &config,
+        &["deploy", "--stage", "test"],
+        &neon,
+        &aws,
+        &[("AWS_REGION", "me-central-1")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("function URLs are not offered in me-central-1")
+            && stderr.contains("[function.MyApi] has url = true")
+            && stderr.contains("hint: remove `url = true`"),
+        "{stderr}"
+    );
+    assert_eq!(neon_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(aws_hits.load(Ordering::SeqCst), 0);
+    // The same file deploys its function where URLs exist (it gets past the check).
+    let (_, _, stderr) = deployer_with(
+        &config,
+        &["deploy", "--stage", "test"],
+        &neon,
+        &aws,
+        &[("AWS_REGION", "eu-west-1")],
+    );
+    assert!(!stderr.contains("not offered"), "{stderr}");
+}

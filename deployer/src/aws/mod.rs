@@ -12,6 +12,8 @@ use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
 /// The SDK clients, built once per run.
 pub struct Aws {
+    /// The region the clients call.
+    pub region: Option<String>,
     pub iam: aws_sdk_iam::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
@@ -46,6 +48,7 @@ impl Aws {
     pub async fn connect(region: Option<&str>) -> Result<Aws, NoRegion> {
         let config = sdk_config(region).await?;
         Ok(Aws {
+            region: config.region().map(|r| r.to_string()),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&config)
                     .interceptor(LeaseCheck)

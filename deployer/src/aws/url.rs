@@ -7,6 +7,31 @@ use aws_sdk_lambda::types::FunctionUrlAuthType;
 use super::lambda::Changes;
 use super::{AwsError, is_code};
 
+/// Regions where Lambda offers no function URLs (Lambda Developer Guide, "Creating and
+/// managing Lambda function URLs": "Function URLs are not supported in ..."). A `url = true`
+/// there is refused before any call, not found out after the role and function exist.
+pub const REGIONS_WITHOUT_URLS: &[&str] = &[
+    "ap-east-2",
+    "ap-south-2",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-west-1",
+    "eu-central-2",
+    "eu-south-2",
+    "il-central-1",
+    "me-central-1",
+];
+
+/// Whether Lambda offers function URLs in `region`.
+pub fn offered_in(region: &str) -> bool {
+    !REGIONS_WITHOUT_URLS.contains(&region)
+}
+
+/// What to do about a `url = true` where there are no function URLs.
+pub const NO_URLS_HINT: &str = "remove `url = true` (and invoke the function another way, e.g. behind API Gateway), or deploy to a region with function URLs";
+
 /// Statement IDs of the two public-access permissions a NONE-auth URL needs (since October
 /// 2025 AWS requires both), named as the console names them.
 pub const URL_PERMISSION_SID: &str = "FunctionURLAllowPublicAccess";

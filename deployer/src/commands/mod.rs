@@ -206,11 +206,25 @@ pub async fn clients(
         None => None,
     };
     let aws = if needs_aws && with_aws {
-        Some(
-            Aws::connect(config.region.as_deref())
-                .await
-                .map_err(Failure::bad_input)?,
-        )
+        let aws = Aws::connect(config.region.as_deref())
+            .await
+            .map_err(Failure::bad_input)?;
+        // A region from the environment (AWS_REGION, the profile) is known only now; one
+        // without function URLs is refused before any call, as infra.toml's is when read.
+        let wants_url = config
+            .resources
+            .iter()
+            .find(|r| matches!(&r.spec, crate::config::Spec::Function(f) if f.url));
+        if let (Some(function), Some(region)) = (wants_url, aws.region.as_deref())
+            && !crate::aws::url::offered_in(region)
+        {
+            return Err(Failure::bad_input(format!(
+                "function URLs are not offered in {region} (the AWS configuration's region), and [function.{}] has url = true",
+                function.name
+            ))
+            .hint(crate::aws::url::NO_URLS_HINT));
+        }
+        Some(aws)
     } else {
         None
     };

@@ -428,10 +428,21 @@ impl Checker<'_> {
                 deps.extend(t.refs().map(str::to_owned));
                 environment.insert(k.clone(), t);
             }
+            let url = f.url.as_ref().is_some_and(|u| *u.get_ref());
+            if let (Some(u), Some(r)) = (&f.url, &region)
+                && url
+                && !crate::aws::url::offered_in(r)
+            {
+                self.error(
+                    u.span(),
+                    format!("function URLs are not offered in {r} ([app] region)"),
+                    Some(crate::aws::url::NO_URLS_HINT.into()),
+                );
+            }
             let spec = Spec::Function(FunctionSpec {
                 package: f.package.get_ref().clone(),
                 links: f.link.iter().map(|l| l.get_ref().clone()).collect(),
-                url: f.url,
+                url,
                 memory,
                 timeout,
                 log_retention_days,

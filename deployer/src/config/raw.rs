@@ -120,8 +120,7 @@ pub(super) struct RawFunction {
     pub(super) package: Spanned<String>,
     #[serde(default)]
     pub(super) link: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub(super) url: bool,
+    pub(super) url: Option<Spanned<bool>>,
     pub(super) memory: Option<MemoryMb>,
     pub(super) timeout: Option<TimeoutSecs>,
     pub(super) log_retention_days: Option<LogRetentionDays>,
