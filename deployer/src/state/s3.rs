@@ -111,7 +111,7 @@ fn lost_race<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
 }
 
 /// 404 `NoSuchKey`: the object is not there.
-fn not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+pub(super) fn not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     status(e) == Some(404)
         || e.as_service_error()
             .and_then(|s| s.code())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use super::{S3Store, lost_race, remote};
+use super::{S3Store, lost_race, not_found, remote};
 use crate::state::StateError;
 
 /// What the lock object says.
@@ -115,8 +115,32 @@ impl S3Store {
     }
 
     /// Takes the stage's lock: creates it, or takes over one whose lease ran out; otherwise
-    /// says who holds it.
+    /// says who holds it. A lock that vanished between our create and our read (released,
+    /// or hidden by a new bucket's versioning lag) is tried again a few times, with a pause.
     pub async fn lock(self: &Arc<Self>, stage: &str, command: &str) -> Result<S3Lock, StateError> {
+        const ATTEMPTS: u32 = 5;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            if let Some(lock) = self.try_lock(stage, command).await? {
+                return Ok(lock);
+            }
+        }
+        Err(StateError::Locked {
+            stage: stage.to_owned(),
+            holder: format!(
+                "another run (the lock appeared and vanished {ATTEMPTS} times; try again)"
+            ),
+        })
+    }
+
+    /// One attempt at [`Self::lock`]; `None`: the lock vanished while we looked.
+    async fn try_lock(
+        self: &Arc<Self>,
+        stage: &str,
+        command: &str,
+    ) -> Result<Option<S3Lock>, StateError> {
         let key = self.key(stage, "lock.json");
         let body = LockBody {
             holder: holder(),
@@ -139,8 +163,8 @@ impl S3Store {
             Ok(out) => out.e_tag().unwrap_or_default().to_owned(),
             Err(e) if lost_race(&e) => {
                 let Some(seen) = self.read_lock(stage).await? else {
-                    // Released between our create and our read: try once more.
-                    return Box::pin(self.lock(stage, command)).await;
+                    // Released between our create and our read: try again.
+                    return Ok(None);
                 };
                 if seen.live() {
                     return Err(StateError::Locked {
@@ -165,6 +189,9 @@ impl S3Store {
                         );
                         out.e_tag().unwrap_or_default().to_owned()
                     }
+                    // 404 to `If-Match`: the expired lock was released meanwhile (S3 User
+                    // Guide, "Conditional writes"): try again.
+                    Err(e) if not_found(&e) => return Ok(None),
                     Err(e) if lost_race(&e) => {
                         let holder = match self.read_lock(stage).await? {
                             Some(now) => now.describe(),
@@ -185,12 +212,12 @@ impl S3Store {
         let etag = Arc::new(tokio::sync::Mutex::new(etag));
         crate::lease::arm(self.lease);
         let heartbeat = tokio::spawn(heartbeat(self.clone(), key.clone(), body, etag.clone()));
-        Ok(S3Lock {
+        Ok(Some(S3Lock {
             store: self.clone(),
             key,
             etag,
             heartbeat,
-        })
+        }))
     }
 
     /// Deletes the lock if it is still the one seen (`deployer unlock`).
@@ -206,14 +233,17 @@ impl S3Store {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if lost_race(&e) => Ok(false),
+            // Changed (412) or gone (404) since it was seen: not the lock we were asked
+            // to remove.
+            Err(e) if lost_race(&e) || not_found(&e) => Ok(false),
             Err(e) => Err(remote(format!("delete s3://{}/{key}", self.bucket), &e)),
         }
     }
 }
 
-/// Renews the lease every third of it. A renewal refused (412: the lock was taken over or
-/// deleted) or failing until the lease could have run out marks the lock lost.
+/// Renews the lease every third of it. A renewal refused (412: the lock was taken over; 404:
+/// it was deleted, by `unlock --force`) or failing until the lease could have run out
+/// marks the lock lost.
 async fn heartbeat(
     store: Arc<S3Store>,
     key: String,
@@ -240,7 +270,7 @@ async fn heartbeat(
                 renewed = Instant::now();
                 crate::lease::renewed();
             }
-            Err(e) if lost_race(&e) => {
+            Err(e) if lost_race(&e) || not_found(&e) => {
                 tracing::warn!("the stage's lock was taken over or removed; stopping");
                 crate::lease::lose();
                 return;
@@ -257,11 +287,16 @@ async fn heartbeat(
 }
 
 impl S3Lock {
-    /// Stops renewing and deletes the lock, if it is still ours.
+    /// Stops renewing and deletes the lock, if it is still ours. The ETag's mutex is taken
+    /// before the heartbeat is stopped: a renewal in flight finishes and records its new
+    /// ETag first, so the delete carries the lock's current one (not one a renewal just
+    /// replaced, which would answer 412 and leave the lock for a whole lease).
     pub async fn release(self) {
+        let current = self.etag.lock().await;
         self.heartbeat.abort();
         crate::lease::disarm();
-        let tag = self.etag.lock().await.clone();
+        let tag = current.clone();
+        drop(current);
         let deleted = self
             .store
             .client
@@ -272,7 +307,9 @@ impl S3Lock {
             .send()
             .await;
         if let Err(e) = deleted {
-            if lost_race(&e) {
+            if not_found(&e) {
+                // Already gone (removed with `unlock --force`): nothing to release.
+            } else if lost_race(&e) {
                 eprintln!(
                     "warning: the stage's lock was taken over by another run; left it to that run"
                 );
