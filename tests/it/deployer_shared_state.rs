@@ -608,3 +608,21 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
     assert_eq!(prod_etag, prod_etag_after, "a preview wrote prod's state");
     assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
 }
+
+/// A team's bucket whose policy denies SSE-S3 (it keeps SSE-KMS): the deployer sends no
+/// encryption header, so the bucket's default applies and the state is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_that_denies_sse_s3_takes_the_state_with_its_own_encryption() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.model().s3_denies_sse_s3 = true;
+    let (_dir, config) = temp_config(guide_s3());
+    stack.run(&config, &["deploy", "--stage", "kms"]).await.ok();
+    assert!(object(&stack, &key("kms", "state.json")).await.is_some());
+    let puts: Vec<_> = stack
+        .aws
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "PUT" && c.path.ends_with("/kms/state.json"))
+        .collect();
+    assert!(!puts.is_empty(), "no state write went through the proxy");
+}

@@ -237,6 +237,25 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     if let Some(answer) = early {
         return answer;
     }
+    let is_s3 = action.is_none()
+        && target.is_none()
+        && !parts.uri.path().starts_with("/2015-03-31")
+        && !parts.uri.path().starts_with("/2021-10-31");
+    let asks_sse_s3 = parts
+        .headers
+        .get("x-amz-server-side-encryption")
+        .is_some_and(|v| v == "AES256");
+    if is_s3 && parts.method == "PUT" && asks_sse_s3 && state.model.lock().unwrap().s3_denies_sse_s3
+    {
+        // S3 API Reference, "Error responses": an explicit deny in a bucket policy.
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/ci is not authorized to perform: s3:PutObject with an explicit deny in a resource-based policy</Message></Error>";
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/xml")],
+            xml,
+        )
+            .into_response();
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
         if k != "host" && k != "content-length" {

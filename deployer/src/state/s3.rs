@@ -26,7 +26,6 @@ use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::{StageState, StateError};
 
@@ -242,7 +241,11 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(&key)
             .content_type("application/json")
-            .server_side_encryption(ServerSideEncryption::Aes256)
+            // No encryption header: the bucket's default applies (SSE-S3 on every bucket
+            // since January 2023, set explicitly on the bucket the deployer makes), so a
+            // team bucket whose policy requires SSE-KMS accepts the write and one whose
+            // default is SSE-KMS keeps it (S3 User Guide, "Setting default server-side
+            // encryption behavior for Amazon S3 buckets").
             .body(ByteStream::from(body));
         put = match etag.as_deref() {
             Some(tag) => put.if_match(tag),
