@@ -321,6 +321,18 @@ async fn one_changed_setting_updates_only_its_resource() {
         .collect();
     assert_eq!(neon_changes.len(), 1, "{neon_changes:?}");
     assert!(neon_changes[0].starts_with("PATCH /projects/"));
+    // Only the changed field is sent: the name Neon has is left alone.
+    let patch = stack
+        .neon
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .and_then(|r| r.body);
+    assert_eq!(
+        patch,
+        Some(json!({ "project": { "history_retention_seconds": 3600 } }))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,14 +84,18 @@ pub async fn converge(
     let id = match (recorded, import) {
         (Some(rs), _) => {
             let id = rs.ids_as::<Ids>(&r.name)?.branch_id;
+            // Only what changed is sent; a copy's expiry moves forward on every deploy.
+            let before: Inputs = rs.inputs_as(&r.name).unwrap_or_default();
             let patch = BranchUpdate {
-                name: Some(name.clone()),
+                name: (before.name.as_ref() != Some(&name)).then(|| name.clone()),
                 expires_at: copy
                     .as_ref()
                     .and_then(|c| c.expires_in)
                     .map(|secs| Some(super::preview::expires_at(secs))),
             };
-            neon.update_branch(&pid, &id, &patch).await?;
+            if patch.name.is_some() || patch.expires_at.is_some() {
+                neon.update_branch(&pid, &id, &patch).await?;
+            }
             id
         }
         (None, Some(id)) => {

@@ -23,6 +23,14 @@ pub struct Outputs {
     pub connection_uri_pooler: String,
 }
 
+/// The inputs a database's update compares with.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Inputs {
+    /// The logical name of the owner role in infra.toml.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
 pub const REPLACED_BY: &[&str] = &["branch"];
 
 pub fn desired_inputs(d: &DatabaseSpec, resolve: impl Fn(&Template) -> Value) -> Value {
@@ -63,17 +71,17 @@ pub async fn converge(
     let _held = step.hold_project(&pid).await;
     match (recorded, import) {
         (Some(rs), _) => {
+            // Only what changed is sent: a new name, or a new owner role.
             let current = rs.ids_as::<Ids>(&r.name)?.name;
-            neon.update_database(
-                &pid,
-                &bid,
-                &current,
-                &DatabaseUpdate {
-                    name: Some(name.clone()),
-                    owner_name: Some(owner_name.clone()),
-                },
-            )
-            .await?;
+            let before: Inputs = rs.inputs_as(&r.name).unwrap_or_default();
+            let patch = DatabaseUpdate {
+                name: (current != name).then(|| name.clone()),
+                owner_name: (before.owner.as_deref() != Some(owner.as_str()))
+                    .then(|| owner_name.clone()),
+            };
+            if patch.name.is_some() || patch.owner_name.is_some() {
+                neon.update_database(&pid, &bid, &current, &patch).await?;
+            }
         }
         (None, Some(_)) => {
             let found = neon.get_database(&pid, &bid, &name).await?;

@@ -129,11 +129,17 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         (Some(rs), _) => {
             let id = rs.ids_as::<Ids>(&r.name)?.project_id;
             let _held = step.hold_project(&id).await;
+            // Only what changed is sent: a field Neon is not asked to change keeps its value.
+            let before: Inputs = rs.inputs_as(&r.name).unwrap_or_default();
             let patch = ProjectUpdate {
-                name: Some(name.clone()),
-                history_retention_seconds: wanted.history_retention_seconds,
+                name: (before.name.as_ref() != Some(&name)).then(|| name.clone()),
+                history_retention_seconds: wanted
+                    .history_retention_seconds
+                    .filter(|h| before.history_retention_seconds != Some(*h)),
             };
-            neon.update_project(&id, &patch).await?;
+            if patch.name.is_some() || patch.history_retention_seconds.is_some() {
+                neon.update_project(&id, &patch).await?;
+            }
             id
         }
         (None, Some(id)) => {

@@ -120,6 +120,9 @@ pub struct LoggedRequest {
     pub mutating: bool,
     /// Whether the emulator injected this answer as a fault.
     pub fault: bool,
+    /// The request's JSON body, for tests of what a change sends (only changed fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -408,6 +411,12 @@ async fn detached(next: Next, req: Request) -> Response {
 
 /// Authentication, fault injection and the request log, around every API call.
 async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let logged_body = serde_json::from_slice(&bytes).ok();
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -448,6 +457,7 @@ async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response
         status: response.status().as_u16(),
         mutating,
         fault,
+        body: logged_body,
     };
     if let Some(file) = &ctx.log_file
         && let Ok(line) = serde_json::to_string(&entry)
