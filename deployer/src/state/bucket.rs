@@ -4,7 +4,7 @@
 //! encrypted at rest (SSE-S3), and old versions beyond the last 100 expired.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
     CreateBucketConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
@@ -17,6 +17,15 @@ use super::StateError;
 
 /// Versions of the state kept besides the current one.
 const KEPT_VERSIONS: i32 = 100;
+
+/// A call on the bucket that AWS refused (or that got no answer): AWS's code and message.
+fn failed_call<E, R>(bucket: &str, what: &str, e: SdkError<E, R>) -> StateError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    failed(bucket, what, crate::aws::Detail::of_sdk(&e))
+}
 
 fn failed(
     bucket: &str,
@@ -38,7 +47,7 @@ pub async fn default_name(sdk: &aws_config::SdkConfig) -> Result<String, StateEr
         .await
         .map_err(|e| StateError::Remote {
             action: "find the AWS account for the state bucket (sts:GetCallerIdentity)".into(),
-            source: Box::new(e),
+            source: Box::new(crate::aws::Detail::of_sdk(&e)),
         })?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     Ok(format!(
@@ -65,7 +74,7 @@ pub async fn check(client: &Client, bucket: &str) -> Result<(), StateError> {
             Err(StateError::Bucket {
                 bucket: bucket.to_owned(),
                 detail: detail.to_owned(),
-                source: Some(Box::new(e)),
+                source: Some(Box::new(crate::aws::Detail::of_sdk(&e))),
             })
         }
     }
@@ -77,7 +86,7 @@ pub async fn ensure_default(client: &Client, bucket: &str, region: &str) -> Resu
     let exists = match client.head_bucket().bucket(bucket).send().await {
         Ok(_) => true,
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
-        Err(e) => return Err(failed(bucket, "HeadBucket", e)),
+        Err(e) => return Err(failed_call(bucket, "HeadBucket", e)),
     };
     if exists {
         let versioning = client
@@ -85,7 +94,7 @@ pub async fn ensure_default(client: &Client, bucket: &str, region: &str) -> Resu
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| failed(bucket, "GetBucketVersioning", e))?;
+            .map_err(|e| failed_call(bucket, "GetBucketVersioning", e))?;
         if versioning.status() == Some(&BucketVersioningStatus::Enabled) {
             return Ok(());
         }
@@ -104,7 +113,7 @@ pub async fn ensure_default(client: &Client, bucket: &str, region: &str) -> Resu
             Err(e)
                 if e.as_service_error().and_then(|s| s.code())
                     == Some("BucketAlreadyOwnedByYou") => {}
-            Err(e) => return Err(failed(bucket, "CreateBucket", e)),
+            Err(e) => return Err(failed_call(bucket, "CreateBucket", e)),
         }
     }
     configure(client, bucket).await
@@ -124,7 +133,7 @@ async fn configure(client: &Client, bucket: &str) -> Result<(), StateError> {
         )
         .send()
         .await
-        .map_err(|e| failed(bucket, "PutPublicAccessBlock", e))?;
+        .map_err(|e| failed_call(bucket, "PutPublicAccessBlock", e))?;
     client
         .put_bucket_encryption()
         .bucket(bucket)
@@ -145,7 +154,7 @@ async fn configure(client: &Client, bucket: &str) -> Result<(), StateError> {
         )
         .send()
         .await
-        .map_err(|e| failed(bucket, "PutBucketEncryption", e))?;
+        .map_err(|e| failed_call(bucket, "PutBucketEncryption", e))?;
     client
         .put_bucket_lifecycle_configuration()
         .bucket(bucket)
@@ -170,7 +179,7 @@ async fn configure(client: &Client, bucket: &str) -> Result<(), StateError> {
         )
         .send()
         .await
-        .map_err(|e| failed(bucket, "PutBucketLifecycleConfiguration", e))?;
+        .map_err(|e| failed_call(bucket, "PutBucketLifecycleConfiguration", e))?;
     // Last: a bucket is only taken as configured once versioning is on.
     client
         .put_bucket_versioning()
@@ -182,6 +191,6 @@ async fn configure(client: &Client, bucket: &str) -> Result<(), StateError> {
         )
         .send()
         .await
-        .map_err(|e| failed(bucket, "PutBucketVersioning", e))?;
+        .map_err(|e| failed_call(bucket, "PutBucketVersioning", e))?;
     Ok(())
 }
