@@ -11,7 +11,7 @@ use harness::fixtures::{self, GUIDE_HONO};
 use serde_json::Value;
 
 /// moto's account and the fixture's region.
-const BUCKET: &str = "deployer-state-123456789012-us-east-1";
+const BUCKET: &str = harness::deploy::STATE_BUCKET;
 const RACES: usize = 100;
 
 fn guide_s3() -> fixtures::Text {
@@ -23,17 +23,11 @@ fn key(stage: &str, object: &str) -> String {
 }
 
 async fn object(stack: &DeployStack, key: &str) -> Option<(Value, String)> {
-    let out = stack
-        .s3
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    let etag = out.e_tag().unwrap_or_default().to_owned();
-    let bytes = out.body.collect().await.unwrap().into_bytes();
-    Some((serde_json::from_slice(&bytes).unwrap(), etag))
+    let (stage, object) = key
+        .strip_prefix("team/aws-hono/")
+        .and_then(|k| k.split_once('/'))
+        .expect("a key of the fixtures' prefix");
+    stack.state_object(stage, object).await
 }
 
 async fn functions_named(stack: &DeployStack, name: &str) -> usize {
@@ -563,66 +557,4 @@ async fn reading_commands_leave_the_account_untouched_before_the_first_deploy() 
         stack.s3.head_bucket().bucket(BUCKET).send().await.is_err(),
         "no bucket was made"
     );
-}
-
-/// A preview stage with S3 state, as the preview workflow runs it: its first deploy writes
-/// a state object that does not exist yet, while the run has read the base stage's. Each
-/// object is written on its own ETag (real S3 and moto answer 404 to `If-Match` on a
-/// missing key, and 412 to another object's ETag), and prod's state is never written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
-    let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(fixtures::read("infra/guide-preview-s3.toml"));
-    stack
-        .run(&config, &["deploy", "--stage", "prod"])
-        .await
-        .ok();
-    let (_, prod_etag) = object(&stack, &key("prod", "state.json")).await.unwrap();
-
-    let first = stack
-        .run(&config, &["deploy", "--stage", "pr-7"])
-        .await
-        .ok();
-    assert!(
-        first.stdout.contains("Created   MyAppProject neon:Project"),
-        "{}",
-        first.stdout
-    );
-    let (state, _) = object(&stack, &key("pr-7", "state.json")).await.unwrap();
-    assert_eq!(
-        state["resources"]["MyAppProject"]["kind"], "Preview",
-        "{state:#}"
-    );
-    let again = stack
-        .run(&config, &["deploy", "--stage", "pr-7"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
-
-    stack
-        .run(&config, &["remove", "--stage", "pr-7", "--yes"])
-        .await
-        .ok();
-    assert!(object(&stack, &key("pr-7", "state.json")).await.is_none());
-    let (_, prod_etag_after) = object(&stack, &key("prod", "state.json")).await.unwrap();
-    assert_eq!(prod_etag, prod_etag_after, "a preview wrote prod's state");
-    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
-}
-
-/// A team's bucket whose policy denies SSE-S3 (it keeps SSE-KMS): the deployer sends no
-/// encryption header, so the bucket's default applies and the state is written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bucket_that_denies_sse_s3_takes_the_state_with_its_own_encryption() {
-    let stack = DeployStack::start(|_| {}).await;
-    stack.aws.model().s3_denies_sse_s3 = true;
-    let (_dir, config) = temp_config(guide_s3());
-    stack.run(&config, &["deploy", "--stage", "kms"]).await.ok();
-    assert!(object(&stack, &key("kms", "state.json")).await.is_some());
-    let puts: Vec<_> = stack
-        .aws
-        .calls()
-        .into_iter()
-        .filter(|c| c.method == "PUT" && c.path.ends_with("/kms/state.json"))
-        .collect();
-    assert!(!puts.is_empty(), "no state write went through the proxy");
 }

@@ -16,6 +16,7 @@ mod deployer_package;
 mod deployer_preview;
 mod deployer_real_aws;
 mod deployer_resilience;
+mod deployer_s3_real;
 mod deployer_shared_state;
 mod dev_watch;
 mod neon_behaviour;

@@ -12,6 +12,9 @@ use crate::aws::{AwsProxy, Moto};
 use crate::neon::{API_KEY, NeonStack};
 use crate::paths::{workspace_bin, workspace_root};
 
+/// The default state bucket in moto's account and the fixtures' region.
+pub const STATE_BUCKET: &str = "deployer-state-123456789012-us-east-1";
+
 /// What a finished deployer run printed.
 #[derive(Debug)]
 pub struct Run {
@@ -200,6 +203,26 @@ impl DeployStack {
             panic!("stage `{stage}` recorded no `{resource}`: {state:#?}");
         };
         rs.ids_as(resource).expect("the IDs its kind records")
+    }
+
+    /// A stage's object (`state.json`, `lock.json`) in the default state bucket under the
+    /// fixtures' prefix `team`, as JSON with its ETag; none if it is not there.
+    pub async fn state_object(
+        &self,
+        stage: &str,
+        object: &str,
+    ) -> Option<(serde_json::Value, String)> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(STATE_BUCKET)
+            .key(format!("team/aws-hono/{stage}/{object}"))
+            .send()
+            .await
+            .ok()?;
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let bytes = out.body.collect().await.expect("object body").into_bytes();
+        Some((serde_json::from_slice(&bytes).expect("JSON object"), etag))
     }
 
     /// The Neon projects named exactly `name` (Neon's search is by substring).
