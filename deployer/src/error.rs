@@ -135,6 +135,9 @@ impl From<StateError> for Failure {
             StateError::Parse { .. } => {
                 Failure::bad_input(e).hint("restore it from a backup or fix the JSON")
             }
+            StateError::Invalid { .. } => Failure::bad_input(e).hint(
+                "restore it from a backup (with S3 state, the object's previous version in the bucket)",
+            ),
             StateError::UnknownVersion { .. } => {
                 Failure::bad_input(e).hint("upgrade deployer to the version that wrote it")
             }

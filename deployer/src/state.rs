@@ -36,6 +36,13 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// A record in it does not read as its kind ([`StateError::Record`]).
+    #[error("the state `{location}` holds a record this deployer cannot read")]
+    Invalid {
+        location: String,
+        #[source]
+        source: Box<StateError>,
+    },
     #[error("cannot write the state file `{path}`")]
     Write {
         path: PathBuf,
@@ -173,6 +180,8 @@ pub trait KindRecord {
     fn migrate(&mut self, written_as: u32);
     /// The Neon project the resource is, or lives in.
     fn project_id(&self) -> Option<String>;
+    /// Reads the record `name` as its kind's types: an error names what does not.
+    fn check(&self, name: &str) -> Result<(), StateError>;
 }
 
 /// A create that was sent but not confirmed: the next run looks for it before creating again.
@@ -219,6 +228,12 @@ pub fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateErro
         ..state
     };
     state.migrate(written_as);
+    for (name, record) in &state.resources {
+        record.check(name).map_err(|source| StateError::Invalid {
+            location: location.to_owned(),
+            source: Box::new(source),
+        })?;
+    }
     Ok(state)
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
+use deployer::neon::models::{BranchesResponse, ConnectionUriResponse};
 use harness::deploy::{DeployStack, temp_config};
 use harness::fixtures::{self, GUIDE_FULL, GUIDE_HONO};
 use harness::paths::fixture;
@@ -107,20 +108,20 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     let env = function_env(&stack, FUNCTION).await;
     let link: Value = serde_json::from_str(&env["LINK_NeonDB"]).unwrap();
     let project = &stack.projects_named("my-sst-project").await[0];
-    let pid = project["id"].as_str().unwrap();
-    let uri = stack
+    let uri: ConnectionUriResponse = stack
         .neon
         .client
         .call(
             "GET",
             "/projects/{project_id}/connection_uri",
-            &[pid],
+            &[&project.id.0],
             "database_name=neondb&role_name=neondb_owner",
             None,
         )
-        .await;
+        .await
+        .typed();
     assert_eq!(
-        link["connection_string"], uri.body["uri"],
+        link["connection_string"], uri.uri,
         "LINK_NeonDB holds the emulator's URI"
     );
     let url = stack
@@ -390,17 +391,13 @@ async fn the_guides_full_neon_stack_deploys_and_its_database_connects() {
     pooled.batch_execute("SELECT 1 FROM t").await.unwrap();
     // The branch is named as declared, off the project's default branch.
     let pid = outputs["MyAppProject"]["id"].as_str().unwrap();
-    let branches = stack
+    let branches: BranchesResponse = stack
         .neon
         .client
         .call("GET", "/projects/{project_id}/branches", &[pid], "", None)
-        .await;
-    let names: Vec<&str> = branches.body["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
+        .await
+        .typed();
+    let names: Vec<&str> = branches.branches.iter().map(|b| b.name.as_str()).collect();
     assert!(names.contains(&"feature-x-development"), "{names:?}");
 }
 

@@ -2,6 +2,7 @@
 //! under each removal policy, protection, import of an existing project, a resource
 //! dropped from infra.toml, and a rejected API key.
 
+use deployer::neon::models::CreatedProject;
 use deployer::resources::{project, role};
 use harness::deploy::{DeployStack, temp_config};
 use harness::fixtures::{self, GUIDE_FULL, GUIDE_HONO};
@@ -72,7 +73,7 @@ async fn remove_deletes_everything_or_keeps_neon_data_as_the_policy_says() {
     );
     let kept = stack.projects_named("my-sst-project").await;
     assert_eq!(kept.len(), 1, "the data survives");
-    let id = kept[0]["id"].as_str().unwrap();
+    let id = &kept[0].id.0;
     assert!(
         removed.stdout.contains(&format!("import = \"{id}\"")),
         "{}",
@@ -165,7 +166,7 @@ async fn an_existing_project_is_imported_not_created() {
         .client
         .call("POST", "/projects", &[], "", Some(json!({"project": {"name": "legacy-db", "pg_version": 17, "history_retention_seconds": 21600}})))
         .await;
-    let id = existing.body["project"]["id"].as_str().unwrap().to_owned();
+    let id = existing.typed::<CreatedProject>().project.id.0;
     let text = fixtures::read(GUIDE_HONO).with(
         "name = \"my-sst-project\"",
         &format!("name = \"legacy-db\"\nimport = \"{id}\""),

@@ -3,6 +3,11 @@
 //! pushed forward, made again once Neon deleted it, pruned, and removed without touching
 //! prod's project, default branch or data.
 
+use std::collections::BTreeMap;
+
+use deployer::neon::models::{
+    Annotation, Branch, BranchesResponse, CreatedBranch, ProjectsResponse,
+};
 use harness::deploy::{DeployStack, Run, temp_config};
 use harness::fixtures;
 use harness::pg::connect_uri;
@@ -40,7 +45,10 @@ async fn deploy(stack: &DeployStack, stage: &str) -> Run {
 }
 
 /// The project's branches and their annotations, through Neon's API.
-async fn branches(stack: &DeployStack, project: &str) -> (Vec<Value>, Value) {
+async fn branches(
+    stack: &DeployStack,
+    project: &str,
+) -> (Vec<Branch>, BTreeMap<String, Annotation>) {
     let answer = stack
         .neon
         .client
@@ -53,10 +61,8 @@ async fn branches(stack: &DeployStack, project: &str) -> (Vec<Value>, Value) {
         )
         .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
-    (
-        answer.body["branches"].as_array().unwrap().clone(),
-        answer.body["annotations"].clone(),
-    )
+    let listed: BranchesResponse = answer.typed();
+    (listed.branches, listed.annotations)
 }
 
 /// A branch made through Neon's API (waiting out the 423 of a running operation).
@@ -74,7 +80,7 @@ async fn create_branch(stack: &DeployStack, project: &str, body: Value) -> Strin
             )
             .await;
         match answer.status {
-            201 => return answer.body["branch"]["id"].as_str().unwrap().to_owned(),
+            201 => return answer.typed::<CreatedBranch>().branch.id.0,
             423 => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             other => panic!("create branch: {other} {:?}", answer.body),
         }
@@ -106,7 +112,7 @@ async fn project_count(stack: &DeployStack) -> usize {
         .client
         .call("GET", "/projects", &[], "org_id=org-test-123", None)
         .await;
-    answer.body["projects"].as_array().unwrap().len()
+    answer.typed::<ProjectsResponse>().projects.len()
 }
 
 async fn rows(uri: &str) -> Vec<String> {
@@ -232,16 +238,22 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
 
     // Neon's branch: named, annotated, expiring in 3 days.
     let (list, annotations) = branches(&stack, &project).await;
-    let branch = list.iter().find(|b| b["id"] == branch_id.as_str()).unwrap();
-    assert_eq!(branch["name"], "preview/pr-1");
+    let branch = list.iter().find(|b| b.id.0 == branch_id).unwrap();
+    assert_eq!(branch.name, "preview/pr-1");
     assert_eq!(
-        annotations[&branch_id]["value"],
-        json!({ "deployer-app": "aws-hono", "deployer-stage": "pr-1" })
+        annotations[&branch_id].value,
+        BTreeMap::from([
+            ("deployer-app".to_owned(), "aws-hono".to_owned()),
+            ("deployer-stage".to_owned(), "pr-1".to_owned())
+        ])
     );
-    let expires = |b: &Value| unix(b["expires_at"].as_str().expect("expires_at set"));
+    let expires = |b: &Branch| unix(b.expires_at.as_deref().expect("expires_at set"));
     let first_expiry = expires(branch);
     let in_3d = time::OffsetDateTime::now_utc().unix_timestamp() + 3 * 86_400;
-    assert!((in_3d - 60..=in_3d + 5).contains(&first_expiry), "{branch}");
+    assert!(
+        (in_3d - 60..=in_3d + 5).contains(&first_expiry),
+        "{branch:?}"
+    );
 
     // A second deploy pushes the expiry forward and makes nothing new; so does one that
     // lost its state (the branch is adopted by name and annotation).
@@ -263,13 +275,10 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
     std::fs::remove_file(stack.state_file("pr-1")).unwrap();
     deploy(&stack, "pr-1").await;
     let (list, _) = branches(&stack, &project).await;
-    let named: Vec<&Value> = list
-        .iter()
-        .filter(|b| b["name"] == "preview/pr-1")
-        .collect();
+    let named: Vec<&Branch> = list.iter().filter(|b| b.name == "preview/pr-1").collect();
     assert_eq!(named.len(), 1, "{list:?}");
-    assert_eq!(named[0]["id"], branch_id.as_str());
-    assert!(expires(named[0]) > first_expiry, "{}", named[0]);
+    assert_eq!(named[0].id.0, branch_id);
+    assert!(expires(named[0]) > first_expiry, "{:?}", named[0]);
     assert_eq!(project_count(&stack).await, projects);
 
     // Schema only: the tables, none of the rows.
@@ -327,14 +336,8 @@ async fn a_preview_stage_is_a_branch_of_prods_data_and_goes_away_alone() {
         .await
         .ok();
     let (list, _) = branches(&stack, &project).await;
-    assert!(
-        list.iter().all(|b| b["id"] != branch_id.as_str()),
-        "{list:?}"
-    );
-    assert!(
-        list.iter()
-            .any(|b| b["id"] == default_branch.as_str() && b["default"] == true)
-    );
+    assert!(list.iter().all(|b| b.id.0 != branch_id), "{list:?}");
+    assert!(list.iter().any(|b| b.id.0 == default_branch && b.default));
     assert!(
         stack
             .lambda
@@ -424,7 +427,7 @@ async fn expired_previews_are_made_again_on_deploy_and_pruned() {
     assert!(!stack.state_file("pr-2").exists());
     assert!(stack.state_file("pr-3").exists(), "--keep pr-3");
     let (list, _) = branches(&stack, &project).await;
-    let ids: Vec<&str> = list.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list.iter().map(|b| b.id.0.as_str()).collect();
     assert!(!ids.contains(&orphan.as_str()), "the orphan is pruned");
     assert!(ids.contains(&id(&pr3).as_str()), "pr-3 is kept");
     assert!(

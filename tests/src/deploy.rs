@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use deployer::neon::models::{Project, ProjectsResponse};
 use neon_emulator::EmulatorConfig;
 use tempfile::TempDir;
 
@@ -226,8 +227,8 @@ impl DeployStack {
     }
 
     /// The Neon projects named exactly `name` (Neon's search is by substring).
-    pub async fn projects_named(&self, name: &str) -> Vec<serde_json::Value> {
-        let listed = self
+    pub async fn projects_named(&self, name: &str) -> Vec<Project> {
+        let listed: ProjectsResponse = self
             .neon
             .client
             .call(
@@ -240,13 +241,12 @@ impl DeployStack {
                 ),
                 None,
             )
-            .await;
-        listed.body["projects"]
-            .as_array()
-            .expect("a project list")
-            .iter()
-            .filter(|p| p["name"] == name)
-            .cloned()
+            .await
+            .typed();
+        listed
+            .projects
+            .into_iter()
+            .filter(|p| p.name == name)
             .collect()
     }
 }

@@ -43,6 +43,21 @@ pub struct Answer {
     pub retry_after: Option<String>,
 }
 
+impl Answer {
+    /// The body as the deployer's own model of this answer (`deployer::neon::models`), so
+    /// a test reads what the deployer reads, and a model that no longer matches a
+    /// spec-valid answer fails here.
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> T {
+        T::deserialize(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "the answer does not read as {}: {e}\n{:#}",
+                std::any::type_name::<T>(),
+                self.body
+            )
+        })
+    }
+}
+
 pub struct NeonClient {
     base: String,
     key: String,

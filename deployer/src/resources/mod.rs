@@ -16,6 +16,7 @@ pub mod function;
 pub mod link;
 pub mod preview;
 pub mod project;
+pub mod record;
 pub mod role;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,8 @@ use crate::config::{Config, Kind, Part, Resource, Spec, Template};
 use crate::neon::models::ProjectId;
 use crate::neon::{Neon, NeonError};
 use crate::state::{Recorder, ResourceState, StageState, StateError};
+
+pub use record::Record;
 
 /// What a value is shown as while it depends on an output not yet known.
 pub const KNOWN_AFTER: &str = "(known after deploy)";
@@ -201,6 +204,10 @@ impl crate::state::KindRecord for ResourceState {
 
     fn project_id(&self) -> Option<String> {
         Place::of(self).project_id.map(|p| p.0)
+    }
+
+    fn check(&self, name: &str) -> Result<(), StateError> {
+        Record::read(name, self).map(drop)
     }
 }
 
