@@ -147,6 +147,25 @@ impl From<StateError> for Failure {
                 );
                 Failure::remote(e).hint(hint)
             }
+            StateError::NotOurBucket {
+                bucket,
+                account,
+                default,
+            } => {
+                let hint = if *default {
+                    format!(
+                        "`{bucket}` is the deployer's default name, which anyone can predict, and another account may have made it first; name a bucket account {account} owns with `bucket = \"...\"` under [state] in infra.toml"
+                    )
+                } else {
+                    format!(
+                        "name a bucket account {account} owns under [state] in infra.toml, or let these credentials use this one (s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject)"
+                    )
+                };
+                Failure::bad_input(e).hint(hint)
+            }
+            StateError::Hidden { .. } => Failure::remote(e).hint(
+                "nothing was changed; run the command again in a few minutes, once S3 serves the object",
+            ),
             StateError::Bucket { .. } => Failure::bad_input(e)
                 .hint("check `[state]` in infra.toml and that the AWS credentials may use S3"),
             _ => Failure::remote(e),

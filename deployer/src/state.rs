@@ -75,6 +75,10 @@ pub enum StateError {
         "this run lost the lock of stage `{stage}` (its lease was taken over); stopped before changing anything more"
     )]
     LeaseLost { stage: String },
+    #[error(
+        "the state `{location}` exists (S3 refused to create it), yet every read of it answers 404; a bucket whose versioning was enabled in the last 15 minutes does this for a while (S3 User Guide, \"Enabling versioning on buckets\")"
+    )]
+    Hidden { location: String },
     #[error("stage `{stage}` is locked by {holder}, and its lease is live")]
     LiveLease { stage: String, holder: String },
     #[error("the state bucket `{bucket}` cannot be used: {detail}")]
@@ -84,6 +88,15 @@ pub enum StateError {
         /// The error behind it, when one is (AWS's answer, the SDK's chain).
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error(
+        "the state bucket `{bucket}` is not owned by AWS account {account} (these credentials' account), or these credentials may not use it; the deployer writes no state, which holds passwords, into a bucket another account owns"
+    )]
+    NotOurBucket {
+        bucket: String,
+        account: String,
+        /// The deployer's default name, which anyone can predict.
+        default: bool,
     },
     #[error(
         "the state of `{resource}` ({kind}) is not what this kind records; was the state file edited by hand?"

@@ -1,6 +1,6 @@
 //! AWS for tests: moto's server on a loopback port, and a proxy in front of it that records
 //! the calls (and the mutating ones) a deployer run makes and adds what moto lacks (the
-//! [`Model`]: latency, Lambda's states, IAM propagation).
+//! [`Model`]: latency, Lambda's states, IAM propagation; S3's in [`crate::s3_model`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +74,8 @@ pub struct AwsCall {
     pub query: String,
     /// The body, when small (configuration documents; not code uploads).
     pub body: Option<String>,
+    /// S3's `x-amz-expected-bucket-owner`: the account the caller requires owns the bucket.
+    pub expected_owner: Option<String>,
 }
 
 impl AwsCall {
@@ -214,6 +216,11 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             answered: None,
             query: parts.uri.query().unwrap_or_default().to_owned(),
             body: (body.len() <= 16 * 1024).then(|| String::from_utf8_lossy(&body).into_owned()),
+            expected_owner: parts
+                .headers
+                .get("x-amz-expected-bucket-owner")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         });
         calls.len() - 1
     };
@@ -241,20 +248,22 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         && target.is_none()
         && !parts.uri.path().starts_with("/2015-03-31")
         && !parts.uri.path().starts_with("/2021-10-31");
-    let asks_sse_s3 = parts
-        .headers
-        .get("x-amz-server-side-encryption")
-        .is_some_and(|v| v == "AES256");
-    if is_s3 && parts.method == "PUT" && asks_sse_s3 && state.model.lock().unwrap().s3_denies_sse_s3
+    let s3_request = |headers| crate::s3_model::S3Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers,
+        body: &body,
+    };
+    if is_s3
+        && let Some(answer) = state
+            .model
+            .lock()
+            .unwrap()
+            .s3
+            .before(&s3_request(&parts.headers))
     {
-        // S3 API Reference, "Error responses": an explicit deny in a bucket policy.
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/ci is not authorized to perform: s3:PutObject with an explicit deny in a resource-based policy</Message></Error>";
-        return (
-            StatusCode::FORBIDDEN,
-            [("content-type", "application/xml")],
-            xml,
-        )
-            .into_response();
+        return answer;
     }
     let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
@@ -287,6 +296,16 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                         }
                     }
                 }
+            }
+            if is_s3
+                && let Some(answer) = state
+                    .model
+                    .lock()
+                    .unwrap()
+                    .s3
+                    .after(&s3_request(&parts.headers), status)
+            {
+                return answer;
             }
             if parts.method == "GET" && parts.uri.query() == Some("versioning") {
                 bytes = Bytes::from(s3_versioning_as_aws_answers(&bytes));

@@ -86,11 +86,8 @@ struct Function {
 #[derive(Debug, Default)]
 pub struct Model {
     pub timings: Timings,
-    /// S3 as a team's bucket with a policy that denies SSE-S3 (`Deny` where
-    /// `s3:x-amz-server-side-encryption` is `AES256`, to keep SSE-KMS): a PutObject that
-    /// asks for AES256 is refused with 403 AccessDenied; one with no header gets the
-    /// bucket's default. moto has no bucket policies.
-    pub s3_denies_sse_s3: bool,
+    /// S3's behaviours that moto lacks.
+    pub s3: crate::s3_model::S3Model,
     functions: HashMap<String, Function>,
     roles: HashMap<String, Instant>,
     /// The zip each function was last given, as uploaded (moto keeps it out of reach).

@@ -90,12 +90,29 @@ pub struct S3Store {
     /// `<prefix>/<app>/`, or `<app>/` without a prefix.
     app_key: String,
     clock: Arc<S3Clock>,
-    /// Each stage's state object's ETag as this run last read or wrote it (`None`: there
-    /// was none). Per object: a run reads a preview's base stage and writes its own, and a
+    /// Each stage's state object as this run last read or wrote it (`None`: there was
+    /// none). Per object: a run reads a preview's base stage and writes its own, and a
     /// conditional write carries the ETag of the object it writes, never another's.
-    etags: tokio::sync::Mutex<HashMap<String, Option<String>>>,
+    seen: tokio::sync::Mutex<HashMap<String, Option<Seen>>>,
+    /// The stages whose lock this run holds: their state is read to be written.
+    held: Mutex<std::collections::HashSet<String>>,
     lease: Duration,
+    /// The account that must own the bucket: every call sends it as `ExpectedBucketOwner`,
+    /// so a bucket another account made (the default name is predictable) is refused
+    /// with 403 instead of receiving the state's passwords.
+    owner: String,
 }
+
+/// A state object as this run last read or wrote it.
+#[derive(Debug, Clone)]
+struct Seen {
+    etag: String,
+    body: Vec<u8>,
+}
+
+/// Reads of a held stage's state tried while S3 hides an object it has (below): about 30 s
+/// in all, from a quarter of a second doubling.
+const HIDDEN_READS: u32 = 7;
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
@@ -128,12 +145,23 @@ fn remote<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
 }
 
 impl S3Store {
-    /// The store for `app`'s stages in `bucket` under `prefix`; the client's configuration
-    /// is the deployer's AWS one.
-    pub fn new(sdk: &aws_config::SdkConfig, bucket: String, prefix: &str, app: &str) -> S3Store {
+    /// The store for `app`'s stages in `bucket` under `prefix`, owned by account `owner`;
+    /// the client's configuration is the deployer's AWS one, in `region` when the bucket
+    /// lives in another region than the app.
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        region: Option<&str>,
+        bucket: String,
+        prefix: &str,
+        app: &str,
+        owner: String,
+    ) -> S3Store {
         let clock = Arc::new(S3Clock::default());
         let mut config =
             aws_sdk_s3::config::Builder::from(sdk).interceptor(ClockInterceptor(clock.clone()));
+        if let Some(region) = region {
+            config = config.region(aws_config::Region::new(region.to_owned()));
+        }
         // A custom endpoint (moto, MinIO, LocalStack) serves buckets by path, not by host.
         if sdk.endpoint_url().is_some() {
             config = config.force_path_style(true);
@@ -153,13 +181,19 @@ impl S3Store {
             bucket,
             app_key,
             clock,
-            etags: tokio::sync::Mutex::new(HashMap::new()),
+            seen: tokio::sync::Mutex::new(HashMap::new()),
+            held: Mutex::default(),
             lease,
+            owner,
         }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     fn key(&self, stage: &str, object: &str) -> String {
@@ -179,6 +213,7 @@ impl S3Store {
             .client
             .get_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(key)
             .send()
             .await
@@ -210,20 +245,79 @@ impl S3Store {
     }
 
     /// The stage's state, or an empty one; remembers its ETag for the fenced writes.
+    ///
+    /// A stage this run holds and whose state reads 404 is settled with a create
+    /// (`If-None-Match: *`) of its empty state before anything is planned on it: after a
+    /// bucket's versioning is first enabled, S3 may answer 404 NoSuchKey to reads of objects
+    /// written since, for up to 15 minutes (S3 User Guide, "Enabling versioning on
+    /// buckets"), while conditional writes see the object. So a 412 there means the state
+    /// exists: it is read again, with back-off, rather than deployed over as if the stage
+    /// were new (which would make every resource a second time).
     pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
         let key = self.key(stage, "state.json");
-        let found = self.get(&key).await?;
-        let mut etags = self.etags.lock().await;
-        match found {
-            Some((bytes, tag, _)) => {
-                etags.insert(stage.to_owned(), Some(tag));
-                super::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
+        let location = format!("s3://{}/{key}", self.bucket);
+        if let Some((body, etag, _)) = self.get(&key).await? {
+            return self.remember(stage, etag, body, &location).await;
+        }
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(stage);
+        if !held {
+            self.seen.lock().await.insert(stage.to_owned(), None);
+            return Ok(StageState::empty(app, stage));
+        }
+        let empty = StageState::empty(app, stage);
+        let body = serde_json::to_vec_pretty(&empty).map_err(|e| StateError::Remote {
+            action: "serialize the state".into(),
+            source: Box::new(e),
+        })?;
+        let created = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(&key)
+            .content_type("application/json")
+            .if_none_match("*")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_owned();
+                return self.remember(stage, etag, body, &location).await;
             }
-            None => {
-                etags.insert(stage.to_owned(), None);
-                Ok(StageState::empty(app, stage))
+            Err(e) if lost_race(&e) => {}
+            Err(e) => return Err(remote(format!("write {location}"), &e)),
+        }
+        // It exists. This run may have read or written it already (it holds the stage).
+        if let Some(Some(seen)) = self.seen.lock().await.get(stage).cloned() {
+            return super::parse_state(&seen.body, &location);
+        }
+        for attempt in 0..HIDDEN_READS {
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            if let Some((body, etag, _)) = self.get(&key).await? {
+                return self.remember(stage, etag, body, &location).await;
             }
         }
+        Err(StateError::Hidden { location })
+    }
+
+    async fn remember(
+        &self,
+        stage: &str,
+        etag: String,
+        body: Vec<u8>,
+        location: &str,
+    ) -> Result<StageState, StateError> {
+        let state = super::parse_state(&body, location)?;
+        self.seen
+            .lock()
+            .await
+            .insert(stage.to_owned(), Some(Seen { etag, body }));
+        Ok(state)
     }
 
     /// Writes the state, fenced: only over the version this run last read or wrote.
@@ -233,12 +327,13 @@ impl S3Store {
             action: "serialize the state".into(),
             source: Box::new(e),
         })?;
-        let mut etags = self.etags.lock().await;
-        let etag = etags.entry(state.stage.clone()).or_default();
+        let mut seen = self.seen.lock().await;
+        let last = seen.entry(state.stage.clone()).or_default();
         let mut put = self
             .client
             .put_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(&key)
             .content_type("application/json")
             // No encryption header: the bucket's default applies (SSE-S3 on every bucket
@@ -246,19 +341,25 @@ impl S3Store {
             // team bucket whose policy requires SSE-KMS accepts the write and one whose
             // default is SSE-KMS keeps it (S3 User Guide, "Setting default server-side
             // encryption behavior for Amazon S3 buckets").
-            .body(ByteStream::from(body));
-        put = match etag.as_deref() {
-            Some(tag) => put.if_match(tag),
+            .body(ByteStream::from(body.clone()));
+        put = match last {
+            Some(l) => put.if_match(&l.etag),
             None => put.if_none_match("*"),
         };
         match put.send().await {
             Ok(out) => {
-                *etag = out.e_tag().map(str::to_owned);
+                *last = Some(Seen {
+                    etag: out.e_tag().unwrap_or_default().to_owned(),
+                    body,
+                });
                 Ok(())
             }
+            // A lost reply: S3 applied the write, its answer was lost, and the SDK's retry
+            // met the write itself. The object then is exactly what this run sent.
+            Err(e) if lost_race(&e) && self.is_ours(&key, &body, last).await? => Ok(()),
             // 404 to `If-Match`: the object this run read is gone (S3 User Guide,
             // "Conditional writes"), which is as lost a race as a 412.
-            Err(e) if lost_race(&e) || (etag.is_some() && not_found(&e)) => {
+            Err(e) if lost_race(&e) || (last.is_some() && not_found(&e)) => {
                 Err(StateError::Fenced {
                     stage: state.stage.clone(),
                     location: self.url(&state.stage),
@@ -268,17 +369,35 @@ impl S3Store {
         }
     }
 
+    /// Whether the object at `key` is `body`, as this run just sent it; if so, `last`
+    /// becomes it.
+    async fn is_ours(
+        &self,
+        key: &str,
+        body: &[u8],
+        last: &mut Option<Seen>,
+    ) -> Result<bool, StateError> {
+        match self.get(key).await? {
+            Some((found, etag, _)) if found == body => {
+                *last = Some(Seen { etag, body: found });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Deletes the stage's state (after `remove`), fenced like a write.
     pub async fn delete(&self, stage: &str) -> Result<(), StateError> {
         let key = self.key(stage, "state.json");
-        let etags = self.etags.lock().await;
-        let Some(Some(tag)) = etags.get(stage).map(Option::as_deref) else {
+        let seen = self.seen.lock().await;
+        let Some(Some(Seen { etag: tag, .. })) = seen.get(stage) else {
             return Ok(());
         };
         match self
             .client
             .delete_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(&key)
             .if_match(tag)
             .send()
@@ -306,6 +425,7 @@ impl S3Store {
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .prefix(&self.app_key)
             .into_paginator()
             .send();

@@ -57,20 +57,47 @@ impl Store {
                 action: "reach the state bucket".into(),
                 source: Box::new(e),
             })?;
+        let owner = bucket::account(&sdk).await?;
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
         let name = match bucket {
             Some(b) => b.clone(),
-            None => bucket::default_name(&sdk).await?,
+            None => bucket::default_name(&owner, &region),
         };
-        let store = S3Store::new(&sdk, name.clone(), prefix, &config.app);
+        let store = |region: Option<&str>| {
+            S3Store::new(
+                &sdk,
+                region,
+                name.clone(),
+                prefix,
+                &config.app,
+                owner.clone(),
+            )
+        };
+        let mut s3 = store(None);
         match bucket {
-            Some(_) => bucket::check(store.client(), &name).await?,
-            None if create => {
-                let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-                bucket::ensure_default(store.client(), &name, &region).await?
+            Some(_) => {
+                // A team's central bucket may live in another region than the app.
+                if let Some(elsewhere) = bucket::check(s3.client(), &name, &owner).await? {
+                    s3 = store(Some(&elsewhere));
+                    if let Some(again) = bucket::check(s3.client(), &name, &owner).await? {
+                        return Err(StateError::Bucket {
+                            bucket: name,
+                            detail: format!(
+                                "S3 sent the deployer from {region} to {elsewhere}, then to {again}"
+                            ),
+                            source: None,
+                        });
+                    }
+                }
             }
-            None => {}
+            None if create => bucket::ensure_default(s3.client(), &name, &owner, &region).await?,
+            // A command that only reads: a missing default bucket is no state yet, and one
+            // another account owns is refused like any other.
+            None => {
+                bucket::find(s3.client(), &name, &owner, true).await?;
+            }
         }
-        Ok(Store::S3(Arc::new(store)))
+        Ok(Store::S3(Arc::new(s3)))
     }
 
     pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {

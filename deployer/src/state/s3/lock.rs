@@ -119,11 +119,24 @@ impl S3Store {
     /// or hidden by a new bucket's versioning lag) is tried again a few times, with a pause.
     pub async fn lock(self: &Arc<Self>, stage: &str, command: &str) -> Result<S3Lock, StateError> {
         const ATTEMPTS: u32 = 5;
+        // One body for every attempt: a lock this run made (a lost reply, below) is known
+        // by its `run`.
+        let body = LockBody {
+            holder: holder(),
+            command: command.to_owned(),
+            started: crate::output::now_rfc3339(),
+            lease_seconds: self.lease.as_secs(),
+            run: run_id(),
+        };
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            if let Some(lock) = self.try_lock(stage, command).await? {
+            if let Some(lock) = self.try_lock(stage, &body).await? {
+                self.held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(stage.to_owned());
                 return Ok(lock);
             }
         }
@@ -139,21 +152,15 @@ impl S3Store {
     async fn try_lock(
         self: &Arc<Self>,
         stage: &str,
-        command: &str,
+        body: &LockBody,
     ) -> Result<Option<S3Lock>, StateError> {
         let key = self.key(stage, "lock.json");
-        let body = LockBody {
-            holder: holder(),
-            command: command.to_owned(),
-            started: crate::output::now_rfc3339(),
-            lease_seconds: self.lease.as_secs(),
-            run: run_id(),
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
         let created = self
             .client
             .put_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(&key)
             .if_none_match("*")
             .body(ByteStream::from(bytes.clone()))
@@ -163,9 +170,14 @@ impl S3Store {
             Ok(out) => out.e_tag().unwrap_or_default().to_owned(),
             Err(e) if lost_race(&e) => {
                 let Some(seen) = self.read_lock(stage).await? else {
-                    // Released between our create and our read: try again.
+                    // Released between our create and our read (or hidden by a new
+                    // bucket's versioning lag): try again.
                     return Ok(None);
                 };
+                if seen.body.run == body.run {
+                    // A lost reply: S3 made our lock, and the SDK's retry met it.
+                    return Ok(Some(self.held_lock(key, body, seen.etag)));
+                }
                 if seen.live() {
                     return Err(StateError::Locked {
                         stage: stage.to_owned(),
@@ -176,6 +188,7 @@ impl S3Store {
                     .client
                     .put_object()
                     .bucket(&self.bucket)
+                    .expected_bucket_owner(&self.owner)
                     .key(&key)
                     .if_match(&seen.etag)
                     .body(ByteStream::from(bytes))
@@ -194,6 +207,10 @@ impl S3Store {
                     Err(e) if not_found(&e) => return Ok(None),
                     Err(e) if lost_race(&e) => {
                         let holder = match self.read_lock(stage).await? {
+                            // A lost reply: the takeover was applied.
+                            Some(now) if now.body.run == body.run => {
+                                return Ok(Some(self.held_lock(key, body, now.etag)));
+                            }
                             Some(now) => now.describe(),
                             None => "another run".into(),
                         };
@@ -209,15 +226,25 @@ impl S3Store {
             }
             Err(e) => return Err(remote(format!("create s3://{}/{key}", self.bucket), &e)),
         };
+        Ok(Some(self.held_lock(key, body, etag)))
+    }
+
+    /// The lock this run holds at `etag`, renewed from now on.
+    fn held_lock(self: &Arc<Self>, key: String, body: &LockBody, etag: String) -> S3Lock {
         let etag = Arc::new(tokio::sync::Mutex::new(etag));
         crate::lease::arm(self.lease);
-        let heartbeat = tokio::spawn(heartbeat(self.clone(), key.clone(), body, etag.clone()));
-        Ok(Some(S3Lock {
+        let heartbeat = tokio::spawn(heartbeat(
+            self.clone(),
+            key.clone(),
+            body.clone(),
+            etag.clone(),
+        ));
+        S3Lock {
             store: self.clone(),
             key,
             etag,
             heartbeat,
-        }))
+        }
     }
 
     /// Deletes the lock if it is still the one seen (`deployer unlock`).
@@ -227,6 +254,7 @@ impl S3Store {
             .client
             .delete_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(&key)
             .if_match(&seen.etag)
             .send()
@@ -259,6 +287,7 @@ async fn heartbeat(
             .client
             .put_object()
             .bucket(&store.bucket)
+            .expected_bucket_owner(&store.owner)
             .key(&key)
             .if_match(tag.as_str())
             .body(ByteStream::from(bytes.clone()))
@@ -267,6 +296,11 @@ async fn heartbeat(
         match put {
             Ok(out) => {
                 *tag = out.e_tag().unwrap_or_default().to_owned();
+                renewed = Instant::now();
+                crate::lease::renewed();
+            }
+            Err(e) if lost_race(&e) && is_ours(&store, &key, &body, &mut tag).await => {
+                // A lost reply: the renewal was applied and the SDK's retry met it.
                 renewed = Instant::now();
                 crate::lease::renewed();
             }
@@ -286,6 +320,19 @@ async fn heartbeat(
     }
 }
 
+/// Whether the lock at `key` is still this run's (same `run`); if so, `tag` becomes its
+/// ETag.
+async fn is_ours(store: &S3Store, key: &str, body: &LockBody, tag: &mut String) -> bool {
+    let Ok(Some((bytes, etag, _))) = store.get(key).await else {
+        return false;
+    };
+    let ours = serde_json::from_slice::<LockBody>(&bytes).is_ok_and(|b| b.run == body.run);
+    if ours {
+        *tag = etag;
+    }
+    ours
+}
+
 impl S3Lock {
     /// Stops renewing and deletes the lock, if it is still ours. The ETag's mutex is taken
     /// before the heartbeat is stopped: a renewal in flight finishes and records its new
@@ -295,6 +342,17 @@ impl S3Lock {
         let current = self.etag.lock().await;
         self.heartbeat.abort();
         crate::lease::disarm();
+        if let Some(stage) = self
+            .key
+            .strip_prefix(self.store.app_key.as_str())
+            .and_then(|k| k.strip_suffix("/lock.json"))
+        {
+            self.store
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(stage);
+        }
         let tag = current.clone();
         drop(current);
         let deleted = self
@@ -302,6 +360,7 @@ impl S3Lock {
             .client
             .delete_object()
             .bucket(&self.store.bucket)
+            .expected_bucket_owner(&self.store.owner)
             .key(&self.key)
             .if_match(tag)
             .send()
