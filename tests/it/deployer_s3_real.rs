@@ -149,9 +149,21 @@ async fn every_call_on_the_state_bucket_names_the_account_that_must_own_it() {
         .run(&config, &["remove", "--stage", "dev", "--yes"])
         .await
         .ok();
-    let on_bucket: Vec<_> = stack
-        .aws
-        .calls()
+    // A stage never deployed: `remove` leaves no object behind (not even the empty state
+    // it creates to tell a missing state from one S3 hides).
+    let never = stack
+        .run(&config, &["remove", "--stage", "never", "--yes"])
+        .await
+        .ok();
+    assert!(
+        never.stdout.contains("has nothing deployed"),
+        "{}",
+        never.stdout
+    );
+    let calls = stack.aws.calls();
+    assert!(stack.state_object("never", "state.json").await.is_none());
+    assert!(stack.state_object("dev", "state.json").await.is_none());
+    let on_bucket: Vec<_> = calls
         .into_iter()
         .filter(|c| c.path.starts_with(&format!("/{STATE_BUCKET}")))
         .collect();

@@ -96,6 +96,10 @@ pub struct S3Store {
     seen: tokio::sync::Mutex<HashMap<String, Option<Seen>>>,
     /// The stages whose lock this run holds: their state is read to be written.
     held: Mutex<std::collections::HashSet<String>>,
+    /// Empty states this run created to settle a 404 (below), by stage: their ETag. One
+    /// the run never wrote over is deleted when it lets the stage go, so a run that
+    /// changed nothing leaves nothing.
+    claims: Mutex<HashMap<String, String>>,
     lease: Duration,
     /// The account that must own the bucket: every call sends it as `ExpectedBucketOwner`,
     /// so a bucket another account made (the default name is predictable) is refused
@@ -183,6 +187,7 @@ impl S3Store {
             clock,
             seen: tokio::sync::Mutex::new(HashMap::new()),
             held: Mutex::default(),
+            claims: Mutex::default(),
             lease,
             owner,
         }
@@ -287,6 +292,10 @@ impl S3Store {
         match created {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or_default().to_owned();
+                self.claims
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(stage.to_owned(), etag.clone());
                 return self.remember(stage, etag, body, &location).await;
             }
             Err(e) if lost_race(&e) => {}
@@ -303,6 +312,33 @@ impl S3Store {
             }
         }
         Err(StateError::Hidden { location })
+    }
+
+    /// Deletes the empty state this run created for `stage` if nothing was written over it
+    /// (a deploy that stopped before its first step, a `remove` of a stage never deployed).
+    pub(super) async fn drop_unused_claim(&self, stage: &str) {
+        let claim = self
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(stage);
+        let Some(tag) = claim else { return };
+        let mut seen = self.seen.lock().await;
+        if !matches!(seen.get(stage), Some(Some(s)) if s.etag == tag) {
+            return;
+        }
+        let deleted = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(self.key(stage, "state.json"))
+            .if_match(&tag)
+            .send()
+            .await;
+        if deleted.is_ok() {
+            seen.insert(stage.to_owned(), None);
+        }
     }
 
     async fn remember(

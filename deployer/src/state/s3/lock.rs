@@ -347,6 +347,7 @@ impl S3Lock {
             .strip_prefix(self.store.app_key.as_str())
             .and_then(|k| k.strip_suffix("/lock.json"))
         {
+            self.store.drop_unused_claim(stage).await;
             self.store
                 .held
                 .lock()
