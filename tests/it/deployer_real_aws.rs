@@ -1,6 +1,6 @@
 //! The deployer against what real AWS does and moto does not: a new function `Pending`, each
 //! update `InProgress`, a role Lambda cannot assume for a few seconds, an idle function
-//! `Inactive`, a function whose last update `Failed`, and Lambda's own environment check,
+//! `Inactive`, a function whose last update `Failed` or whose creation `Failed`, and Lambda's own environment check,
 //! modelled by the proxy in front of moto (`harness::aws_model`).
 
 use harness::aws::Timings;
@@ -444,4 +444,127 @@ async fn a_deploy_failing_at_neon_leaves_nothing_that_remove_cannot_find() {
         left.is_empty(),
         "remove left the project whose start failed: {left:#?}"
     );
+}
+
+/// A function whose creation `Failed` (here its subnet ran out of addresses) takes no
+/// change in Lambda: the deploy says so at once, with Lambda's reason and what to do (exit
+/// 1), instead of retrying updates for minutes; the next deploy deletes it and creates it
+/// again, and the URL answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_whose_creation_failed_is_reported_then_made_again() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.set_timings(Timings {
+        pending: std::time::Duration::from_millis(500),
+        ..Timings::default()
+    });
+    const REASON: &str = "Lambda was unable to configure access to your environment variables because the KMS key is invalid for CreateGrant.";
+    stack
+        .aws
+        .model()
+        .fail_next_creation(FUNCTION, REASON, "InvalidConfiguration");
+    let (_dir, config) = temp_config(guide_with(""));
+    let failed = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    for text in [
+        "Lambda could not set it up (State Failed)",
+        REASON,
+        "InvalidConfiguration",
+        "the next deploy deletes the failed function and creates it again",
+    ] {
+        assert!(failed.stderr.contains(text), "{text}: {}", failed.stderr);
+    }
+
+    let again = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(
+        again.stderr.contains("deleting it to create it again"),
+        "{}",
+        again.stderr
+    );
+    let conf = configuration(&stack).await;
+    assert_eq!(conf.state().map(|s| s.as_str()), Some("Active"));
+    let url = stack
+        .lambda
+        .get_function_url_config()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .expect("the function has its URL");
+    assert!(!url.function_url().is_empty());
+    let no_op = stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(no_op.stdout.contains("No changes."), "{}", no_op.stdout);
+}
+
+async fn reserved(stack: &DeployStack) -> Option<i32> {
+    stack
+        .lambda
+        .get_function_concurrency()
+        .function_name(FUNCTION)
+        .send()
+        .await
+        .unwrap()
+        .reserved_concurrent_executions()
+}
+
+/// `reserved_concurrency` caps what a public URL can take of the account's concurrency
+/// (and of Neon's connections): set, changed, noticed by `refresh` when changed by hand,
+/// and removed with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, capped) = temp_config(guide_with("reserved_concurrency = 5"));
+    stack
+        .run(&capped, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert_eq!(reserved(&stack).await, Some(5));
+
+    stack
+        .lambda
+        .put_function_concurrency()
+        .function_name(FUNCTION)
+        .reserved_concurrent_executions(50)
+        .send()
+        .await
+        .unwrap();
+    let refreshed = stack
+        .run(&capped, &["refresh", "--stage", "real"])
+        .await
+        .ok();
+    assert!(
+        refreshed
+            .stdout
+            .contains("reserved_concurrency: 5 (recorded) -> 50 (live)"),
+        "{}",
+        refreshed.stdout
+    );
+
+    let (_dir2, raised) = temp_config(guide_with("reserved_concurrency = 20"));
+    let diff = stack.run(&raised, &["diff", "--stage", "real"]).await.ok();
+    assert!(
+        diff.stdout.contains("reserved_concurrency"),
+        "{}",
+        diff.stdout
+    );
+    stack
+        .run(&raised, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert_eq!(reserved(&stack).await, Some(20));
+
+    let (_dir3, uncapped) = temp_config(guide_with(""));
+    let removed = stack
+        .run(&uncapped, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(removed.stdout.contains("Updated"), "{}", removed.stdout);
+    assert_eq!(reserved(&stack).await, None);
+    let again = stack
+        .run(&uncapped, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 }

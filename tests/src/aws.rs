@@ -79,13 +79,14 @@ pub struct AwsCall {
 }
 
 impl AwsCall {
-    /// Anything but a read: Lambda's REST GETs and Get*/List*/Describe* operations are reads.
+    /// Anything but a read: REST GETs and HEADs (Lambda's, S3's) and Get*/List*/Describe*
+    /// operations are reads.
     pub fn mutating(&self) -> bool {
         match &self.action {
             Some(a) => {
                 !(a.starts_with("Get") || a.starts_with("List") || a.starts_with("Describe"))
             }
-            None => self.method != "GET",
+            None => self.method != "GET" && self.method != "HEAD",
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The behaviours, as AWS documents them:
 //! - Lambda function states (<https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html>):
-//!   a new function is `Pending` until `Active`; after `UpdateFunctionCode` or
+//!   a new function is `Pending` until `Active`, or `Failed` when its creation failed ("you
+//!   must delete and recreate the function"; it takes no change meanwhile); after `UpdateFunctionCode` or
 //!   `UpdateFunctionConfiguration`, `LastUpdateStatus` is `InProgress` until `Successful` (or
 //!   `Failed`); while either lasts, other changes to the function answer 409
 //!   `ResourceConflictException`. An idle function becomes `Inactive`; an update still works.
@@ -80,6 +81,9 @@ struct Function {
     busy: Option<(Busy, Instant)>,
     inactive: bool,
     failed_update: Option<String>,
+    /// Its creation failed (`State` Failed): Lambda's reason and reason code. Such a
+    /// function takes no change; it must be deleted and created again.
+    failed_creation: Option<(String, String)>,
 }
 
 /// The model's state: timings, functions and roles it has seen.
@@ -89,6 +93,8 @@ pub struct Model {
     /// S3's behaviours that moto lacks.
     pub s3: crate::s3_model::S3Model,
     functions: HashMap<String, Function>,
+    /// Functions whose next creation fails once its Pending window ends: reason, code.
+    creations_to_fail: HashMap<String, (String, String)>,
     roles: HashMap<String, Instant>,
     /// The zip each function was last given, as uploaded (moto keeps it out of reach).
     code: HashMap<String, Vec<u8>>,
@@ -104,6 +110,8 @@ pub enum LambdaCall {
     UpdateConfiguration(String),
     UpdateCode(String),
     GetPolicy(String),
+    /// A delete of one of a function's parts (its URL, a permission).
+    DeletePart(String),
     /// Any other call on one function (URL, permissions...), and whether it changes anything.
     Other {
         function: String,
@@ -133,6 +141,7 @@ impl LambdaCall {
             }
             ("PUT", [_, "functions", f, "code"]) => LambdaCall::UpdateCode(name(f)),
             ("GET", [_, "functions", f, "policy"]) => LambdaCall::GetPolicy(name(f)),
+            ("DELETE", [_, "functions", f, _, ..]) => LambdaCall::DeletePart(name(f)),
             (m, [_, "functions", f, ..]) => LambdaCall::Other {
                 function: name(f),
                 mutating: m != "GET",
@@ -163,6 +172,13 @@ impl Model {
             .entry(function.to_owned())
             .or_default()
             .failed_update = Some(reason.to_owned());
+    }
+
+    /// The next creation of `function` ends `Failed` (say its subnet ran out of
+    /// addresses), with Lambda's `reason` and `code`.
+    pub fn fail_next_creation(&mut self, function: &str, reason: &str, code: &str) {
+        self.creations_to_fail
+            .insert(function.to_owned(), (reason.to_owned(), code.to_owned()));
     }
 
     /// The zip the function was last given.
@@ -250,11 +266,25 @@ impl Model {
                 function: f,
                 mutating: true,
             } => self.conflict(f),
+            // Lambda's guide says a function whose creation failed must be deleted: its
+            // deletes go through; only a busy function refuses them.
+            LambdaCall::DeletePart(f) if self.busy(f).is_some() => self.conflict(f),
             _ => None,
         }
     }
 
     fn conflict(&mut self, function: &str) -> Option<Response> {
+        let failed = self
+            .functions
+            .get(function)
+            .is_some_and(|f| f.failed_creation.is_some());
+        if failed && self.busy(function).is_none() {
+            return Some(lambda_error(
+                StatusCode::CONFLICT,
+                "ResourceConflictException",
+                "The operation cannot be performed at this time. The function is currently in the following state: Failed",
+            ));
+        }
         let message = match self.busy(function)? {
             Busy::Creating => {
                 "The operation cannot be performed at this time. The function is currently in the following state: Pending".to_owned()
@@ -302,10 +332,12 @@ impl Model {
                 let request: serde_json::Value = serde_json::from_slice(request).ok()?;
                 let name = request["FunctionName"].as_str()?.to_owned();
                 self.remember_code(&name, request["Code"]["ZipFile"].as_str());
+                let failed_creation = self.creations_to_fail.remove(&name);
                 self.functions.insert(
                     name.clone(),
                     Function {
                         busy: Some((Busy::Creating, now + self.timings.pending)),
+                        failed_creation,
                         ..Function::default()
                     },
                 );
@@ -375,6 +407,14 @@ impl Model {
                 );
             }
             None => {}
+        }
+        if let (Some((reason, code)), None) = (&f.failed_creation, busy) {
+            c.insert("State".into(), json!("Failed"));
+            c.insert("StateReason".into(), json!(reason));
+            c.insert("StateReasonCode".into(), json!(code));
+            c.insert("LastUpdateStatus".into(), json!("Failed"));
+            c.insert("LastUpdateStatusReason".into(), json!(reason));
+            c.insert("LastUpdateStatusReasonCode".into(), json!(code));
         }
         if f.inactive {
             c.insert("State".into(), json!("Inactive"));
@@ -471,6 +511,10 @@ mod tests {
                 function: "f".into(),
                 mutating: true
             }
+        );
+        assert_eq!(
+            LambdaCall::parse("DELETE", "/2021-10-31/functions/f/url"),
+            LambdaCall::DeletePart("f".into())
         );
     }
 }

@@ -8,6 +8,8 @@
 //! - a new function is `Pending`, and an update leaves `LastUpdateStatus` `InProgress`; while
 //!   either lasts, other changes answer 409 ResourceConflictException. Each change waits, with
 //!   the SDK's waiters (`FunctionActiveV2`, `FunctionUpdatedV2`), bounded;
+//! - a function whose creation failed is `Failed` and takes no change: it is deleted and
+//!   created again ("you must delete and recreate the function");
 //! - an idle function is `Inactive` and still accepts updates; a function whose last update
 //!   `Failed` accepts the update that fixes it (its configuration is sent again);
 //! - Lambda's error for an oversized environment echoes the environment ("String
@@ -51,11 +53,12 @@ pub struct Changes {
     pub configuration: bool,
     pub code: bool,
     pub url: bool,
+    pub concurrency: bool,
 }
 
 impl Changes {
     pub fn any(&self) -> bool {
-        self.created || self.configuration || self.code || self.url
+        self.created || self.configuration || self.code || self.url || self.concurrency
     }
 }
 
@@ -115,6 +118,9 @@ async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError>
         if done {
             return Ok(());
         }
+        if conf.state() == Some(&State::Failed) {
+            return Err(creation_failed(name, conf));
+        }
         if !progressing {
             break;
         }
@@ -155,6 +161,9 @@ async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError>
         .send()
         .await
     {
+        Ok(conf) if conf.state() == Some(&State::Failed) => {
+            return Err(creation_failed(name, &conf));
+        }
         Ok(conf) => format!(
             "state {}, last update {}: {} (waiter: {waiter})",
             conf.state().map_or("unknown", |s| s.as_str()),
@@ -166,6 +175,47 @@ async fn wait(lambda: &Client, name: &str, ready: Ready) -> Result<(), AwsError>
         Err(_) => waiter,
     };
     Err(AwsError::other(action, detail))
+}
+
+/// A function whose creation failed (`State` Failed): Lambda's reason, and what to do.
+/// Lambda takes no change to such a function: "you must delete and recreate the function"
+/// (Lambda guide, "Lambda function states"), which the next deploy does.
+fn creation_failed(name: &str, conf: &impl FunctionState) -> AwsError {
+    AwsError::other(
+        format!("create function `{name}`: Lambda could not set it up (State Failed)"),
+        format!(
+            "{} ({})",
+            conf.reason().unwrap_or("no reason given"),
+            conf.reason_code().unwrap_or("no reason code"),
+        ),
+    )
+    .advise(
+        "fix what Lambda's reason names (the role, its permissions, a subnet or file system), then deploy again: the next deploy deletes the failed function and creates it again",
+    )
+}
+
+/// The state fields GetFunction and GetFunctionConfiguration share.
+trait FunctionState {
+    fn reason(&self) -> Option<&str>;
+    fn reason_code(&self) -> Option<&str>;
+}
+
+impl FunctionState for aws_sdk_lambda::types::FunctionConfiguration {
+    fn reason(&self) -> Option<&str> {
+        self.state_reason()
+    }
+    fn reason_code(&self) -> Option<&str> {
+        self.state_reason_code().map(|c| c.as_str())
+    }
+}
+
+impl FunctionState for Configuration {
+    fn reason(&self) -> Option<&str> {
+        self.state_reason()
+    }
+    fn reason_code(&self) -> Option<&str> {
+        self.state_reason_code().map(|c| c.as_str())
+    }
 }
 
 /// What Lambda says when the execution role has not propagated yet (CreateFunction, 400
@@ -315,6 +365,21 @@ pub async fn upsert_function(
         return Ok((arn, changes));
     };
 
+    if conf.state() == Some(&aws_sdk_lambda::types::State::Failed) {
+        // Its creation failed: Lambda takes no change to it, so it is made again. It never
+        // served (nor had a URL), so nothing is lost.
+        eprintln!(
+            "note: function `{name}` failed when it was created ({}); deleting it to create it again",
+            conf.state_reason().unwrap_or("no reason given")
+        );
+        // DeleteFunction alone: the only call Lambda takes on it (it never got a URL).
+        match lambda.delete_function().function_name(name).send().await {
+            Ok(_) => {}
+            Err(e) if is_code(&e, "ResourceNotFoundException") => {}
+            Err(e) => return Err(AwsError::sdk(format!("delete failed function `{name}`"), &e)),
+        }
+        return Box::pin(upsert_function(lambda, spec, None)).await;
+    }
     settle(lambda, name, &conf).await?;
     // A failed last update is retried by sending the configuration again.
     let last_failed =
@@ -378,6 +443,66 @@ pub async fn upsert_function(
         changes.code = true;
     }
     Ok((conf.function_arn().unwrap_or_default().to_owned(), changes))
+}
+
+/// Sets the function's reserved concurrency to `wanted` (`None`: none reserved, the
+/// account's unreserved pool); true if it changed. A public URL with no cap lets anyone use
+/// the account's whole concurrency, and as many Neon connections.
+pub async fn converge_concurrency(
+    lambda: &Client,
+    name: &str,
+    wanted: Option<i64>,
+) -> Result<bool, AwsError> {
+    let current = lambda
+        .get_function_concurrency()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("read the reserved concurrency of `{name}`"), &e))?
+        .reserved_concurrent_executions()
+        .map(i64::from);
+    if current == wanted {
+        return Ok(false);
+    }
+    match wanted {
+        Some(n) => {
+            retry::retry(
+                Policy::LAMBDA_CONFLICT,
+                || {
+                    lambda
+                        .put_function_concurrency()
+                        .function_name(name)
+                        .reserved_concurrent_executions(n as i32)
+                        .send()
+                },
+                conflict,
+            )
+            .await
+            .map_err(|e| {
+                AwsError::sdk(
+                    format!("reserve {n} concurrent executions for `{name}`"),
+                    &e,
+                )
+            })?;
+        }
+        None => {
+            retry::retry(
+                Policy::LAMBDA_CONFLICT,
+                || {
+                    lambda
+                        .delete_function_concurrency()
+                        .function_name(name)
+                        .send()
+                },
+                conflict,
+            )
+            .await
+            .map_err(|e| {
+                AwsError::sdk(format!("remove the reserved concurrency of `{name}`"), &e)
+            })?;
+        }
+    }
+    Ok(true)
 }
 
 /// Deletes the function (and with it its URL and permissions); one already gone is fine.

@@ -96,6 +96,8 @@ pub struct AwsError {
     pub code: Option<String>,
     #[source]
     pub detail: Detail,
+    /// What to do, where we know better than the code alone says.
+    pub advice: Option<String>,
 }
 
 /// AWS's own words (`Code: message`); for a failure without an answer (a timeout, a
@@ -163,6 +165,7 @@ impl AwsError {
                 .and_then(|s| s.code())
                 .map(str::to_owned),
             detail: Detail::of_sdk(e),
+            advice: None,
         }
     }
 
@@ -172,10 +175,20 @@ impl AwsError {
             action: action.into(),
             code: None,
             detail: Detail(detail.into(), None),
+            advice: None,
         }
     }
 
+    /// The same error, with what to do.
+    pub fn advise(mut self, advice: impl Into<String>) -> Self {
+        self.advice = Some(advice.into());
+        self
+    }
+
     pub fn hint(&self) -> Option<String> {
+        if let Some(advice) = &self.advice {
+            return Some(advice.clone());
+        }
         match self.code.as_deref()? {
             "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
             | "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException" => Some(

@@ -446,6 +446,7 @@ impl Checker<'_> {
                 memory,
                 timeout,
                 log_retention_days,
+                reserved_concurrency: f.reserved_concurrency.map(|c| c.0),
                 arm64,
                 environment,
             });

@@ -271,6 +271,8 @@ pub struct FunctionSpec {
     pub memory: i64,
     pub timeout: i64,
     pub log_retention_days: i64,
+    /// The instances it may run at once; `None`: the account's unreserved pool.
+    pub reserved_concurrency: Option<i64>,
     pub arm64: bool,
     pub environment: BTreeMap<String, Template>,
 }

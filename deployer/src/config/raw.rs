@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::values::{
     AppName, Architecture, EndpointKind, HistoryRetention, LogRetentionDays, MemoryMb, PgVersion,
-    RemovalWord, TimeoutSecs,
+    RemovalWord, ReservedConcurrency, TimeoutSecs,
 };
 
 #[derive(Deserialize)]
@@ -124,6 +124,7 @@ pub(super) struct RawFunction {
     pub(super) memory: Option<MemoryMb>,
     pub(super) timeout: Option<TimeoutSecs>,
     pub(super) log_retention_days: Option<LogRetentionDays>,
+    pub(super) reserved_concurrency: Option<ReservedConcurrency>,
     pub(super) architecture: Option<Architecture>,
     #[serde(default)]
     pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,

@@ -56,6 +56,15 @@ ranged!(
     "use 128 to 10240 (MB)"
 );
 ranged!(
+    /// `reserved_concurrency`: instances the function may run at once (PutFunctionConcurrency's
+    /// `ReservedConcurrentExecutions`); Lambda refuses more than the account's limit less
+    /// the 100 it keeps unreserved, and says so.
+    ReservedConcurrency,
+    0..=100_000,
+    "reserved_concurrency {} is out of range",
+    "use 1 up to your account's concurrency limit less 100 (0 throttles every request)"
+);
+ranged!(
     /// `timeout`, in seconds, as Lambda allows it.
     TimeoutSecs,
     1..=900,

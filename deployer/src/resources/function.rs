@@ -45,6 +45,8 @@ pub struct Inputs {
     pub timeout: Option<i64>,
     #[serde(default)]
     pub url: Option<bool>,
+    #[serde(default)]
+    pub reserved_concurrency: Option<i64>,
 }
 
 /// Its environment holds the links' secrets: diffs say only that it changed.
@@ -55,6 +57,7 @@ pub fn desired_inputs(f: &FunctionSpec, state: &StageState) -> Value {
     json!({
         "package": f.package, "url": f.url, "memory": f.memory, "timeout": f.timeout,
         "log_retention_days": f.log_retention_days,
+        "reserved_concurrency": f.reserved_concurrency,
         "architecture": if f.arm64 { "arm64" } else { "x86_64" },
         "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
     })
@@ -246,6 +249,7 @@ pub async fn converge(
         memory,
         timeout,
         log_retention_days,
+        reserved_concurrency,
         arm64,
         environment,
     } = spec;
@@ -313,6 +317,8 @@ pub async fn converge(
         aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32),
         lambda::upsert_function(&aws.lambda, &spec, existing),
     )?;
+    changes.concurrency =
+        lambda::converge_concurrency(&aws.lambda, &name, *reserved_concurrency).await?;
     let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
     let outputs = Outputs {
         name: name.clone(),
@@ -370,6 +376,24 @@ pub async fn read(aws: &Aws, name: &str, rs: &ResourceState) -> Result<Live, Ste
         {
             changes.push(super::drift(key, recorded, live));
         }
+    }
+    let reserved = aws
+        .lambda
+        .get_function_concurrency()
+        .function_name(&function)
+        .send()
+        .await
+        .map_err(|e| {
+            aws::AwsError::sdk(format!("read the reserved concurrency of `{function}`"), &e)
+        })?
+        .reserved_concurrent_executions()
+        .map(i64::from);
+    if reserved != recorded.reserved_concurrency {
+        changes.push(super::drift(
+            "reserved_concurrency",
+            json!(recorded.reserved_concurrency),
+            json!(reserved),
+        ));
     }
     let url = aws::url::UrlState::read(&aws.lambda, &function).await?;
     changes.extend(url.drift(recorded.url.unwrap_or(false)));
