@@ -568,3 +568,40 @@ async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
         .ok();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 }
+
+/// Replies lost after Lambda applied CreateFunctionUrlConfig and both AddPermission calls:
+/// the SDK's retries meet what they made (409 ResourceConflictException, as Lambda answers
+/// where moto would append a second statement), which the deployer reads and counts done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_and_permission_creates_whose_reply_was_lost_count_as_done() {
+    let stack = DeployStack::start(|_| {}).await;
+    stack.aws.model().lose_lambda_replies =
+        ["CreateFunctionUrlConfig", "AddPermission", "AddPermission"]
+            .map(str::to_owned)
+            .to_vec();
+    let (_dir, config) = temp_config(guide_with(""));
+    let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        stack.aws.model().lose_lambda_replies.is_empty(),
+        "a reply the model was to lose was never sent"
+    );
+    let sids: Vec<String> = policy_statements(&stack)
+        .await
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sids,
+        [
+            "FunctionURLAllowPublicAccess",
+            "FunctionURLInvokeAllowPublicAccess"
+        ],
+        "one statement each"
+    );
+    let again = stack
+        .run(&config, &["deploy", "--stage", "real"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}

@@ -290,10 +290,19 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                 match &action {
                     Some(a) => model.after_iam(a, role.as_deref(), status),
                     None => {
-                        if let Some(rewritten) =
-                            model.after_lambda(&lambda_call, &body, status, &bytes)
-                        {
+                        if let Some(rewritten) = model.after_lambda(
+                            &lambda_call,
+                            parts.uri.path(),
+                            &body,
+                            status,
+                            &bytes,
+                        ) {
                             bytes = Bytes::from(rewritten);
+                        }
+                        if status.is_success()
+                            && let Some(lost) = model.lost_lambda_reply(&lambda_call)
+                        {
+                            return lost;
                         }
                     }
                 }

@@ -84,6 +84,11 @@ struct Function {
     /// Its creation failed (`State` Failed): Lambda's reason and reason code. Such a
     /// function takes no change; it must be deleted and created again.
     failed_creation: Option<(String, String)>,
+    /// The statement IDs of its resource policy, and whether it has a URL: Lambda refuses a
+    /// second statement with one ID, or a second URL, with 409 ResourceConflictException,
+    /// where moto appends the statement and overwrites the URL.
+    sids: std::collections::BTreeSet<String>,
+    has_url: bool,
 }
 
 /// The model's state: timings, functions and roles it has seen.
@@ -95,6 +100,10 @@ pub struct Model {
     functions: HashMap<String, Function>,
     /// Functions whose next creation fails once its Pending window ends: reason, code.
     creations_to_fail: HashMap<String, (String, String)>,
+    /// Lambda operations (`AddPermission`, `CreateFunctionUrlConfig`) whose next reply is
+    /// lost after Lambda applied them, once per entry: the caller gets 500 ServiceException
+    /// and the SDK sends the call again.
+    pub lose_lambda_replies: Vec<String>,
     roles: HashMap<String, Instant>,
     /// The zip each function was last given, as uploaded (moto keeps it out of reach).
     code: HashMap<String, Vec<u8>>,
@@ -110,6 +119,10 @@ pub enum LambdaCall {
     UpdateConfiguration(String),
     UpdateCode(String),
     GetPolicy(String),
+    /// AddPermission: a statement added to the function's resource policy.
+    AddPermission(String),
+    /// CreateFunctionUrlConfig.
+    CreateUrl(String),
     /// A delete of one of a function's parts (its URL, a permission).
     DeletePart(String),
     /// Any other call on one function (URL, permissions...), and whether it changes anything.
@@ -141,6 +154,8 @@ impl LambdaCall {
             }
             ("PUT", [_, "functions", f, "code"]) => LambdaCall::UpdateCode(name(f)),
             ("GET", [_, "functions", f, "policy"]) => LambdaCall::GetPolicy(name(f)),
+            ("POST", [_, "functions", f, "policy"]) => LambdaCall::AddPermission(name(f)),
+            ("POST", [_, "functions", f, "url"]) => LambdaCall::CreateUrl(name(f)),
             ("DELETE", [_, "functions", f, _, ..]) => LambdaCall::DeletePart(name(f)),
             (m, [_, "functions", f, ..]) => LambdaCall::Other {
                 function: name(f),
@@ -149,6 +164,11 @@ impl LambdaCall {
             _ => LambdaCall::Unknown,
         }
     }
+}
+
+/// The parts of a Lambda path after `/<version>/functions/<name>/`.
+fn path_tail(path: &str) -> Vec<&str> {
+    path.trim_matches('/').split('/').skip(3).collect()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -261,6 +281,32 @@ impl Model {
                 let request: serde_json::Value = serde_json::from_slice(body).ok()?;
                 self.check_environment(&request)
             }
+            LambdaCall::AddPermission(f) => {
+                if let Some(answer) = self.conflict(f) {
+                    return Some(answer);
+                }
+                let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+                let sid = request["StatementId"].as_str()?;
+                self.functions.get(f)?.sids.contains(sid).then(|| {
+                    lambda_error(
+                        StatusCode::CONFLICT,
+                        "ResourceConflictException",
+                        &format!("The statement id ({sid}) provided already exists. Please specify a new statement id, or remove the existing statement."),
+                    )
+                })
+            }
+            LambdaCall::CreateUrl(f) => {
+                if let Some(answer) = self.conflict(f) {
+                    return Some(answer);
+                }
+                self.functions.get(f)?.has_url.then(|| {
+                    lambda_error(
+                        StatusCode::CONFLICT,
+                        "ResourceConflictException",
+                        &format!("Failed to create function url config for [functionArn = arn:aws:lambda:us-east-1:123456789012:function:{f}]. Error message:  FunctionUrlConfig exists for this Lambda function"),
+                    )
+                })
+            }
             LambdaCall::UpdateCode(f)
             | LambdaCall::Other {
                 function: f,
@@ -314,11 +360,31 @@ impl Model {
         })
     }
 
+    /// Lambda: a lost reply in place of Lambda's answer to `call`, which it applied.
+    pub fn lost_lambda_reply(&mut self, call: &LambdaCall) -> Option<Response> {
+        let operation = match call {
+            LambdaCall::AddPermission(_) => "AddPermission",
+            LambdaCall::CreateUrl(_) => "CreateFunctionUrlConfig",
+            _ => return None,
+        };
+        let i = self
+            .lose_lambda_replies
+            .iter()
+            .position(|o| o == operation)?;
+        self.lose_lambda_replies.remove(i);
+        Some(lambda_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "An internal error occurred. Please try again.",
+        ))
+    }
+
     /// Lambda: records what a successful call started, and rewrites the state fields of a
     /// function's configuration in the answer.
     pub fn after_lambda(
         &mut self,
         call: &LambdaCall,
+        path: &str,
         request: &[u8],
         status: StatusCode,
         body: &[u8],
@@ -357,6 +423,32 @@ impl Model {
             }
             LambdaCall::DeleteFunction(f) => {
                 self.functions.remove(f);
+                return None;
+            }
+            LambdaCall::AddPermission(f) => {
+                let request: serde_json::Value = serde_json::from_slice(request).ok()?;
+                let sid = request["StatementId"].as_str()?.to_owned();
+                self.functions
+                    .entry(f.clone())
+                    .or_default()
+                    .sids
+                    .insert(sid);
+                return None;
+            }
+            LambdaCall::CreateUrl(f) => {
+                self.functions.entry(f.clone()).or_default().has_url = true;
+                return None;
+            }
+            LambdaCall::DeletePart(f) => {
+                if let Some(function) = self.functions.get_mut(f) {
+                    match path_tail(path)[..] {
+                        ["url"] => function.has_url = false,
+                        ["policy", sid] => {
+                            function.sids.remove(&percent_decode(sid));
+                        }
+                        _ => {}
+                    }
+                }
                 return None;
             }
             LambdaCall::GetFunction(f) | LambdaCall::GetConfiguration(f) => f.clone(),

@@ -376,7 +376,12 @@ pub async fn upsert_function(
         match lambda.delete_function().function_name(name).send().await {
             Ok(_) => {}
             Err(e) if is_code(&e, "ResourceNotFoundException") => {}
-            Err(e) => return Err(AwsError::sdk(format!("delete failed function `{name}`"), &e)),
+            Err(e) => {
+                return Err(AwsError::sdk(
+                    format!("delete failed function `{name}`"),
+                    &e,
+                ));
+            }
         }
         return Box::pin(upsert_function(lambda, spec, None)).await;
     }

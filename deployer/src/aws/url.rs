@@ -1,5 +1,10 @@
 //! The function's public URL: auth NONE, and the two resource-policy statements AWS requires
 //! of a public URL since October 2025, added when missing and repaired when wrong.
+//!
+//! A create answered 409 ResourceConflictException (a statement ID that exists, a URL that
+//! exists: Lambda API Reference, AddPermission and CreateFunctionUrlConfig, "Errors") is
+//! what the SDK's retry of a call Lambda had applied meets when the first reply was lost:
+//! the URL or policy is read, and the call counts as done if it holds what was asked.
 
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
@@ -88,15 +93,42 @@ pub async fn converge_url(
             out.function_url().to_owned()
         }
         None => {
-            let out = lambda
+            let created = lambda
                 .create_function_url_config()
                 .function_name(name)
                 .auth_type(FunctionUrlAuthType::None)
                 .send()
-                .await
-                .map_err(|e| AwsError::sdk(format!("create the URL of `{name}`"), &e))?;
+                .await;
             changes.url = true;
-            out.function_url().to_owned()
+            match created {
+                Ok(out) => out.function_url().to_owned(),
+                // A retry (the SDK's, after a lost reply) of a create Lambda had applied,
+                // or another run's: the URL exists. Ours if it is public; else made so.
+                Err(e) if is_code(&e, "ResourceConflictException") => {
+                    let existing = lambda
+                        .get_function_url_config()
+                        .function_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk(format!("read the URL of `{name}`"), &e))?;
+                    if *existing.auth_type() == FunctionUrlAuthType::None {
+                        existing.function_url().to_owned()
+                    } else {
+                        lambda
+                            .update_function_url_config()
+                            .function_name(name)
+                            .auth_type(FunctionUrlAuthType::None)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                AwsError::sdk(format!("make the URL of `{name}` public"), &e)
+                            })?
+                            .function_url()
+                            .to_owned()
+                    }
+                }
+                Err(e) => return Err(AwsError::sdk(format!("create the URL of `{name}`"), &e)),
+            }
         }
     };
     for (sid, present) in [
@@ -128,12 +160,29 @@ pub async fn converge_url(
             add.action("lambda:InvokeFunction")
                 .invoked_via_function_url(true)
         };
-        add.send().await.map_err(|e| {
+        let failed = |e: &aws_sdk_lambda::error::SdkError<_, _>| {
             AwsError::sdk(
                 format!("allow public calls to `{name}` through its URL ({sid})"),
-                &e,
+                e,
             )
-        })?;
+        };
+        match add.send().await {
+            Ok(_) => {}
+            // The statement ID exists: a retry of an AddPermission Lambda had applied (its
+            // reply lost), or another run's. Done if the policy now grants what we asked.
+            Err(e) if is_code(&e, "ResourceConflictException") => {
+                let now = UrlPolicy::read(lambda, name).await?;
+                let granted = if sid == URL_PERMISSION_SID {
+                    now.public_url
+                } else {
+                    now.invoke_via_url
+                };
+                if !granted {
+                    return Err(failed(&e));
+                }
+            }
+            Err(e) => return Err(failed(&e)),
+        }
         changes.url = true;
     }
     Ok(Some(url))
