@@ -195,6 +195,9 @@ pub trait KindRecord {
     fn project_id(&self) -> Option<String>;
     /// Reads the record `name` as its kind's types: an error names what does not.
     fn check(&self, name: &str) -> Result<(), StateError>;
+    /// What a preview stage may read of this record of its base stage: IDs and names, no
+    /// secret; none for a kind a preview does not read.
+    fn public(&self) -> Option<ResourceState>;
 }
 
 /// A create that was sent but not confirmed: the next run looks for it before creating again.
@@ -251,6 +254,25 @@ pub fn parse_state(bytes: &[u8], location: &str) -> Result<StageState, StateErro
 }
 
 impl StageState {
+    /// What a preview stage of this one reads (`base.json` beside the state in S3): its
+    /// projects' and branches' IDs and names, and no secret, so a preview's CI role may
+    /// read it while the state, which holds passwords, stays readable by this stage's role
+    /// alone.
+    pub fn base_view(&self) -> StageState {
+        StageState {
+            version: CURRENT_VERSION,
+            app: self.app.clone(),
+            stage: self.stage.clone(),
+            resources: self
+                .resources
+                .iter()
+                .filter_map(|(name, r)| Some((name.clone(), r.public()?)))
+                .collect(),
+            pending: BTreeMap::new(),
+            serial: self.serial,
+        }
+    }
+
     /// Brings records of older formats to this one; what they mean is unchanged, so a
     /// stage deployed by an older deployer plans "No changes.".
     fn migrate(&mut self, written_as: u32) {

@@ -12,6 +12,8 @@ use harness::fixtures;
 /// a state object that does not exist yet, while the run has read the base stage's. Each
 /// object is written on its own ETag (real S3 and moto answer 404 to `If-Match` on a
 /// missing key, and 412 to another object's ETag), and prod's state is never written.
+/// The preview reads prod's secret-free `base.json`, never prod's state, which its CI role
+/// may not read (modelled as a 403).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
     let stack = DeployStack::start(|_| {}).await;
@@ -21,6 +23,25 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         .await
         .ok();
     let (_, prod_etag) = stack.state_object("prod", "state.json").await.unwrap();
+    // What previews read of prod: IDs and names, no secret.
+    let (base, _) = stack.state_object("prod", "base.json").await.unwrap();
+    let project = &base["resources"]["MyAppProject"];
+    assert!(project["ids"]["project_id"].is_string(), "{base:#}");
+    assert!(
+        project["outputs"]["default_branch_id"].is_string(),
+        "{base:#}"
+    );
+    let text = base.to_string();
+    for secret in ["password", "connection_uri", "postgres"] {
+        assert!(!text.contains(secret), "{secret} in base.json: {base:#}");
+    }
+    // The preview's CI role may not read prod's state (it holds prod's passwords).
+    stack
+        .aws
+        .model()
+        .s3
+        .denied_keys
+        .insert(format!("{STATE_BUCKET}/team/aws-hono/prod/state.json"));
 
     let first = stack
         .run(&config, &["deploy", "--stage", "pr-7"])
@@ -41,12 +62,18 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         .await
         .ok();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    // The daily prune lists every stage, prod by its base.json.
+    stack
+        .run(&config, &["prune", "--older-than", "7d", "--yes"])
+        .await
+        .ok();
 
     stack
         .run(&config, &["remove", "--stage", "pr-7", "--yes"])
         .await
         .ok();
     assert!(stack.state_object("pr-7", "state.json").await.is_none());
+    stack.aws.model().s3.denied_keys.clear();
     let (_, prod_etag_after) = stack.state_object("prod", "state.json").await.unwrap();
     assert_eq!(prod_etag, prod_etag_after, "a preview wrote prod's state");
     assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
@@ -160,6 +187,7 @@ async fn every_call_on_the_state_bucket_names_the_account_that_must_own_it() {
     let calls = stack.aws.calls();
     assert!(stack.state_object("never", "state.json").await.is_none());
     assert!(stack.state_object("dev", "state.json").await.is_none());
+    assert!(stack.state_object("dev", "base.json").await.is_none());
     let on_bucket: Vec<_> = calls
         .into_iter()
         .filter(|c| c.path.starts_with(&format!("/{STATE_BUCKET}")))

@@ -10,6 +10,7 @@
 //!   SDK does not follow it).
 //! - Versioning enabled for the first time ("Enabling versioning on buckets"): for a while,
 //!   reads of objects written since answer 404 NoSuchKey.
+//! - An identity policy that denies some keys (a preview's CI role, prod's state): 403.
 //! - A reply lost after S3 applied the write: the write is done, the caller gets 500
 //!   InternalError, and the SDK sends it again.
 
@@ -30,6 +31,9 @@ pub struct S3Model {
     pub regions: BTreeMap<String, String>,
     /// How long reads of new objects answer 404 after a bucket's versioning is enabled.
     pub versioning_lag: Duration,
+    /// Keys (`<bucket>/<key>`) the caller's policy does not let it touch, as a preview's
+    /// CI role and prod's state: any request on them gets 403 AccessDenied.
+    pub denied_keys: BTreeSet<String>,
     /// Key suffixes (`state.json`, `lock.json`): the next PutObject of a key ending in each
     /// is applied and its answer replaced by a 500, once per entry.
     pub lose_reply_to: Vec<String>,
@@ -96,6 +100,17 @@ impl S3Model {
             && req
                 .header("x-amz-expected-bucket-owner")
                 .is_some_and(|expected| expected != owner)
+        {
+            return Some(error(
+                req,
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Access Denied",
+            ));
+        }
+        if self
+            .denied_keys
+            .contains(&format!("{bucket}/{}", req.key()))
         {
             return Some(error(
                 req,

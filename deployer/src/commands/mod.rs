@@ -163,7 +163,7 @@ pub async fn stage_view(
     let Some(preview) = config.preview(stage) else {
         return Ok((config.clone(), state));
     };
-    let base = store.load(&config.app, &preview.base).await?;
+    let base = store.load_base(&config.app, &preview.base).await?;
     let config = crate::preview::for_stage(config, stage, &state, &base)?;
     Ok((config, state))
 }

@@ -55,6 +55,18 @@ pub fn is_copy(name: &str, rs: &ResourceState) -> bool {
         .is_ok_and(|i| i.copy_of.is_some())
 }
 
+/// What a preview of the stage reads of the branch (the one it copies): its IDs and its
+/// one output, its ID; a branch holds no secret.
+pub fn public(rs: &ResourceState) -> Option<ResourceState> {
+    Some(ResourceState {
+        kind: rs.kind,
+        ids: rs.ids.clone(),
+        inputs: Value::Null,
+        outputs: rs.outputs.clone(),
+        imported: rs.imported,
+    })
+}
+
 pub fn import_id(name: &str, rs: &ResourceState) -> Result<String, StateError> {
     Ok(rs.ids_as::<Ids>(name)?.branch_id.0)
 }

@@ -209,6 +209,14 @@ impl crate::state::KindRecord for ResourceState {
     fn check(&self, name: &str) -> Result<(), StateError> {
         Record::read(name, self).map(drop)
     }
+
+    fn public(&self) -> Option<ResourceState> {
+        match self.kind {
+            Kind::Project => project::public(self),
+            Kind::Branch => branch::public(self),
+            _ => None,
+        }
+    }
 }
 
 // ---- the dispatch by kind -------------------------------------------------------------

@@ -107,6 +107,25 @@ pub fn migrate(r: &mut ResourceState, written_as: u32) {
     }
 }
 
+/// What a preview of the stage reads of the project: its IDs, name and default branch; not
+/// its default database's connection (a password).
+pub fn public(rs: &ResourceState) -> Option<ResourceState> {
+    let outputs = rs.outputs_as::<Outputs>("").ok().map(|o| Outputs {
+        database: None,
+        expires_at: None,
+        ..o
+    });
+    Some(ResourceState {
+        kind: rs.kind,
+        ids: rs.ids.clone(),
+        inputs: Value::Null,
+        outputs: outputs
+            .map(|o| crate::state::to_map(&o))
+            .unwrap_or_default(),
+        imported: rs.imported,
+    })
+}
+
 pub fn import_id(name: &str, rs: &ResourceState) -> Result<String, crate::state::StateError> {
     Ok(rs.ids_as::<Ids>(name)?.project_id.0)
 }

@@ -100,11 +100,24 @@ pub struct S3Store {
     /// the run never wrote over is deleted when it lets the stage go, so a run that
     /// changed nothing leaves nothing.
     claims: Mutex<HashMap<String, String>>,
+    /// The `base.json` this run last wrote, by stage.
+    bases: tokio::sync::Mutex<HashMap<String, Vec<u8>>>,
     lease: Duration,
     /// The account that must own the bucket: every call sends it as `ExpectedBucketOwner`,
     /// so a bucket another account made (the default name is predictable) is refused
     /// with 403 instead of receiving the state's passwords.
     owner: String,
+}
+
+/// Beside each stage's `state.json`: what previews of it read ([`StageState::base_view`]).
+const BASE_OBJECT: &str = "base.json";
+
+/// What a GET found.
+enum Fetched {
+    Found(Vec<u8>, String, Option<SystemTime>),
+    Missing,
+    /// 403: these credentials may not read it.
+    Denied(StateError),
 }
 
 /// A state object as this run last read or wrote it.
@@ -188,6 +201,7 @@ impl S3Store {
             seen: tokio::sync::Mutex::new(HashMap::new()),
             held: Mutex::default(),
             claims: Mutex::default(),
+            bases: tokio::sync::Mutex::default(),
             lease,
             owner,
         }
@@ -214,6 +228,16 @@ impl S3Store {
         &self,
         key: &str,
     ) -> Result<Option<(Vec<u8>, String, Option<SystemTime>)>, StateError> {
+        match self.fetch(key).await? {
+            Fetched::Found(bytes, etag, modified) => Ok(Some((bytes, etag, modified))),
+            Fetched::Missing => Ok(None),
+            Fetched::Denied(e) => Err(e),
+        }
+    }
+
+    /// An object, or that it is missing, or that these credentials may not read it (a
+    /// preview's CI role, say, before another stage's state).
+    async fn fetch(&self, key: &str) -> Result<Fetched, StateError> {
         match self
             .client
             .get_object()
@@ -238,14 +262,71 @@ impl S3Store {
                     })?
                     .into_bytes()
                     .to_vec();
-                Ok(Some((bytes, etag, modified)))
+                Ok(Fetched::Found(bytes, etag, modified))
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Ok(Fetched::Missing)
+            }
             // The default bucket, not made yet (a command that only reads): no state.
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => {
-                Ok(None)
+                Ok(Fetched::Missing)
             }
+            Err(e) if status(&e) == Some(403) => Ok(Fetched::Denied(remote(
+                format!("read s3://{}/{key}", self.bucket),
+                &e,
+            ))),
             Err(e) => Err(remote(format!("read s3://{}/{key}", self.bucket), &e)),
+        }
+    }
+
+    /// What a preview stage reads of its base stage `stage`: its `base.json` (IDs and
+    /// names, no secret), or, for a base deployed before base.json existed, its state.
+    pub async fn load_base(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
+        let key = self.key(stage, BASE_OBJECT);
+        match self.fetch(&key).await? {
+            Fetched::Found(bytes, _, _) => {
+                super::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
+            }
+            Fetched::Missing | Fetched::Denied(_) => self.load(app, stage).await,
+        }
+    }
+
+    /// Writes `state`'s [`StageState::base_view`] when it differs from the one this run
+    /// last wrote. Derived from the state just written, so unconditional; a failure is a
+    /// warning (the next write tries again), never a failed deploy.
+    async fn write_base(&self, state: &StageState) {
+        let view = state.base_view();
+        let mut written = self.bases.lock().await;
+        if view.resources.is_empty() && !written.contains_key(&state.stage) {
+            return;
+        }
+        let Ok(body) = serde_json::to_vec_pretty(&view) else {
+            return;
+        };
+        if written.get(&state.stage) == Some(&body) {
+            return;
+        }
+        let key = self.key(&state.stage, BASE_OBJECT);
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => {
+                written.insert(state.stage.clone(), body);
+            }
+            Err(e) => eprintln!(
+                "warning: could not write s3://{}/{key} (what previews of stage `{}` read): {}",
+                self.bucket,
+                state.stage,
+                crate::aws::Detail::of_sdk(&e)
+            ),
         }
     }
 
@@ -356,8 +437,15 @@ impl S3Store {
         Ok(state)
     }
 
-    /// Writes the state, fenced: only over the version this run last read or wrote.
+    /// Writes the state, fenced: only over the version this run last read or wrote; then
+    /// what previews of the stage read, if that changed.
     pub async fn save(&self, state: &StageState) -> Result<(), StateError> {
+        self.save_state(state).await?;
+        self.write_base(state).await;
+        Ok(())
+    }
+
+    async fn save_state(&self, state: &StageState) -> Result<(), StateError> {
         let key = self.key(&state.stage, "state.json");
         let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Remote {
             action: "serialize the state".into(),
@@ -424,6 +512,22 @@ impl S3Store {
 
     /// Deletes the stage's state (after `remove`), fenced like a write.
     pub async fn delete(&self, stage: &str) -> Result<(), StateError> {
+        // What previews read goes first: a stage without a state has no base view.
+        let base = self.key(stage, BASE_OBJECT);
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(&base)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(remote(format!("delete s3://{}/{base}", self.bucket), &e)),
+        }
+        self.bases.lock().await.remove(stage);
         let key = self.key(stage, "state.json");
         let seen = self.seen.lock().await;
         let Some(Some(Seen { etag: tag, .. })) = seen.get(stage) else {
@@ -487,8 +591,24 @@ impl S3Store {
                 else {
                     continue;
                 };
-                if let Some((bytes, _, _)) = self.get(&self.key(stage, "state.json")).await? {
-                    let mut state = super::parse_state(&bytes, &self.url(stage))?;
+                // A stage whose state these credentials may not read (a preview's CI role
+                // and prod's state) is listed by what its previews may read.
+                let found = match self.fetch(&self.key(stage, "state.json")).await? {
+                    Fetched::Found(bytes, _, _) => Some((bytes, self.url(stage))),
+                    Fetched::Missing => None,
+                    Fetched::Denied(denied) => {
+                        let key = self.key(stage, BASE_OBJECT);
+                        match self.fetch(&key).await? {
+                            Fetched::Found(bytes, _, _) => {
+                                Some((bytes, format!("s3://{}/{key}", self.bucket)))
+                            }
+                            Fetched::Missing => None,
+                            Fetched::Denied(_) => return Err(denied),
+                        }
+                    }
+                };
+                if let Some((bytes, location)) = found {
+                    let mut state = super::parse_state(&bytes, &location)?;
                     state.app = app.to_owned();
                     stages.push(state);
                 }

@@ -107,6 +107,15 @@ impl Store {
         }
     }
 
+    /// What a preview stage reads of its base stage: in S3, the base's secret-free
+    /// `base.json` (its state, for a base deployed before it existed); locally, its state.
+    pub async fn load_base(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
+        match self {
+            Store::Local(dir) => StageState::load(dir, app, stage),
+            Store::S3(s3) => s3.load_base(app, stage).await,
+        }
+    }
+
     /// Writes the state (S3: fenced on the version last read or written).
     pub async fn save(&self, state: &StageState) -> Result<(), StateError> {
         match self {
