@@ -7,13 +7,30 @@
 
 use harness::deploy::{DeployStack, STATE_BUCKET, temp_config};
 use harness::fixtures;
+use harness::paths::workspace_root;
+use harness::s3_model::S3Policy;
+
+/// A CI role's policy from `docs/ci/`, for the fixtures' bucket, prefix and app.
+fn ci_policy(file: &str) -> S3Policy {
+    let path = workspace_root().join("docs/ci").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    S3Policy::parse(
+        &text,
+        &[
+            ("BUCKET", STATE_BUCKET),
+            ("PREFIX", "team"),
+            ("APP", "aws-hono"),
+        ],
+    )
+}
 
 /// A preview stage with S3 state, as the preview workflow runs it: its first deploy writes
 /// a state object that does not exist yet, while the run has read the base stage's. Each
 /// object is written on its own ETag (real S3 and moto answer 404 to `If-Match` on a
 /// missing key, and 412 to another object's ETag), and prod's state is never written.
-/// The preview reads prod's secret-free `base.json`, never prod's state, which its CI role
-/// may not read (modelled as a 403).
+/// Prod redeploys under prod's CI role and the preview deploys, prunes and is removed
+/// under the preview's, as `docs/ci/` writes their policies (S3 refusing what they do not
+/// allow): the preview reads prod's secret-free `base.json`, never prod's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
     let stack = DeployStack::start(|_| {}).await;
@@ -22,7 +39,6 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         .run(&config, &["deploy", "--stage", "prod"])
         .await
         .ok();
-    let (_, prod_etag) = stack.state_object("prod", "state.json").await.unwrap();
     // What previews read of prod: IDs and names, no secret.
     let (base, _) = stack.state_object("prod", "base.json").await.unwrap();
     let project = &base["resources"]["MyAppProject"];
@@ -35,13 +51,29 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
     for secret in ["password", "connection_uri", "postgres"] {
         assert!(!text.contains(secret), "{secret} in base.json: {base:#}");
     }
-    // The preview's CI role may not read prod's state (it holds prod's passwords).
-    stack
-        .aws
-        .model()
-        .s3
-        .denied_keys
-        .insert(format!("{STATE_BUCKET}/team/aws-hono/prod/state.json"));
+    // Prod's CI role, as docs/ci/prod-permissions.json has it, redeploys prod.
+    stack.aws.model().s3.policy = Some(ci_policy("prod-permissions.json"));
+    let prod_again = stack
+        .run(&config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+    assert!(
+        prod_again.stdout.contains("No changes."),
+        "{}",
+        prod_again.stdout
+    );
+    let (_, prod_etag) = {
+        stack.aws.model().s3.policy = None;
+        stack.state_object("prod", "state.json").await.unwrap()
+    };
+    // The preview's CI role (docs/ci/preview-permissions.json) does the rest: it may not
+    // read prod's state, which holds prod's passwords.
+    let preview_role = ci_policy("preview-permissions.json");
+    assert!(!preview_role.allows(
+        "s3:GetObject",
+        &format!("arn:aws:s3:::{STATE_BUCKET}/team/aws-hono/prod/state.json")
+    ));
+    stack.aws.model().s3.policy = Some(preview_role);
 
     let first = stack
         .run(&config, &["deploy", "--stage", "pr-7"])
@@ -52,7 +84,12 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         "{}",
         first.stdout
     );
-    let (state, _) = stack.state_object("pr-7", "state.json").await.unwrap();
+    let (state, _) = {
+        stack.aws.model().s3.policy = None;
+        let read = stack.state_object("pr-7", "state.json").await.unwrap();
+        stack.aws.model().s3.policy = Some(ci_policy("preview-permissions.json"));
+        read
+    };
     assert_eq!(
         state["resources"]["MyAppProject"]["kind"], "Preview",
         "{state:#}"
@@ -72,8 +109,8 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         .run(&config, &["remove", "--stage", "pr-7", "--yes"])
         .await
         .ok();
+    stack.aws.model().s3.policy = None;
     assert!(stack.state_object("pr-7", "state.json").await.is_none());
-    stack.aws.model().s3.denied_keys.clear();
     let (_, prod_etag_after) = stack.state_object("prod", "state.json").await.unwrap();
     assert_eq!(prod_etag, prod_etag_after, "a preview wrote prod's state");
     assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);

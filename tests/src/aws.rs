@@ -245,10 +245,12 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     if let Some(answer) = early {
         return answer;
     }
-    let is_s3 = action.is_none()
-        && target.is_none()
-        && !parts.uri.path().starts_with("/2015-03-31")
-        && !parts.uri.path().starts_with("/2021-10-31");
+    // The service, as the SigV4 credential scope names it (`.../<region>/s3/aws4_request`).
+    let is_s3 = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("/s3/aws4_request"));
     let s3_request = |headers| crate::s3_model::S3Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),

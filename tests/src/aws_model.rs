@@ -599,6 +599,10 @@ mod tests {
         );
         assert_eq!(
             LambdaCall::parse("POST", "/2021-10-31/functions/f/url"),
+            LambdaCall::CreateUrl("f".into())
+        );
+        assert_eq!(
+            LambdaCall::parse("PUT", "/2021-10-31/functions/f/url"),
             LambdaCall::Other {
                 function: "f".into(),
                 mutating: true

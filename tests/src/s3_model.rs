@@ -34,6 +34,9 @@ pub struct S3Model {
     /// Keys (`<bucket>/<key>`) the caller's policy does not let it touch, as a preview's
     /// CI role and prod's state: any request on them gets 403 AccessDenied.
     pub denied_keys: BTreeSet<String>,
+    /// The caller's identity policy, as far as S3 goes (a CI role's, from `docs/ci/`): a
+    /// request it does not allow gets 403 AccessDenied. Conditions are not evaluated.
+    pub policy: Option<S3Policy>,
     /// Key suffixes (`state.json`, `lock.json`): the next PutObject of a key ending in each
     /// is applied and its answer replaced by a 500, once per entry.
     pub lose_reply_to: Vec<String>,
@@ -83,6 +86,37 @@ impl S3Request<'_> {
             .any(|p| !p.is_empty() && !p.starts_with("x-id="))
     }
 
+    /// The IAM action the request needs (S3 User Guide, "Actions, resources, and condition
+    /// keys for Amazon S3").
+    fn action(&self) -> &'static str {
+        let sub = self
+            .query
+            .split('&')
+            .find(|p| !p.is_empty() && !p.starts_with("x-id="));
+        let sub = sub.map(|p| p.split('=').next().unwrap_or(p));
+        match (self.method, self.key().is_empty(), sub) {
+            ("GET" | "HEAD", false, _) => "s3:GetObject",
+            ("PUT", false, _) => "s3:PutObject",
+            ("DELETE", false, _) => "s3:DeleteObject",
+            ("HEAD", true, _) | ("GET", true, Some("list-type")) => "s3:ListBucket",
+            ("GET", true, Some("versioning")) => "s3:GetBucketVersioning",
+            ("PUT", true, Some("versioning")) => "s3:PutBucketVersioning",
+            ("PUT", true, Some("publicAccessBlock")) => "s3:PutBucketPublicAccessBlock",
+            ("PUT", true, Some("encryption")) => "s3:PutEncryptionConfiguration",
+            ("PUT", true, Some("lifecycle")) => "s3:PutLifecycleConfiguration",
+            ("PUT", true, None) => "s3:CreateBucket",
+            _ => "s3:Unmodelled",
+        }
+    }
+
+    /// The ARN of what the request is on: the bucket, or one of its objects.
+    fn arn(&self) -> String {
+        match self.key() {
+            "" => format!("arn:aws:s3:::{}", self.bucket()),
+            key => format!("arn:aws:s3:::{}/{key}", self.bucket()),
+        }
+    }
+
     fn is_object_read(&self) -> bool {
         matches!(self.method, "GET" | "HEAD") && !self.key().is_empty() && !self.has_subresource()
     }
@@ -111,6 +145,16 @@ impl S3Model {
         if self
             .denied_keys
             .contains(&format!("{bucket}/{}", req.key()))
+        {
+            return Some(error(
+                req,
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Access Denied",
+            ));
+        }
+        if let Some(policy) = &self.policy
+            && !policy.allows(req.action(), &req.arn())
         {
             return Some(error(
                 req,
@@ -209,4 +253,92 @@ fn error(req: &S3Request<'_>, status: StatusCode, code: &str, message: &str) -> 
         req.bucket()
     );
     (status, [("content-type", "application/xml")], xml).into_response()
+}
+
+/// The S3 statements of an identity policy: which actions it allows on which resources
+/// (`*` in a resource matches any run of characters, `/` included).
+#[derive(Debug, Clone)]
+pub struct S3Policy(Vec<(Vec<String>, Vec<String>)>);
+
+impl S3Policy {
+    /// From a policy document; `vars` fills its placeholders (`BUCKET`, `PREFIX`, `APP`).
+    pub fn parse(document: &str, vars: &[(&str, &str)]) -> S3Policy {
+        let mut text = document.to_owned();
+        for (name, value) in vars {
+            text = text.replace(name, value);
+        }
+        let policy: serde_json::Value = serde_json::from_str(&text).expect("a policy document");
+        let list = |v: &serde_json::Value| -> Vec<String> {
+            match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        S3Policy(
+            policy["Statement"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .filter(|s| s["Effect"] == "Allow")
+                .map(|s| (list(&s["Action"]), list(&s["Resource"])))
+                .filter(|(actions, _)| actions.iter().any(|a| a.starts_with("s3:")))
+                .collect(),
+        )
+    }
+
+    pub fn allows(&self, action: &str, arn: &str) -> bool {
+        self.0.iter().any(|(actions, resources)| {
+            actions.iter().any(|a| a == action || a == "s3:*")
+                && resources.iter().any(|r| glob(r, arn))
+        })
+    }
+}
+
+/// IAM's resource match: `*` any run of characters, `?` one.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn resources_match_as_iam_matches_them() {
+        assert!(glob(
+            "arn:aws:s3:::b/team/app/pr-*/*",
+            "arn:aws:s3:::b/team/app/pr-7/state.json"
+        ));
+        assert!(!glob(
+            "arn:aws:s3:::b/team/app/pr-*/*",
+            "arn:aws:s3:::b/team/app/prod/state.json"
+        ));
+        assert!(glob(
+            "arn:aws:s3:::b/team/app/*/base.json",
+            "arn:aws:s3:::b/team/app/prod/base.json"
+        ));
+        assert!(!glob("arn:aws:s3:::b", "arn:aws:s3:::b/x"));
+    }
 }
