@@ -87,6 +87,7 @@ async fn a_deploy_succeeds_through_injected_faults_without_duplicates() {
                 path: path.into(),
                 status: 423,
                 count: 2,
+                after_apply: false,
             });
         }
     })
@@ -336,4 +337,114 @@ async fn a_deploy_killed_while_neon_and_aws_steps_overlap_converges_on_the_next_
         kills_ms.len(),
         "an orphaned or duplicated project: {listed:#?}"
     );
+}
+
+/// A project list that names `unavailable_project_ids` (Neon knows they exist but could
+/// not describe them in time) is incomplete: after a create whose reply was lost (the
+/// project made, a 500 answered), the lists that look for it withhold it three times, and
+/// the deployer asks again instead of creating a second project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_project_list_is_asked_again_not_taken_as_absent() {
+    let stack = DeployStack::start(|c| {
+        c.scripted_faults
+            .push("POST /projects 500 applied".parse().unwrap());
+        c.incomplete_project_lists = 3;
+    })
+    .await;
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
+    stack
+        .run(&config, &["deploy", "--stage", "unavailable"])
+        .await
+        .ok();
+    let listed = stack.neon.emulator.requests();
+    let lists = listed
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/projects"))
+        .count();
+    assert!(
+        lists >= 4,
+        "the incomplete lists were not asked again: {lists}"
+    );
+    assert_eq!(
+        stack.projects_named("my-sst-project").await.len(),
+        1,
+        "a second project was created"
+    );
+}
+
+/// An organization member's key may not delete projects (only admins may): `remove` says
+/// so, with what to do, instead of a bare 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_key_that_may_not_delete_the_project_gets_a_hint_that_says_so() {
+    const MEMBER_KEY: &str = "member-neon-api-key";
+    let stack = DeployStack::start(|c| c.member_api_key = Some(MEMBER_KEY.into())).await;
+    let (_dir, config) = temp_config(fixtures::read(GUIDE_HONO));
+    stack
+        .run(&config, &["deploy", "--stage", "member"])
+        .await
+        .ok();
+    let out = stack
+        .command(&config, &["remove", "--stage", "member", "--yes"])
+        .env("NEON_API_KEY", MEMBER_KEY)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(
+        stderr.contains("hint: only an organization admin may delete a Neon project"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(MEMBER_KEY),
+        "the key was printed: {stderr}"
+    );
+    assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
+}
+
+/// An account outside Neon's Early Access programme is refused `expires_at` (the spec marks
+/// it so): a preview stage with `expires_in` fails with an error that names it and what to
+/// do, and leaves no branch behind; without `expires_in` it deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_expiry_refused_outside_early_access_names_expires_in() {
+    let stack = DeployStack::start(|c| c.no_early_access = true).await;
+    let (_dir, config) = temp_config(fixtures::read("infra/guide-preview.toml"));
+    stack
+        .run(&config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+    let refused = stack.run(&config, &["deploy", "--stage", "pr-5"]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    for text in [
+        "Neon refused the branch's expiry (`expires_at`, an Early Access field of Neon's API)",
+        "remove `expires_in`",
+        "the branch was not made",
+    ] {
+        assert!(refused.stderr.contains(text), "{text}: {}", refused.stderr);
+    }
+    let project = &stack.projects_named("my-sst-project").await[0];
+    let branches: deployer::neon::models::BranchesResponse = stack
+        .neon
+        .client
+        .call(
+            "GET",
+            "/projects/{project_id}/branches",
+            &[&project.id.0],
+            "",
+            None,
+        )
+        .await
+        .typed();
+    assert!(
+        branches.branches.iter().all(|b| !b.name.contains("pr-5")),
+        "{:?}",
+        branches.branches
+    );
+    let (_dir2, no_expiry) =
+        temp_config(fixtures::read("infra/guide-preview.toml").with("expires_in = \"3d\"\n", ""));
+    stack
+        .run(&no_expiry, &["deploy", "--stage", "pr-5"])
+        .await
+        .ok();
 }

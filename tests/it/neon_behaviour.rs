@@ -352,6 +352,7 @@ async fn random_faults_come_at_the_configured_rate_and_scripted_ones_as_scripted
         path: "/projects".into(),
         status: 503,
         count: 2,
+        after_apply: false,
     });
     let body = json!({"project": {"name": "scripted"}});
     for _ in 0..2 {

@@ -113,6 +113,7 @@ impl Neon {
             Some(&body(request)),
         )
         .await
+        .map_err(|e| expiry_refused(e, request.branch.expires_at.is_some()))
     }
 
     pub async fn update_branch(
@@ -128,10 +129,22 @@ impl Neon {
         )
         .await
         .map(drop)
+        .map_err(|e| expiry_refused(e, matches!(patch.expires_at, Some(Some(_)))))
     }
 
     pub async fn delete_branch(&self, project: &ProjectId, id: &BranchId) -> Result<(), NeonError> {
         self.delete(&format!("/projects/{project}/branches/{id}"))
             .await
+    }
+}
+
+/// A 400 to a request that set `expires_at`, which the spec marks Early Access: an account
+/// outside the programme is refused it. Said as such, so the user hears of `expires_in`.
+fn expiry_refused(e: NeonError, sent_expiry: bool) -> NeonError {
+    match e {
+        NeonError::Api { status: 400, .. } if sent_expiry => NeonError::ExpiryRefused {
+            source: Box::new(e),
+        },
+        e => e,
     }
 }

@@ -46,6 +46,16 @@ pub enum NeonError {
         failures: i64,
         message: Option<String>,
     },
+    #[error("Neon could not list all of {what}: it knows projects {} exist but did not describe them in time", unavailable.join(", "))]
+    Incomplete {
+        what: String,
+        unavailable: Vec<String>,
+    },
+    #[error("Neon refused the branch's expiry (`expires_at`, an Early Access field of Neon's API)")]
+    ExpiryRefused {
+        #[source]
+        source: Box<NeonError>,
+    },
     #[error("Neon operation `{action}` ({id}) did not finish within {} minutes", OPERATION_TIMEOUT.as_secs() / 60)]
     OperationTimeout { id: OperationId, action: String },
 }
@@ -73,6 +83,16 @@ impl NeonError {
 
     /// What the user should do, for errors retrying cannot fix.
     pub fn hint(&self) -> Option<String> {
+        if let NeonError::ExpiryRefused { .. } = self {
+            return Some(
+                "branch expiry needs Neon's Early Access programme: join it, or remove `expires_in` from the stage's table ([stages.default] or [stages.<name>]) and let `deployer prune --older-than 7d` remove old previews; the branch was not made".to_owned(),
+            );
+        }
+        if let NeonError::Incomplete { .. } = self {
+            return Some(
+                "nothing was created (one of them may be this stage's); run the deploy again in a minute".to_owned(),
+            );
+        }
         if let NeonError::Api {
             status: 400,
             message,
@@ -82,6 +102,22 @@ impl NeonError {
         {
             return Some(
                 "your Neon account belongs to an organization: set org_id under [neon.project.<Name>] in infra.toml (for example org_id = \"${env.NEON_ORG_ID}\" with NEON_ORG_ID in .env); the ID (org-...) is on the organization's Settings page in the Neon console".to_owned(),
+            );
+        }
+        if let NeonError::Api {
+            status: 403,
+            method,
+            path,
+            ..
+        } = self
+            && *method == Method::DELETE
+            && path.trim_matches('/').split('/').count() == 2
+            && path.starts_with("/projects/")
+        {
+            // Neon's organization roles: only an Admin may delete a project; a Member's
+            // key (and a project-scoped key) may not.
+            return Some(
+                "only an organization admin may delete a Neon project: this key is a member's (or project-scoped); run the remove with an admin's or an organization API key, or keep the project with removal = \"retain\" for the stage".to_owned(),
             );
         }
         match self.status() {

@@ -116,6 +116,11 @@ pub struct Pagination {
 #[derive(Debug, Deserialize)]
 pub struct ProjectsResponse {
     pub projects: Vec<Project>,
+    /// Projects Neon knows exist but could not describe in time (the spec: "known to exist,
+    /// but whose details could not be fetched within the requested (or implicit) time
+    /// limit"): the list is incomplete, not those projects absent.
+    #[serde(default)]
+    pub unavailable_project_ids: Vec<ProjectId>,
     #[serde(default)]
     pub pagination: Option<Pagination>,
 }

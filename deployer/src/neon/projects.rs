@@ -1,11 +1,16 @@
 //! Projects: create (waiting for its operations), find by name, read, update, delete.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde::Serialize;
 
 use super::client::body;
 use super::models::*;
 use super::{Neon, NeonError, encode};
+
+/// Listings asked again while Neon's answer names unavailable projects: about 5 s in all.
+const LIST_ATTEMPTS: u32 = 5;
 
 /// `ProjectCreateRequest.project`: what the deployer sets on a new project.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -58,11 +63,46 @@ impl Neon {
     /// Projects whose name contains `name` (Neon searches by substring), every page. With
     /// `org_id`, the organization's projects: an account in an organization must name it
     /// (Neon answers 400 "org_id is required" to a personal key otherwise).
+    ///
+    /// A list naming `unavailable_project_ids` is incomplete: those projects exist, and any
+    /// may be the one looked for (an uncertain create's). It is asked again, with back-off,
+    /// and if it stays incomplete that is an error, never "absent" (which would create a
+    /// second project).
     pub async fn find_projects(
         &self,
         name: &str,
         org_id: Option<&str>,
     ) -> Result<Vec<Project>, NeonError> {
+        let mut delay = Duration::from_millis(250);
+        for _ in 0..LIST_ATTEMPTS {
+            let (found, unavailable) = self.list_projects(name, org_id).await?;
+            if unavailable.is_empty() {
+                return Ok(found);
+            }
+            tracing::info!(
+                ?unavailable,
+                "Neon's project list was incomplete; asking again"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(4));
+        }
+        let (found, unavailable) = self.list_projects(name, org_id).await?;
+        if unavailable.is_empty() {
+            return Ok(found);
+        }
+        Err(NeonError::Incomplete {
+            what: format!("the projects named like `{name}`"),
+            unavailable: unavailable.into_iter().map(|p| p.0).collect(),
+        })
+    }
+
+    /// One listing, every page: the projects, and those Neon could not describe.
+    async fn list_projects(
+        &self,
+        name: &str,
+        org_id: Option<&str>,
+    ) -> Result<(Vec<Project>, Vec<ProjectId>), NeonError> {
+        let mut unavailable = Vec::new();
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -76,11 +116,12 @@ impl Neon {
             let page: ProjectsResponse = self.get(&path).await?;
             let full = page.projects.len() == 400;
             all.extend(page.projects);
+            unavailable.extend(page.unavailable_project_ids);
             match page.pagination {
                 Some(p) if full && !p.cursor.is_empty() && cursor.as_ref() != Some(&p.cursor) => {
                     cursor = Some(p.cursor)
                 }
-                _ => return Ok(all),
+                _ => return Ok((all, unavailable)),
             }
         }
     }

@@ -38,6 +38,9 @@ pub struct ScriptedFault {
     pub path: String,
     pub status: u16,
     pub count: u32,
+    /// Apply the change, then answer with the fault (a reply lost after Neon did it).
+    #[serde(default)]
+    pub after_apply: bool,
 }
 
 impl ScriptedFault {
@@ -51,7 +54,8 @@ impl ScriptedFault {
     }
 }
 
-/// `POST /projects/*/branches 503 x2` (the count is optional, default 1).
+/// `POST /projects/*/branches 503 x2` (the count is optional, default 1; a last word
+/// `applied` makes the change before answering with the fault).
 impl FromStr for ScriptedFault {
     type Err = String;
 
@@ -62,7 +66,9 @@ impl FromStr for ScriptedFault {
                 "`{s}`: expected `METHOD PATH STATUS [xCOUNT]`, e.g. `POST /projects/*/branches 503 x2`"
             )
         };
-        let (method, path, status) = match parts.as_slice() {
+        let after_apply = parts.last() == Some(&"applied");
+        let parts = &parts[..parts.len() - usize::from(after_apply)];
+        let (method, path, status) = match parts {
             [m, p, s] | [m, p, s, _] => (m, p, s),
             _ => return Err(usage()),
         };
@@ -76,6 +82,7 @@ impl FromStr for ScriptedFault {
             path: path.to_string(),
             status,
             count,
+            after_apply,
         })
     }
 }
@@ -115,14 +122,14 @@ impl Faults {
     /// Decides whether this call fails, consuming a scripted fault if one matches.
     pub fn decide(&mut self, method: &str, path: &str, mutating: bool) -> Option<Fault> {
         if let Some(i) = self.scripted.iter().position(|f| f.matches(method, path)) {
-            let status = self.scripted[i].status;
+            let (status, after_apply) = (self.scripted[i].status, self.scripted[i].after_apply);
             self.scripted[i].count -= 1;
             if self.scripted[i].count == 0 {
                 self.scripted.remove(i);
             }
             return Some(Fault {
                 status,
-                after_apply: false,
+                after_apply: after_apply && mutating,
             });
         }
         if self.random.statuses.is_empty() || !self.rng.chance(self.random.rate) {
@@ -149,6 +156,9 @@ mod tests {
         assert!(!f.matches("GET", "/projects/abc/branches"));
         assert!(!f.matches("POST", "/projects/abc/branches/br-1"));
         assert!("POST /projects".parse::<ScriptedFault>().is_err());
+        let applied: ScriptedFault = "POST /projects 500 applied".parse().unwrap();
+        assert!(applied.after_apply && applied.count == 1);
+        assert!(!f.after_apply);
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub struct EmulatorConfig {
     /// The API key is a personal key of an account in an organization, as every new Neon
     /// account is: listing or creating projects without `org_id` answers 400.
     pub require_org_id: bool,
+    /// Another key of the organization, a Member's: it may do all the owner's key does but
+    /// delete projects (Neon's organization roles: only Admins delete projects), which
+    /// answers 403.
+    pub member_api_key: Option<String>,
+    /// The account is outside Neon's Early Access programme, where the spec puts branch
+    /// `expires_at`: a branch create or update that sets it answers 400.
+    pub no_early_access: bool,
+    /// The next project lists that find matching projects leave them out and name them in
+    /// `unavailable_project_ids`, as Neon does when it cannot describe them in time.
+    pub incomplete_project_lists: u32,
     /// Also append each logged request to this file as a JSON line.
     pub request_log: Option<PathBuf>,
     pub spec_path: PathBuf,
@@ -89,6 +99,9 @@ impl EmulatorConfig {
             random_faults: RandomFaults::default(),
             scripted_faults: Vec::new(),
             require_org_id: false,
+            member_api_key: None,
+            no_early_access: false,
+            incomplete_project_lists: 0,
             operation_faults: Vec::new(),
             request_log: None,
             spec_path: spec::default_spec_path(),
@@ -241,6 +254,7 @@ impl Emulator {
             addr: config.listen,
             source,
         })?;
+        let incomplete_lists = config.incomplete_project_lists;
         let ctx = Arc::new(Ctx {
             rng: Mutex::new(rng),
             faults: Mutex::new(Faults::new(
@@ -254,6 +268,7 @@ impl Emulator {
                 projects: BTreeMap::new(),
                 order: Vec::new(),
                 next_database_id: 1,
+                incomplete_lists,
             }),
             clusters,
             log: Mutex::new(Vec::new()),
@@ -427,12 +442,23 @@ async fn gate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| key == ctx.config.api_key);
+        .map(str::to_owned);
+    let member = authorized.is_some() && authorized == ctx.config.member_api_key;
+    let authorized = authorized.as_deref() == Some(ctx.config.api_key.as_str()) || member;
+    let deletes_project = method == "DELETE" && {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        parts.len() >= 2 && parts[parts.len() - 2] == "projects"
+    };
     let mut fault = false;
     let response = if !authorized {
         error(
             StatusCode::UNAUTHORIZED,
             "authentication required: send `Authorization: Bearer <API key>`",
+        )
+    } else if member && deletes_project {
+        error(
+            StatusCode::FORBIDDEN,
+            "permission denied: your role in the organization does not allow deleting projects",
         )
     } else {
         let decided = ctx.faults.lock().unwrap().decide(&method, &path, mutating);

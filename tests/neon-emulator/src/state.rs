@@ -14,6 +14,8 @@ pub struct State {
     /// Project IDs in creation order, for listing and cursors.
     pub order: Vec<String>,
     pub next_database_id: i64,
+    /// Project lists still to come back incomplete ([`crate::EmulatorConfig`]).
+    pub incomplete_lists: u32,
 }
 
 pub struct Project {

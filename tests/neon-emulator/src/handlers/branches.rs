@@ -50,7 +50,7 @@ pub(super) async fn create_branch(
     let parent = branch(p, &parent_id).map_err(|_| not_found("parent branch"))?;
     let expires_at = match body["branch"].get("expires_at") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(check_expires_at(v)?),
+        Some(v) => Some(check_expires_at(&ctx, v)?),
     };
     let annotation = check_annotation(&body["annotation_value"])?;
     let schema_only = match body["branch"]["init_source"].as_str() {
@@ -236,7 +236,7 @@ pub(super) async fn update_branch(
                 "expires_at: the default branch and protected branches cannot expire",
             ));
         } else {
-            b.expires_at = Some(check_expires_at(v)?);
+            b.expires_at = Some(check_expires_at(&ctx, v)?);
         }
     }
     if let Some(name) = body["branch"]["name"].as_str() {
@@ -291,8 +291,14 @@ pub(super) async fn delete_branch(
 }
 
 /// Neon's rules for `expires_at` (https://neon.com/docs/guides/branch-expiration,
-/// "Restrictions"): RFC 3339, in the future, at most 30 days ahead.
-fn check_expires_at(v: &Value) -> Result<String, ApiError> {
+/// "Restrictions"): RFC 3339, in the future, at most 30 days ahead; and, as the spec marks
+/// the field Early Access, only for an account in that programme.
+fn check_expires_at(ctx: &super::Ctx, v: &Value) -> Result<String, ApiError> {
+    if ctx.config.no_early_access {
+        return Err(bad_request(
+            "expires_at: branch expiration is available to Early Access accounts only",
+        ));
+    }
     let parsed = v.as_str().and_then(|s| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
     });

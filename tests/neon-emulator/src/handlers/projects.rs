@@ -22,7 +22,7 @@ pub(super) async fn list_projects(
             _ => return Err(bad_request("limit: must be an integer from 1 to 400")),
         },
     };
-    let st = ctx.state.lock().await;
+    let mut st = ctx.state.lock().await;
     let start = match q.get("cursor") {
         Some(c) => st.order.iter().position(|id| id == c).map_or(0, |i| i + 1),
         None => 0,
@@ -42,14 +42,26 @@ pub(super) async fn list_projects(
         })
         .take(limit)
         .collect();
+    let mut page = page;
+    let mut unavailable: Vec<String> = Vec::new();
+    if st.incomplete_lists > 0 && !page.is_empty() {
+        unavailable = page.iter().map(|p| p.id.clone()).collect();
+        page.clear();
+    }
     let mut body = json!({
         "projects": page.iter().map(|p| p.list_json()).collect::<Vec<_>>(),
         "applications": {},
         "integrations": {},
     });
+    if !unavailable.is_empty() {
+        body["unavailable_project_ids"] = json!(unavailable);
+    }
     // The spec's cursor is a non-empty string: an empty page has none.
     if let Some(last) = page.last() {
         body["pagination"] = json!({ "cursor": last.id });
+    }
+    if !unavailable.is_empty() {
+        st.incomplete_lists -= 1;
     }
     ok(StatusCode::OK, body)
 }
