@@ -117,6 +117,7 @@ impl Applier<'_> {
                 self.project_dir,
                 self.clients,
                 &deployed,
+                &recorder.snapshot(),
             )
         } else {
             Prepared::default()

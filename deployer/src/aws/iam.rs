@@ -6,9 +6,11 @@
 //! cannot assume it for several seconds. The first is retried here; the second in
 //! `lambda::upsert_function`, for a role young enough to be still propagating.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_iam::Client;
+use aws_sdk_iam::types::Tag;
 
 use super::{AwsError, is_code};
 use crate::retry::{self, Policy, Verdict};
@@ -29,6 +31,21 @@ pub struct Role {
     /// Created recently enough (by this run or an interrupted one) that Lambda may not be
     /// able to assume it yet.
     pub propagating: bool,
+    /// Its permissions boundary and tags as IAM has them (a role just made: as made).
+    boundary: Option<String>,
+    tags: BTreeMap<String, String>,
+    /// Whether this run changed its boundary or tags.
+    pub changed: bool,
+}
+
+/// What an organisation may require of the role: a permissions boundary (`None`: none, and
+/// one the deployer set before, `previous_boundary`, is removed) and tags (`None`: left as
+/// they are; else exactly these, but AWS's own `aws:` ones).
+#[derive(Debug, Clone, Default)]
+pub struct RoleSettings {
+    pub boundary: Option<String>,
+    pub previous_boundary: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// The managed policy's ARN in the role's partition (`aws`, `aws-cn`, `aws-us-gov`): an ARN
@@ -73,6 +90,19 @@ async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>, AwsError> {
                 arn: role.map(|r| r.arn().to_owned()).unwrap_or_default(),
                 created: false,
                 propagating: now - created_at < PROPAGATION_WINDOW.as_secs() as i64,
+                boundary: role
+                    .and_then(|r| r.permissions_boundary())
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_owned),
+                tags: role
+                    .map(|r| {
+                        r.tags()
+                            .iter()
+                            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                changed: false,
             }))
         }
         Err(e) if is_code(&e, "NoSuchEntity") => Ok(None),
@@ -80,8 +110,13 @@ async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>, AwsError> {
     }
 }
 
-/// Finds or creates the role, and attaches the basic execution policy if it is missing.
-pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
+/// Finds or creates the role with `settings`, and attaches the basic execution policy if it
+/// is missing.
+pub async fn upsert_role(
+    iam: &Client,
+    name: &str,
+    settings: &RoleSettings,
+) -> Result<Role, AwsError> {
     // The role usually exists (every deploy after the first): its policies are listed
     // beside the read, one round trip instead of two; the list is only used if the role
     // was found.
@@ -91,13 +126,22 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
     );
     let found = found?;
     let listed = if found.is_some() { listed.ok() } else { None };
-    let role = match found {
+    let tags: Vec<Tag> = settings
+        .tags
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect();
+    let mut role = match found {
         Some(role) => role,
+        // Made with its boundary and tags: an organisation's SCP may refuse a role without.
         None => match iam
             .create_role()
             .role_name(name)
             .assume_role_policy_document(TRUST_POLICY)
             .description("Execution role created by deployer")
+            .set_permissions_boundary(settings.boundary.clone())
+            .set_tags((!tags.is_empty()).then(|| tags.clone()))
             .send()
             .await
         {
@@ -105,6 +149,9 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
                 arn: out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
                 created: true,
                 propagating: true,
+                boundary: settings.boundary.clone(),
+                tags: settings.tags.clone().unwrap_or_default(),
+                changed: true,
             },
             // Another run created it between our read and our create.
             Err(e) if is_code(&e, "EntityAlreadyExists") => get_role(iam, name)
@@ -113,6 +160,7 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
             Err(e) => return Err(AwsError::sdk(format!("create IAM role `{name}`"), &e)),
         },
     };
+    converge_settings(iam, name, &mut role, settings).await?;
     let policy = basic_execution_policy(&role.arn);
     // A role this run created has no policies yet: no need to list them.
     let has_basic = !role.created && {
@@ -151,6 +199,85 @@ pub async fn upsert_role(iam: &Client, name: &str) -> Result<Role, AwsError> {
         })?;
     }
     Ok(role)
+}
+
+/// Brings a found role's boundary and tags to `settings`.
+async fn converge_settings(
+    iam: &Client,
+    name: &str,
+    role: &mut Role,
+    settings: &RoleSettings,
+) -> Result<(), AwsError> {
+    match (&settings.boundary, &role.boundary) {
+        (Some(wanted), current) if current.as_ref() != Some(wanted) => {
+            iam.put_role_permissions_boundary()
+                .role_name(name)
+                .permissions_boundary(wanted)
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::sdk(format!("set the permissions boundary of `{name}`"), &e)
+                })?;
+            role.changed = true;
+        }
+        (None, Some(current)) if settings.previous_boundary.as_ref() == Some(current) => {
+            iam.delete_role_permissions_boundary()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::sdk(format!("remove the permissions boundary of `{name}`"), &e)
+                })?;
+            role.changed = true;
+        }
+        _ => {}
+    }
+    let Some(wanted) = &settings.tags else {
+        return Ok(());
+    };
+    let (set, unset) = tag_changes(&role.tags, wanted);
+    if !set.is_empty() {
+        let tags: Vec<Tag> = set
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        iam.tag_role()
+            .role_name(name)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("tag IAM role `{name}`"), &e))?;
+        role.changed = true;
+    }
+    if !unset.is_empty() {
+        iam.untag_role()
+            .role_name(name)
+            .set_tag_keys(Some(unset))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("untag IAM role `{name}`"), &e))?;
+        role.changed = true;
+    }
+    Ok(())
+}
+
+/// The tags to set (missing or different) and the keys to remove (not wanted; AWS's own
+/// `aws:` ones are never touched) to bring `current` to `wanted`.
+pub fn tag_changes(
+    current: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = wanted
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let unset = current
+        .keys()
+        .filter(|k| !wanted.contains_key(*k) && !k.starts_with("aws:"))
+        .cloned()
+        .collect();
+    (set, unset)
 }
 
 /// Deletes the role: IAM refuses while policies are attached or inline, so every attached

@@ -44,6 +44,8 @@ pub struct FunctionSpec {
     pub memory: i32,
     pub timeout: i32,
     pub environment: HashMap<String, String>,
+    /// `[app] tags`; `None`: the function's tags are left as they are.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// What changed, for the output line.
@@ -54,11 +56,12 @@ pub struct Changes {
     pub code: bool,
     pub url: bool,
     pub concurrency: bool,
+    pub tags: bool,
 }
 
 impl Changes {
     pub fn any(&self) -> bool {
-        self.created || self.configuration || self.code || self.url || self.concurrency
+        self.created || self.configuration || self.code || self.url || self.concurrency || self.tags
     }
 }
 
@@ -323,6 +326,12 @@ pub async fn upsert_function(
                     .memory_size(spec.memory)
                     .timeout(spec.timeout)
                     .environment(environment.clone())
+                    .set_tags(
+                        spec.tags
+                            .as_ref()
+                            .filter(|t| !t.is_empty())
+                            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                    )
                     .code(
                         FunctionCode::builder()
                             .zip_file(Blob::new(spec.zip.clone()))
@@ -447,7 +456,49 @@ pub async fn upsert_function(
         wait(lambda, name, Ready::Updated).await?;
         changes.code = true;
     }
-    Ok((conf.function_arn().unwrap_or_default().to_owned(), changes))
+    let arn = conf.function_arn().unwrap_or_default().to_owned();
+    if let Some(wanted) = &spec.tags {
+        changes.tags = converge_tags(lambda, &arn, wanted).await?;
+    }
+    Ok((arn, changes))
+}
+
+/// Brings the function's tags to `wanted` (AWS's own `aws:` tags aside); true if changed.
+async fn converge_tags(
+    lambda: &Client,
+    arn: &str,
+    wanted: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, AwsError> {
+    let current: std::collections::BTreeMap<String, String> = lambda
+        .list_tags()
+        .resource(arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("read the tags of `{arn}`"), &e))?
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let (set, unset) = super::iam::tag_changes(&current, wanted);
+    let changed = !set.is_empty() || !unset.is_empty();
+    if !set.is_empty() {
+        lambda
+            .tag_resource()
+            .resource(arn)
+            .set_tags(Some(set.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("tag `{arn}`"), &e))?;
+    }
+    if !unset.is_empty() {
+        lambda
+            .untag_resource()
+            .resource(arn)
+            .set_tag_keys(Some(unset.clone()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("untag `{arn}`"), &e))?;
+    }
+    Ok(changed)
 }
 
 /// Sets the function's reserved concurrency to `wanted` (`None`: none reserved, the

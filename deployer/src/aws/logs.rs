@@ -2,6 +2,8 @@
 //! so logs do not pile up forever (Lambda creates the group on first invocation with none,
 //! "Never expire"), and deleted with the function under `removal = "remove"`.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_cloudwatchlogs::Client;
 
 use super::{AwsError, is_code};
@@ -12,11 +14,13 @@ pub fn group_name(function: &str) -> String {
     format!("/aws/lambda/{function}")
 }
 
-/// Creates the group if missing and sets its retention; true if anything changed.
+/// Creates the group if missing and sets its retention and tags (`None`: left as they
+/// are); true if anything changed.
 pub async fn converge_group(
     logs: &Client,
     function: &str,
     retention_days: i32,
+    tags: Option<&BTreeMap<String, String>>,
 ) -> Result<bool, AwsError> {
     let name = group_name(function);
     let found = logs
@@ -29,10 +33,18 @@ pub async fn converge_group(
         .log_groups()
         .iter()
         .find(|g| g.log_group_name() == Some(name.as_str()));
+    let tags_changed = match (existing, tags) {
+        (Some(group), Some(wanted)) => converge_tags(logs, group, wanted).await?,
+        _ => false,
+    };
     let retention = match existing {
         Some(group) => group.retention_in_days(),
         None => {
-            match logs.create_log_group().log_group_name(&name).send().await {
+            let create = logs.create_log_group().log_group_name(&name).set_tags(
+                tags.filter(|t| !t.is_empty())
+                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            );
+            match create.send().await {
                 Ok(_) => {}
                 // Lambda created it meanwhile, on a first invocation.
                 Err(e) if is_code(&e, "ResourceAlreadyExistsException") => {}
@@ -42,7 +54,7 @@ pub async fn converge_group(
         }
     };
     if retention == Some(retention_days) {
-        return Ok(existing.is_none());
+        return Ok(existing.is_none() || tags_changed);
     }
     logs.put_retention_policy()
         .log_group_name(&name)
@@ -51,6 +63,49 @@ pub async fn converge_group(
         .await
         .map_err(|e| AwsError::sdk(format!("set the retention of log group `{name}`"), &e))?;
     Ok(true)
+}
+
+/// Brings a group's tags to `wanted` (AWS's own `aws:` tags aside), by its ARN (the
+/// `logGroupArn`, without the `:*` of `arn`); true if changed.
+async fn converge_tags(
+    logs: &Client,
+    group: &aws_sdk_cloudwatchlogs::types::LogGroup,
+    wanted: &BTreeMap<String, String>,
+) -> Result<bool, AwsError> {
+    let Some(arn) = group
+        .log_group_arn()
+        .map(str::to_owned)
+        .or_else(|| group.arn().map(|a| a.trim_end_matches(":*").to_owned()))
+    else {
+        return Ok(false);
+    };
+    let current: BTreeMap<String, String> = logs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("read the tags of log group `{arn}`"), &e))?
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let (set, unset) = super::iam::tag_changes(&current, wanted);
+    if !set.is_empty() {
+        logs.tag_resource()
+            .resource_arn(&arn)
+            .set_tags(Some(set.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("tag log group `{arn}`"), &e))?;
+    }
+    if !unset.is_empty() {
+        logs.untag_resource()
+            .resource_arn(&arn)
+            .set_tag_keys(Some(unset.clone()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("untag log group `{arn}`"), &e))?;
+    }
+    Ok(!set.is_empty() || !unset.is_empty())
 }
 
 /// Deletes the group; one already gone (never invoked, or deleted by hand) is fine.

@@ -166,6 +166,7 @@ impl Checker<'_> {
         let app = raw.app.into_inner();
         let app_name = app.name.0;
         let region = app.region.map(|r| r.into_inner());
+        let tags = self.tags(app.tags.as_ref());
         let state = self.state(raw.state);
 
         let mut stages = BTreeMap::new();
@@ -447,6 +448,9 @@ impl Checker<'_> {
                 timeout,
                 log_retention_days,
                 reserved_concurrency: f.reserved_concurrency.map(|c| c.0),
+                role_permissions_boundary: self
+                    .permissions_boundary(f.role_permissions_boundary.as_ref()),
+                tags: tags.clone(),
                 arm64,
                 environment,
             });

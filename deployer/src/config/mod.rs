@@ -16,6 +16,7 @@ mod docs_tests;
 mod notes;
 mod preview;
 mod state;
+mod tags;
 
 pub use preview::{ParentRef, Preview, parse_duration};
 pub use state::StateBackend;
@@ -273,6 +274,11 @@ pub struct FunctionSpec {
     pub log_retention_days: i64,
     /// The instances it may run at once; `None`: the account's unreserved pool.
     pub reserved_concurrency: Option<i64>,
+    /// The managed policy that bounds its IAM role's permissions.
+    pub role_permissions_boundary: Option<String>,
+    /// `[app] tags`, on the function, its role and its log group; `None`: tags are left
+    /// as they are.
+    pub tags: Option<BTreeMap<String, String>>,
     pub arm64: bool,
     pub environment: BTreeMap<String, Template>,
 }

@@ -40,6 +40,7 @@ pub(super) struct RawState {
 pub(super) struct RawApp {
     pub(super) name: AppName,
     pub(super) region: Option<Spanned<String>>,
+    pub(super) tags: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +126,7 @@ pub(super) struct RawFunction {
     pub(super) timeout: Option<TimeoutSecs>,
     pub(super) log_retention_days: Option<LogRetentionDays>,
     pub(super) reserved_concurrency: Option<ReservedConcurrency>,
+    pub(super) role_permissions_boundary: Option<Spanned<String>>,
     pub(super) architecture: Option<Architecture>,
     #[serde(default)]
     pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,

@@ -47,6 +47,8 @@ pub struct Inputs {
     pub url: Option<bool>,
     #[serde(default)]
     pub reserved_concurrency: Option<i64>,
+    #[serde(default)]
+    pub role_permissions_boundary: Option<String>,
 }
 
 /// Its environment holds the links' secrets: diffs say only that it changed.
@@ -58,6 +60,8 @@ pub fn desired_inputs(f: &FunctionSpec, state: &StageState) -> Value {
         "package": f.package, "url": f.url, "memory": f.memory, "timeout": f.timeout,
         "log_retention_days": f.log_retention_days,
         "reserved_concurrency": f.reserved_concurrency,
+        "role_permissions_boundary": f.role_permissions_boundary,
+        "tags": f.tags,
         "architecture": if f.arm64 { "arm64" } else { "x86_64" },
         "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
     })
@@ -174,6 +178,7 @@ impl Prepared {
         project_dir: &Path,
         clients: &Clients,
         functions: &[&str],
+        recorded: &StageState,
     ) -> Prepared {
         let Some(aws) = &clients.aws else {
             return Prepared::default();
@@ -181,12 +186,16 @@ impl Prepared {
         let mut preps = HashMap::new();
         for &function in functions {
             let Some(Resource {
-                spec: Spec::Function(FunctionSpec { package, arm64, .. }),
+                spec: spec @ Spec::Function(FunctionSpec { package, arm64, .. }),
                 ..
             }) = config.resource(function)
             else {
                 continue;
             };
+            let Spec::Function(spec) = spec else {
+                continue;
+            };
+            let settings = role_settings(spec, recorded.resources.get(function));
             let (dir, package, arm64) = (project_dir.to_owned(), package.clone(), *arm64);
             let (iam, name) = (
                 aws.iam.clone(),
@@ -195,7 +204,7 @@ impl Prepared {
             let prep = tokio::spawn(async move {
                 let build =
                     tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64));
-                let role = aws::iam::upsert_role(&iam, &name).await;
+                let role = aws::iam::upsert_role(&iam, &name, &settings).await;
                 let artifact = build.await??;
                 Ok((artifact, role?))
             });
@@ -219,6 +228,19 @@ impl Drop for Prepared {
         for prep in self.0.get_mut().unwrap_or_else(|p| p.into_inner()).values() {
             prep.abort();
         }
+    }
+}
+
+/// What the function's role should have: the declared boundary (and the one recorded, to
+/// remove it when the key goes) and tags.
+fn role_settings(spec: &FunctionSpec, recorded: Option<&ResourceState>) -> aws::iam::RoleSettings {
+    let previous: Inputs = recorded
+        .and_then(|rs| rs.inputs_as("").ok())
+        .unwrap_or_default();
+    aws::iam::RoleSettings {
+        boundary: spec.role_permissions_boundary.clone(),
+        previous_boundary: previous.role_permissions_boundary,
+        tags: spec.tags.clone(),
     }
 }
 
@@ -252,7 +274,10 @@ pub async fn converge(
         reserved_concurrency,
         arm64,
         environment,
+        role_permissions_boundary: _,
+        tags,
     } = spec;
+    let settings = role_settings(spec, step.state.resources.get(&r.name));
     let env = function_environment(links, environment, &step.state)
         .ok_or_else(|| StepCause::Unresolved(format!("{} (a link or variable)", r.name)))?;
     let size = environment_size(&env);
@@ -274,7 +299,10 @@ pub async fn converge(
                 let artifact =
                     tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm))
                         .await??;
-                (artifact, aws::iam::upsert_role(&aws.iam, &name).await?)
+                (
+                    artifact,
+                    aws::iam::upsert_role(&aws.iam, &name, &settings).await?,
+                )
             }
         };
         Ok::<_, StepCause>((artifact, role, started.elapsed()))
@@ -308,13 +336,14 @@ pub async fn converge(
         memory: *memory as i32,
         timeout: *timeout as i32,
         environment: env.into_iter().collect::<HashMap<_, _>>(),
+        tags: tags.clone(),
     };
     // Two independent things at once: the log group (created before the function's first
     // invocation could make one without a retention) and the function. The URL and its
     // policy were read above (a function still being created has neither, which reads the
     // same).
     let (logs_changed, (arn, mut changes)) = tokio::try_join!(
-        aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32),
+        aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32, tags.as_ref()),
         lambda::upsert_function(&aws.lambda, &spec, existing),
     )?;
     changes.concurrency =
@@ -332,7 +361,7 @@ pub async fn converge(
             },
             &outputs,
         ),
-        changes.any() || role.created || logs_changed,
+        changes.any() || role.created || role.changed || logs_changed,
     ))
 }
 
