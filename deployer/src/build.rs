@@ -2,8 +2,9 @@
 //! declared architecture (`--x86-64` or `--arm64`, always: without a flag cargo-lambda builds
 //! for the host, and an arm64 laptop would ship an arm64 binary to an x86_64 function), then
 //! a reproducible zip of it ([`crate::lambda_zip`]). The binary's ELF header must match the
-//! architecture, and the zip must fit Lambda's 50 MB direct-upload limit; both are checked
-//! before any AWS call.
+//! architecture, and the code must fit Lambda's limits: 250 MB unzipped, and 50 MB zipped
+//! for a direct upload, above which it goes through the S3 state bucket (a stage with local
+//! state is refused instead). Prebuilt code is checked before any AWS call.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,13 @@ use crate::lambda_zip::{self, Machine, ZipError};
 
 /// Lambda's limit on a zip uploaded directly with the call (`ZipFile`), per its quotas page.
 pub const DIRECT_UPLOAD_LIMIT_BYTES: usize = 50 * 1024 * 1024;
+
+/// Above this a zip goes through S3: the direct limit counts the whole request (the zip's
+/// base64 in the JSON, beside the environment and the rest), so some room is left.
+pub const DIRECT_UPLOAD_SWITCH_BYTES: usize = DIRECT_UPLOAD_LIMIT_BYTES - 64 * 1024;
+
+/// Lambda's limit on the code unzipped (its quotas page: 250 MB), however it is uploaded.
+pub const UNZIPPED_LIMIT_BYTES: usize = 262_144_000;
 
 /// A built function: the zip and its SHA-256 as Lambda reports it.
 #[derive(Debug)]
@@ -61,6 +69,10 @@ pub enum BuildError {
         "the zip for `{package}` is {size} bytes; Lambda takes at most {DIRECT_UPLOAD_LIMIT_BYTES} bytes uploaded directly"
     )]
     TooLarge { package: String, size: usize },
+    #[error(
+        "the code for `{package}` is {size} bytes unzipped; Lambda takes at most {UNZIPPED_LIMIT_BYTES}"
+    )]
+    TooLargeUnzipped { package: String, size: usize },
 }
 
 /// What a failed command printed on stderr.
@@ -73,7 +85,10 @@ impl BuildError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            BuildError::Zip { .. } | BuildError::Architecture { .. } | BuildError::TooLarge { .. }
+            BuildError::Zip { .. }
+                | BuildError::Architecture { .. }
+                | BuildError::TooLarge { .. }
+                | BuildError::TooLargeUnzipped { .. }
         )
     }
 
@@ -84,7 +99,10 @@ impl BuildError {
                 if *wanted == "arm64" { "--arm64" } else { "--x86-64" }
             )),
             BuildError::TooLarge { .. } => Some(
-                "make the binary smaller (release profile with strip = true, lto, fewer dependencies); deploying through S3 is not supported yet".to_owned(),
+                "keep the state in S3 ([state] backend = \"s3\"), and the deployer uploads larger code through the state bucket; or make the binary smaller (release profile with strip = true, lto, fewer dependencies)".to_owned(),
+            ),
+            BuildError::TooLargeUnzipped { .. } => Some(
+                "make the binary smaller (release profile with strip = true, lto, fewer dependencies)".to_owned(),
             ),
             BuildError::Zip { .. } => Some(
                 "DEPLOYER_ARTIFACT_DIR must hold <package>/bootstrap (the executable) or <package>/bootstrap.zip with `bootstrap` at its top".to_owned(),
@@ -113,7 +131,15 @@ struct Metadata {
 /// `DEPLOYER_ARTIFACT_DIR` points at prebuilt code instead, for machines that cannot
 /// cross-compile: `<dir>/<package>/bootstrap` (zipped here, reproducibly) or
 /// `<dir>/<package>/bootstrap.zip` (used as it is). Blocking: call it off the async threads.
-pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact, BuildError> {
+///
+/// `via_s3`: code over the direct-upload limit can go through S3 (the stage's state is
+/// there), so only Lambda's unzipped limit applies.
+pub fn build(
+    project_dir: &Path,
+    package: &str,
+    arm64: bool,
+    via_s3: bool,
+) -> Result<Artifact, BuildError> {
     let wanted = if arm64 {
         Machine::Aarch64
     } else {
@@ -125,7 +151,7 @@ pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact,
             let zip_path = dir.join("bootstrap.zip");
             if !dir.join("bootstrap").exists() && zip_path.exists() {
                 let zip = read(&zip_path)?;
-                check_size(package, &zip)?;
+                check_size(package, &zip, None, via_s3)?;
                 let head =
                     lambda_zip::bootstrap_head(&zip, 64).map_err(|source| BuildError::Zip {
                         path: zip_path.clone(),
@@ -141,14 +167,14 @@ pub fn build(project_dir: &Path, package: &str, arm64: bool) -> Result<Artifact,
     let bytes = read(&binary)?;
     check_machine(&binary, &bytes, wanted)?;
     let zip = lambda_zip::zip_bootstrap(&bytes);
-    check_size(package, &zip)?;
+    check_size(package, &zip, Some(bytes.len()), via_s3)?;
     Ok(Artifact::new(zip))
 }
 
 /// The cheap part of [`build`] for prebuilt code (`DEPLOYER_ARTIFACT_DIR`): the binary's
 /// ELF header, or a prebuilt zip's size and its `bootstrap`'s header. Reads no more than it
 /// must, so a deploy can check it before starting anything.
-pub fn check_prebuilt(package: &str, arm64: bool) -> Result<(), BuildError> {
+pub fn check_prebuilt(package: &str, arm64: bool, via_s3: bool) -> Result<(), BuildError> {
     let Some(dir) = std::env::var_os("DEPLOYER_ARTIFACT_DIR") else {
         return Ok(());
     };
@@ -162,7 +188,7 @@ pub fn check_prebuilt(package: &str, arm64: bool) -> Result<(), BuildError> {
     let zip_path = dir.join("bootstrap.zip");
     if !binary.exists() && zip_path.exists() {
         let zip = read(&zip_path)?;
-        check_size(package, &zip)?;
+        check_size(package, &zip, None, via_s3)?;
         let head = lambda_zip::bootstrap_head(&zip, 64).map_err(|source| BuildError::Zip {
             path: zip_path.clone(),
             source,
@@ -179,8 +205,14 @@ pub fn check_prebuilt(package: &str, arm64: bool) -> Result<(), BuildError> {
     check_machine(&binary, &head[..n], wanted)?;
     // Only a binary over the limit can make a zip over it: zip that one now to know.
     let size = std::fs::metadata(&binary).map_or(0, |m| m.len() as usize);
-    if size > DIRECT_UPLOAD_LIMIT_BYTES {
-        check_size(package, &lambda_zip::zip_bootstrap(&read(&binary)?))?;
+    if size > UNZIPPED_LIMIT_BYTES || (size > DIRECT_UPLOAD_SWITCH_BYTES && !via_s3) {
+        let bytes = read(&binary)?;
+        check_size(
+            package,
+            &lambda_zip::zip_bootstrap(&bytes),
+            Some(bytes.len()),
+            via_s3,
+        )?;
     }
     Ok(())
 }
@@ -202,8 +234,22 @@ fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     })
 }
 
-fn check_size(package: &str, zip: &[u8]) -> Result<(), BuildError> {
-    if zip.len() > DIRECT_UPLOAD_LIMIT_BYTES {
+/// Lambda's limits: the unzipped size (`unzipped`, or the zip's entries'), and, for code
+/// that cannot go through S3, the direct upload's.
+fn check_size(
+    package: &str,
+    zip: &[u8],
+    unzipped: Option<usize>,
+    via_s3: bool,
+) -> Result<(), BuildError> {
+    let unzipped = unzipped.unwrap_or_else(|| lambda_zip::unzipped_size(zip));
+    if unzipped > UNZIPPED_LIMIT_BYTES {
+        return Err(BuildError::TooLargeUnzipped {
+            package: package.to_owned(),
+            size: unzipped,
+        });
+    }
+    if zip.len() > DIRECT_UPLOAD_SWITCH_BYTES && !via_s3 {
         return Err(BuildError::TooLarge {
             package: package.to_owned(),
             size: zip.len(),

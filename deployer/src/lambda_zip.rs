@@ -114,14 +114,41 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, ZipError> {
         .ok_or(ZipError::Malformed)
 }
 
-/// The first `len` bytes of the zip's `bootstrap` (enough for its ELF header).
-pub fn bootstrap_head(zip: &[u8], len: usize) -> Result<Vec<u8>, ZipError> {
-    // The end record is the last 22 bytes, before a comment of at most 64 KiB.
+/// Where the zip's end record is: the last 22 bytes, before a comment of at most 64 KiB.
+fn end_record(zip: &[u8]) -> Result<usize, ZipError> {
     let floor = zip.len().saturating_sub(22 + 0xFFFF);
-    let end = (floor..zip.len().saturating_sub(21))
+    (floor..zip.len().saturating_sub(21))
         .rev()
         .find(|&i| zip[i..].starts_with(&0x0605_4b50u32.to_le_bytes()))
-        .ok_or(ZipError::NotZip)?;
+        .ok_or(ZipError::NotZip)
+}
+
+/// What the zip's entries add up to unzipped, as its central directory says (what
+/// Lambda's 250 MB limit counts); 0 for what is not a zip (refused elsewhere).
+pub fn unzipped_size(zip: &[u8]) -> usize {
+    let sizes = || -> Result<usize, ZipError> {
+        let end = end_record(zip)?;
+        let entries = u16_at(zip, end + 10)?;
+        let mut at = u32_at(zip, end + 16)? as usize;
+        let mut total = 0usize;
+        for _ in 0..entries {
+            if u32_at(zip, at)? != 0x0201_4b50 {
+                return Err(ZipError::Malformed);
+            }
+            total += u32_at(zip, at + 24)? as usize;
+            at += 46
+                + u16_at(zip, at + 28)? as usize
+                + u16_at(zip, at + 30)? as usize
+                + u16_at(zip, at + 32)? as usize;
+        }
+        Ok(total)
+    };
+    sizes().unwrap_or(0)
+}
+
+/// The first `len` bytes of the zip's `bootstrap` (enough for its ELF header).
+pub fn bootstrap_head(zip: &[u8], len: usize) -> Result<Vec<u8>, ZipError> {
+    let end = end_record(zip)?;
     let entries = u16_at(zip, end + 10)?;
     let mut at = u32_at(zip, end + 16)? as usize;
     for _ in 0..entries {
@@ -205,6 +232,15 @@ mod tests {
         b.extend_from_slice(&machine.to_le_bytes());
         b.extend_from_slice(&[0xAB; 4096]);
         b
+    }
+
+    #[test]
+    fn the_unzipped_size_is_what_lambdas_250_mb_limit_counts() {
+        let binary = elf(62);
+        let zip = zip_bootstrap(&binary);
+        assert!(zip.len() < binary.len(), "it compresses");
+        assert_eq!(unzipped_size(&zip), binary.len());
+        assert_eq!(unzipped_size(b"not a zip"), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The function's code as the deployer packages it: the architecture of the binary checked
-//! against infra.toml before any call, Lambda's 50 MB upload limit, and a reproducible zip,
+//! against infra.toml before any call, Lambda's 50 MB direct-upload limit (larger code goes
+//! through the S3 state bucket), and a reproducible zip,
 //! so the same binary built again (a fresh checkout, new file times) uploads nothing.
 
 use std::io::Write;
@@ -46,13 +47,11 @@ async fn code_for_the_wrong_architecture_is_refused_before_any_call() {
     assert!(!stack.state_file("arch").exists(), "a state was written");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
-    let stack = DeployStack::start(|_| {}).await;
-    // An x86_64 ELF header, then 60 MB that deflate cannot shrink.
+/// An x86_64 ELF header, then `mib` MiB that deflate cannot shrink.
+fn incompressible_binary(mib: usize) -> Vec<u8> {
     let mut binary =
         std::fs::read(lambda_artifacts().join("api/bootstrap")).unwrap()[..64].to_vec();
-    let mut noise = vec![0u8; 60 * 1024 * 1024];
+    let mut noise = vec![0u8; mib * 1024 * 1024];
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for b in noise.iter_mut() {
         state ^= state << 13;
@@ -61,7 +60,15 @@ async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
         *b = state as u8;
     }
     binary.write_all(&noise).unwrap();
-    let artifacts = artifact_dir(&binary);
+    binary
+}
+
+/// With local state there is no bucket to upload through: code over Lambda's direct limit
+/// is refused before any call, saying how to deploy it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
+    let stack = DeployStack::start(|_| {}).await;
+    let artifacts = artifact_dir(&incompressible_binary(60));
     let (_dir, config) = temp_config(guide());
     let mut cmd = stack.command(&config, &["deploy", "--stage", "big"]);
     cmd.env("DEPLOYER_ARTIFACT_DIR", artifacts.path());
@@ -72,8 +79,77 @@ async fn code_over_lambdas_upload_limit_is_refused_with_a_hint() {
         stderr.contains("Lambda takes at most 52428800 bytes"),
         "{stderr}"
     );
-    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(
+        stderr.contains("hint: keep the state in S3 ([state] backend = \"s3\")"),
+        "{stderr}"
+    );
     assert!(stack.aws.calls().is_empty());
+}
+
+/// With S3 state, code over Lambda's direct limit (60 MB zipped) goes through the state
+/// bucket, as Lambda allows up to 250 MB unzipped: uploaded once, fetched by Lambda from
+/// the function's region, deleted after, and not uploaded again when unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_over_the_direct_limit_goes_through_the_state_bucket() {
+    let stack = DeployStack::start(|_| {}).await;
+    let artifacts = artifact_dir(&incompressible_binary(60));
+    let (_dir, config) = temp_config(fixtures::read("infra/guide-s3-state.toml"));
+    let deploy = || {
+        let mut cmd = stack.command(&config, &["deploy", "--stage", "big"]);
+        cmd.env("DEPLOYER_ARTIFACT_DIR", artifacts.path());
+        cmd
+    };
+    let out = deploy().output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = stack.aws.calls();
+    let uploads: Vec<_> = calls
+        .iter()
+        .filter(|c| c.method == "PUT" && c.path.contains("/team/aws-hono/big/code/MyApi-"))
+        .collect();
+    assert_eq!(uploads.len(), 1, "{uploads:#?}");
+    let create = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path.ends_with("/functions"))
+        .expect("CreateFunction");
+    assert!(
+        create
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains("\"S3Bucket\"")),
+        "the function's code was not fetched from S3: {create:#?}"
+    );
+    let conf = stack
+        .lambda
+        .get_function_configuration()
+        .function_name("aws-hono-big-MyApi")
+        .send()
+        .await
+        .unwrap();
+    assert!(conf.code_size() > 50 * 1024 * 1024, "{conf:?}");
+    let left = stack
+        .s3
+        .list_objects_v2()
+        .bucket(harness::deploy::STATE_BUCKET)
+        .prefix("team/aws-hono/big/code/")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.contents().is_empty(),
+        "uploaded code left behind: {left:?}"
+    );
+
+    stack.aws.clear();
+    let again = deploy().output().await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("No changes."));
+    assert!(
+        stack.aws.calls().iter().all(|c| !c.path.contains("/code/")),
+        "unchanged code was uploaded again"
+    );
 }
 
 /// The same binary, copied afresh (new file times, as a fresh CI checkout builds it), gives

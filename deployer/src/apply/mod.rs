@@ -43,6 +43,9 @@ impl From<StepError> for Failure {
             StepCause::Preview(_) => Failure::bad_input(e).hint(
                 "check [stages] branch_from and branch_parent in infra.toml, and the branches of the base stage's project",
             ),
+            StepCause::CodeBucketRegion { .. } => Failure::bad_input(e).hint(
+                "keep the state in a bucket in the app's region (`bucket` under [state]), or make the code smaller than 50 MB zipped",
+            ),
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),

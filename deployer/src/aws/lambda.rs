@@ -44,6 +44,9 @@ pub struct FunctionSpec {
     pub memory: i32,
     pub timeout: i32,
     pub environment: HashMap<String, String>,
+    /// Where the code was uploaded for Lambda to fetch (bucket, key), when it is over the
+    /// direct-upload limit; `zip` is uploaded with the call otherwise.
+    pub s3_code: Option<(String, String)>,
     /// `[app] tags`; `None`: the function's tags are left as they are.
     pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -332,11 +335,15 @@ pub async fn upsert_function(
                             .filter(|t| !t.is_empty())
                             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
                     )
-                    .code(
-                        FunctionCode::builder()
+                    .code(match &spec.s3_code {
+                        Some((bucket, key)) => FunctionCode::builder()
+                            .s3_bucket(bucket)
+                            .s3_key(key)
+                            .build(),
+                        None => FunctionCode::builder()
                             .zip_file(Blob::new(spec.zip.clone()))
                             .build(),
-                    )
+                    })
                     .send()
             },
             // IAM propagation: the role is not assumable yet. Only that message, and only
@@ -442,12 +449,15 @@ pub async fn upsert_function(
         retry::retry(
             Policy::LAMBDA_CONFLICT,
             || {
-                lambda
+                let update = lambda
                     .update_function_code()
                     .function_name(name)
-                    .architectures(architecture(spec.arm64))
-                    .zip_file(Blob::new(spec.zip.clone()))
-                    .send()
+                    .architectures(architecture(spec.arm64));
+                match &spec.s3_code {
+                    Some((bucket, key)) => update.s3_bucket(bucket).s3_key(key),
+                    None => update.zip_file(Blob::new(spec.zip.clone())),
+                }
+                .send()
             },
             conflict,
         )

@@ -67,7 +67,8 @@ fn check_prebuilt_code(config: &crate::config::Config, plan: &plan::Plan) -> Res
             continue;
         };
         // Whatever is wrong with it, the prebuilt folder is the user's input.
-        if let Err(e) = crate::build::check_prebuilt(package, *arm64) {
+        let via_s3 = matches!(config.state, crate::config::StateBackend::S3 { .. });
+        if let Err(e) = crate::build::check_prebuilt(package, *arm64, via_s3) {
             let hint = e.hint().unwrap_or_else(|| {
                 "DEPLOYER_ARTIFACT_DIR must hold <package>/bootstrap or <package>/bootstrap.zip"
                     .to_owned()

@@ -196,14 +196,16 @@ impl Prepared {
                 continue;
             };
             let settings = role_settings(spec, recorded.resources.get(function));
+            let via_s3 = matches!(config.state, crate::config::StateBackend::S3 { .. });
             let (dir, package, arm64) = (project_dir.to_owned(), package.clone(), *arm64);
             let (iam, name) = (
                 aws.iam.clone(),
                 aws::physical_name(&config.app, stage, function),
             );
             let prep = tokio::spawn(async move {
-                let build =
-                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &package, arm64));
+                let build = tokio::task::spawn_blocking(move || {
+                    crate::build::build(&dir, &package, arm64, via_s3)
+                });
                 let role = aws::iam::upsert_role(&iam, &name, &settings).await;
                 let artifact = build.await??;
                 Ok((artifact, role?))
@@ -278,6 +280,7 @@ pub async fn converge(
         tags,
     } = spec;
     let settings = role_settings(spec, step.state.resources.get(&r.name));
+    let via_s3 = matches!(step.config.state, crate::config::StateBackend::S3 { .. });
     let env = function_environment(links, environment, &step.state)
         .ok_or_else(|| StepCause::Unresolved(format!("{} (a link or variable)", r.name)))?;
     let size = environment_size(&env);
@@ -296,9 +299,10 @@ pub async fn converge(
             // Not started ahead (`--concurrency 1`, or a replaced function): in turn.
             None => {
                 let (dir, pkg, arm) = (step.project_dir.to_owned(), package.clone(), *arm64);
-                let artifact =
-                    tokio::task::spawn_blocking(move || crate::build::build(&dir, &pkg, arm))
-                        .await??;
+                let artifact = tokio::task::spawn_blocking(move || {
+                    crate::build::build(&dir, &pkg, arm, via_s3)
+                })
+                .await??;
                 (
                     artifact,
                     aws::iam::upsert_role(&aws.iam, &name, &settings).await?,
@@ -326,8 +330,41 @@ pub async fn converge(
             aws::url::UrlState::read(&aws.lambda, &name),
         )?;
     }
+    // Code over Lambda's direct-upload limit goes through the state bucket, when it is to
+    // be uploaded at all (Lambda has other code than this).
+    let new_code = existing
+        .as_ref()
+        .is_none_or(|c| c.code_sha256() != Some(artifact.sha256_base64.as_str()));
+    let s3_code = match step.recorder.store() {
+        crate::state::Store::S3(s3)
+            if new_code && artifact.zip.len() > crate::build::DIRECT_UPLOAD_SWITCH_BYTES =>
+        {
+            let bucket_region = s3.region().unwrap_or_default();
+            let region = aws.region.clone().unwrap_or_default();
+            if bucket_region != region {
+                return Err(StepCause::CodeBucketRegion {
+                    function: r.name.clone(),
+                    bucket: s3.bucket.clone(),
+                    bucket_region,
+                    region,
+                });
+            }
+            Some((
+                s3.clone(),
+                s3.put_code(
+                    step.stage,
+                    &r.name,
+                    &artifact.sha256_base64,
+                    artifact.zip.clone(),
+                )
+                .await?,
+            ))
+        }
+        _ => None,
+    };
     let spec = lambda::FunctionSpec {
         name: name.clone(),
+        s3_code: s3_code.as_ref().map(|(_, location)| location.clone()),
         role_arn: role.arn.clone(),
         zip: artifact.zip,
         code_sha256: artifact.sha256_base64,
@@ -342,10 +379,14 @@ pub async fn converge(
     // invocation could make one without a retention) and the function. The URL and its
     // policy were read above (a function still being created has neither, which reads the
     // same).
-    let (logs_changed, (arn, mut changes)) = tokio::try_join!(
+    let upserted = tokio::try_join!(
         aws::logs::converge_group(&aws.logs, &name, *log_retention_days as i32, tags.as_ref()),
         lambda::upsert_function(&aws.lambda, &spec, existing),
-    )?;
+    );
+    if let Some((s3, (_, key))) = &s3_code {
+        s3.delete_code(key).await;
+    }
+    let (logs_changed, (arn, mut changes)) = upserted?;
     changes.concurrency =
         lambda::converge_concurrency(&aws.lambda, &name, *reserved_concurrency).await?;
     let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;

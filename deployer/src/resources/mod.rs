@@ -91,6 +91,15 @@ pub enum StepCause {
         function::LAMBDA_ENV_LIMIT_BYTES
     )]
     EnvTooLarge { function: String, size: usize },
+    #[error(
+        "function `{function}`: its code goes through the state bucket `{bucket}`, which is in {bucket_region}; Lambda fetches code only from a bucket in the function's region, {region}"
+    )]
+    CodeBucketRegion {
+        function: String,
+        bucket: String,
+        bucket_region: String,
+        region: String,
+    },
     #[error("this run has no AWS clients, yet a function step ran (a bug in deployer)")]
     NoAws,
     /// A preview stage's branch cannot be made or removed as asked.
