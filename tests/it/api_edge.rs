@@ -120,3 +120,32 @@ async fn on_lambda_the_connection_is_made_during_init_not_on_the_first_event() {
         "the invocation waited for the query only"
     );
 }
+
+/// Against PostgreSQL's own TLS (PostgreSQL 15, OpenSSL 3.0), the classic path takes one
+/// round trip more than its floor, and the packets say whose it is: the server answers the
+/// first ClientHello with a HelloRetryRequest for secp256r1 (0x0017). PostgreSQL before 18
+/// sets its key exchange to `ssl_ecdh_curve`, default `prime256v1`, only, while the client
+/// (rustls, as browsers do) sends shares for X25519MLKEM768 and X25519. Neon's proxy, which
+/// terminates TLS for every Neon endpoint, takes X25519 (the edge above stands in for it):
+/// the round trip exists against a bare PostgreSQL server only.
+#[tokio::test]
+async fn against_postgresql_15s_own_tls_the_extra_round_trip_is_its_hello_retry_for_p256() {
+    let pg = PgCluster::start();
+    pg.create_app_db("app", "edge-pw", "appdb").await;
+    let relay = Edge::start(EdgeConfig {
+        upstream: ([127, 0, 0, 1], pg.port()).into(),
+        one_way: std::time::Duration::ZERO,
+        tls: None,
+    })
+    .await;
+    let url = format!(
+        "postgresql://app:edge-pw@localhost:{}/appdb?sslmode=require",
+        relay.addr.port()
+    );
+    let router = router_for(Some(&url));
+    let (status, _, body) = call(&router, "GET", "/version").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = &relay.connections()[0];
+    assert_eq!(connection.hello_retry_group, Some(0x0017), "{connection:?}");
+    assert_eq!(connection.round_trips, FLOOR + 2, "{connection:?}");
+}

@@ -42,6 +42,40 @@ pub struct ConnStats {
     pub direct_tls: bool,
     /// The ALPN protocol the client offered and TLS agreed on.
     pub alpn: Option<String>,
+    /// When the edge relays TLS it does not terminate (no certificate: PostgreSQL's own
+    /// TLS): the key-exchange group of a HelloRetryRequest the server answered with, a
+    /// round trip the client's first key shares did not fit (RFC 8446, 4.1.4).
+    pub hello_retry_group: Option<u16>,
+}
+
+/// A HelloRetryRequest is a ServerHello with this random (RFC 8446, 4.1.3).
+const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+    0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+];
+
+/// The group a HelloRetryRequest asks for, if `bytes` start with one (a TLS handshake
+/// record holding a ServerHello with the retry random and a `key_share` extension).
+fn hello_retry_group(bytes: &[u8]) -> Option<u16> {
+    let at = |i: usize| bytes.get(i).copied();
+    let u16_at = |i: usize| Some(u16::from_be_bytes([at(i)?, at(i + 1)?]));
+    if at(0)? != 0x16 || at(5)? != 0x02 || bytes.get(11..43)? != HELLO_RETRY_RANDOM {
+        return None;
+    }
+    // Record 5, handshake header 4, version 2, random 32: then the session id.
+    let mut i = 43;
+    i += 1 + at(i)? as usize; // session id
+    i += 2 + 1; // cipher suite, compression
+    let end = i + 2 + u16_at(i)? as usize;
+    i += 2;
+    while i + 4 <= end {
+        let (kind, len) = (u16_at(i)?, u16_at(i + 2)? as usize);
+        if kind == 0x0033 {
+            return u16_at(i + 4);
+        }
+        i += 4 + len;
+    }
+    None
 }
 
 /// A running edge; it stops when dropped.
@@ -121,6 +155,15 @@ struct Flights {
 }
 
 impl Flights {
+    fn saw_bytes(&self, dir: Dir, bytes: &[u8]) {
+        if dir == Dir::ToClient
+            && let Some(group) = hello_retry_group(bytes)
+        {
+            self.stats.lock().unwrap()[self.index].hello_retry_group = Some(group);
+        }
+        self.saw(dir);
+    }
+
     fn saw(&self, dir: Dir) {
         let mut last = self.last.lock().unwrap();
         if dir == Dir::ToServer && *last != Dir::ToServer {
@@ -242,7 +285,7 @@ where
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                flights.saw(dir);
+                flights.saw_bytes(dir, &buf[..n]);
                 if tx
                     .send((Instant::now() + delay, buf[..n].to_vec()))
                     .is_err()
