@@ -42,7 +42,8 @@ fn deployed_zip(stack: &DeployStack) -> Vec<u8> {
 }
 
 /// Unzips the code the function holds (moto keeps it) and runs it as a local server with
-/// exactly `env`.
+/// exactly `env`, and `SSL_CERT_FILE` naming the emulator's CA: the link verifies the
+/// server against the system roots (`sslrootcert=system`), which on Lambda hold Neon's.
 async fn run_deployed_api(
     stack: &DeployStack,
     env: &BTreeMap<String, String>,
@@ -59,7 +60,9 @@ async fn run_deployed_api(
     assert!(status.success());
     let bootstrap = dir.path().join("bootstrap");
     std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ca = harness::neon::emulator_ca().file.display().to_string();
+    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars.push(("SSL_CERT_FILE", &ca));
     let server = ApiServer::start_binary(&bootstrap, &vars);
     (dir, server)
 }
@@ -121,9 +124,18 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
         .await
         .typed();
     assert_eq!(
-        link["connection_string"], uri.uri,
-        "LINK_NeonDB holds the emulator's URI"
+        link["connection_string"],
+        deployer::neon::secure_uri(&uri.uri),
+        "LINK_NeonDB holds Neon's URI, verifying the server and taking TLS first"
     );
+    let written = link["connection_string"].as_str().unwrap();
+    for param in [
+        "sslmode=verify-full",
+        "sslrootcert=system",
+        "sslnegotiation=direct",
+    ] {
+        assert!(written.contains(param), "{param}");
+    }
     let url = stack
         .lambda
         .get_function_url_config()

@@ -66,6 +66,28 @@ async fn returned_uris_connect_as_the_owner_who_can_create_tables() {
     assert_eq!(body, "hello");
 }
 
+/// Every endpoint is behind Neon's proxy: it takes TLS first (`sslnegotiation=direct`) as
+/// well as after `SSLRequest`, its certificate verifies (`verify-full`, the test CA as a
+/// system root), channel binding holds through it, and a plain start-up is refused.
+#[tokio::test]
+async fn endpoints_take_tls_first_verify_and_refuse_plain_connections() {
+    let neon = NeonStack::start(|_| {}).await;
+    let project = new_project(&neon, json!({"project": {"name": "p"}})).await;
+    let uri = s(&project["connection_uris"][0]["connection_uri"]);
+    let secured = deployer::neon::secure_uri(&uri);
+    assert!(secured.contains("sslnegotiation=direct"), "{secured}");
+    let db = connect_uri(&secured)
+        .await
+        .expect("TLS first, verified, with channel binding");
+    let n: i32 = db.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    let plain = uri.replace("sslmode=require&channel_binding=require", "sslmode=disable");
+    assert!(
+        connect_uri(&plain).await.is_err(),
+        "a plain start-up connected"
+    );
+}
+
 #[tokio::test]
 async fn projects_with_the_same_role_names_share_neither_passwords_nor_data() {
     let neon = NeonStack::start(|_| {}).await;

@@ -124,6 +124,12 @@ impl DeployStack {
             ("NEON_API_KEY", API_KEY.to_owned()),
             ("NEON_API_HOST", self.neon.emulator.base_url()),
             ("NEON_ORG_ID", "org-test-123".to_owned()),
+            // The emulator's CA, trusted as a system root (`sslrootcert=system`) by the
+            // api and the commands `deployer dev` runs.
+            (
+                "SSL_CERT_FILE",
+                crate::neon::emulator_ca().file.display().to_string(),
+            ),
             ("AWS_ENDPOINT_URL", self.aws.endpoint.clone()),
             ("AWS_REGION", "us-east-1".to_owned()),
             ("AWS_ACCESS_KEY_ID", "test".to_owned()),

@@ -12,6 +12,34 @@ use crate::certs::TestCa;
 
 pub const API_KEY: &str = "test-neon-api-key";
 
+/// The test CA the emulator's branches (their Neon-like proxy) serve TLS under: one for the
+/// whole test run, its certificate written to a file that `SSL_CERT_FILE` names for the
+/// processes a test starts, so the URIs the deployer writes (`sslmode=verify-full`,
+/// `sslrootcert=system`) verify against it as they would against Neon's public roots.
+pub struct EmulatorCa {
+    pub server: crate::certs::ServerCert,
+    /// The CA's certificate (PEM), in a file kept for the whole run.
+    pub file: std::path::PathBuf,
+}
+
+pub fn emulator_ca() -> &'static EmulatorCa {
+    static CA: std::sync::OnceLock<EmulatorCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let ca = TestCa::new("neon emulator test CA");
+        let dir = tempfile::Builder::new()
+            .prefix("emulator-ca-")
+            .tempdir()
+            .expect("a folder for the CA")
+            .keep();
+        let file = dir.join("ca.pem");
+        std::fs::write(&file, ca.cert_pem()).expect("write the CA");
+        EmulatorCa {
+            server: ca.server_cert(&["localhost", "127.0.0.1"]),
+            file,
+        }
+    })
+}
+
 /// An emulator whose branches serve TLS, and a client for it.
 pub struct NeonStack {
     pub emulator: Emulator,
@@ -21,11 +49,11 @@ pub struct NeonStack {
 impl NeonStack {
     /// Starts the emulator; `configure` adjusts it (operation delay, faults...).
     pub async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
-        let server = TestCa::new("neon emulator test CA").server_cert(&["localhost", "127.0.0.1"]);
+        let server = &emulator_ca().server;
         let mut config = EmulatorConfig::new(API_KEY);
         config.tls = Some(TlsPem {
-            cert: server.cert_pem,
-            key: server.key_pem,
+            cert: server.cert_pem.clone(),
+            key: server.key_pem.clone(),
         });
         configure(&mut config);
         let spec = Spec::load(&config.spec_path).expect("Neon's OpenAPI document");

@@ -263,10 +263,15 @@ pub fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// Connects with any libpq connection string (TLS per its `sslmode`), as the api would.
+/// Connects with any libpq connection string (TLS per its `sslmode`), as the api would;
+/// `sslrootcert=system` trusts the emulator's test CA too, as `SSL_CERT_FILE` makes the
+/// processes a test starts do.
 pub async fn connect_uri(uri: &str) -> Result<tokio_postgres::Client, String> {
     pgconn::tls::install_default_provider();
-    let target = DatabaseTarget::parse(uri).map_err(|e| Chain(&e).to_string())?;
+    let ca = crate::neon::emulator_ca().file.display().to_string();
+    // A temporary folder's path: letters, digits and `/._-`, safe in a URI as it is.
+    let uri = uri.replace("sslrootcert=system", &format!("sslrootcert={ca}"));
+    let target = DatabaseTarget::parse(&uri).map_err(|e| Chain(&e).to_string())?;
     let chain = |e: tokio_postgres::Error| Chain(&e).to_string();
     let client = match target.tls {
         Some(tls) => {

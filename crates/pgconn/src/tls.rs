@@ -111,11 +111,20 @@ pub fn connector(policy: &TlsPolicy) -> Result<Option<MakeRustlsConnect>, TlsSet
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
+/// `sslrootcert=system`: the public web roots compiled in (they work on Lambda, which has no
+/// system store the api could read), and, as OpenSSL and rustls-native-certs read it, the
+/// PEM file `SSL_CERT_FILE` names, if set (a company's own CA; the tests' CA).
 fn load_roots(root: &RootCerts) -> Result<RootCertStore, TlsSetupError> {
     match root {
-        RootCerts::System => Ok(RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        }),
+        RootCerts::System => {
+            let mut store = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+                store.roots.extend(load_root_file(Path::new(&path))?.roots);
+            }
+            Ok(store)
+        }
         RootCerts::File(path) => load_root_file(path),
     }
 }

@@ -120,6 +120,71 @@ impl Neon {
             encode(role)
         );
         let answer: ConnectionUriResponse = self.get(&path).await?;
-        Ok(answer.uri)
+        Ok(secure_uri(&answer.uri))
+    }
+}
+
+/// A Neon connection string as the deployer writes it: `sslmode=verify-full` with
+/// `sslrootcert=system` (Neon's certificates are publicly trusted, and Neon's docs
+/// recommend verifying them: a machine in the middle then cannot read the password, even
+/// where channel binding is not negotiated), and `sslnegotiation=direct` (Neon's proxy
+/// takes TLS first, which saves the `SSLRequest` round trip on every new connection; it
+/// needs libpq 17, or the api). A URI that asks for no TLS (`sslmode=disable`) or already
+/// says how to verify is left as it is.
+pub fn secure_uri(uri: &str) -> String {
+    let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let get = |params: &[(String, String)], key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    match get(&params, "sslmode").as_deref() {
+        None | Some("require" | "prefer" | "allow") => {}
+        Some(_) => return uri.to_owned(),
+    }
+    if get(&params, "sslrootcert").is_some() {
+        return uri.to_owned();
+    }
+    params.retain(|(k, _)| k != "sslmode");
+    params.insert(0, ("sslmode".to_owned(), "verify-full".to_owned()));
+    params.push(("sslrootcert".to_owned(), "system".to_owned()));
+    if get(&params, "sslnegotiation").is_none() {
+        params.push(("sslnegotiation".to_owned(), "direct".to_owned()));
+    }
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secure_uri;
+
+    #[test]
+    fn neon_uris_verify_the_server_and_take_tls_first() {
+        assert_eq!(
+            secure_uri(
+                "postgresql://u:p@ep-x.us-east-2.aws.neon.tech/neondb?sslmode=require&channel_binding=require"
+            ),
+            "postgresql://u:p@ep-x.us-east-2.aws.neon.tech/neondb?sslmode=verify-full&channel_binding=require&sslrootcert=system&sslnegotiation=direct"
+        );
+        assert_eq!(
+            secure_uri("postgresql://u:p@h/db"),
+            "postgresql://u:p@h/db?sslmode=verify-full&sslrootcert=system&sslnegotiation=direct"
+        );
+        for kept in [
+            "postgresql://u:p@localhost:5432/db?sslmode=disable",
+            "postgresql://u:p@h/db?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+        ] {
+            assert_eq!(secure_uri(kept), kept);
+        }
     }
 }

@@ -26,7 +26,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use branches::{BranchCreateRequest, BranchUpdate, NewBranch, NewBranchEndpoint};
 pub use client::Neon;
-pub use databases::DatabaseUpdate;
+pub use databases::{DatabaseUpdate, secure_uri};
 pub use error::NeonError;
 pub use projects::{NewProject, ProjectUpdate};
 

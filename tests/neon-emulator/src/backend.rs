@@ -57,7 +57,8 @@ pub struct Clusters {
     root: Arc<Root>,
     template: PathBuf,
     superuser_password: String,
-    tls: bool,
+    /// Neon's proxy in front of each server, where the servers serve TLS.
+    proxy_tls: Option<crate::proxy::ProxyTls>,
 }
 
 /// A point in a branch's past: `parent_timestamp` (RFC 3339) or `parent_lsn`.
@@ -74,7 +75,8 @@ pub struct Cluster {
     port: u16,
     admin: Client,
     superuser_password: String,
-    tls: bool,
+    /// Where clients connect: Neon's proxy in front of the server (none without TLS).
+    proxy: Option<crate::proxy::Proxy>,
     root: Arc<Root>,
 }
 
@@ -207,6 +209,13 @@ impl Clusters {
                 );
             }
             localpg::append_conf(&template, &conf)?;
+            let proxy_tls = match &tls {
+                Some(tls) => Some(
+                    crate::proxy::ProxyTls::new(&tls.cert, &tls.key)
+                        .map_err(|e| files(Path::new("server.crt"))(std::io::Error::other(e)))?,
+                ),
+                None => None,
+            };
             Ok(Clusters {
                 root: Arc::new(Root {
                     dir: root,
@@ -216,7 +225,7 @@ impl Clusters {
                 tools,
                 template,
                 superuser_password,
-                tls: tls.is_some(),
+                proxy_tls,
             })
         })
         .await
@@ -358,26 +367,40 @@ impl Clusters {
             .connect(NoTls)
             .await?;
         tokio::spawn(conn);
+        let proxy = match &self.proxy_tls {
+            Some(tls) => Some(
+                crate::proxy::Proxy::start(tls.clone(), port)
+                    .await
+                    .map_err(files(Path::new("127.0.0.1:0")))?,
+            ),
+            None => None,
+        };
         Ok(Cluster {
             dir,
             port,
             admin,
             superuser_password: self.superuser_password.clone(),
-            tls: self.tls,
+            proxy,
             root: self.root.clone(),
         })
     }
 }
 
 impl Cluster {
-    /// A connection URI as Neon returns them, that really connects.
+    /// A connection URI as Neon returns them, that really connects: through Neon's proxy,
+    /// which takes TLS first or after `SSLRequest`.
     pub fn uri(&self, role: &str, password: &str, database: &str) -> String {
-        let params = if self.tls {
-            "sslmode=require&channel_binding=require"
-        } else {
-            "sslmode=disable"
-        };
-        localpg::uri(HOST, self.port, role, password, database, params)
+        match &self.proxy {
+            Some(proxy) => localpg::uri(
+                HOST,
+                proxy.port,
+                role,
+                password,
+                database,
+                "sslmode=require&channel_binding=require",
+            ),
+            None => localpg::uri(HOST, self.port, role, password, database, "sslmode=disable"),
+        }
     }
 
     /// The superuser's URI (for tests that look inside a branch).

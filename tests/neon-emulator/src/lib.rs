@@ -17,6 +17,7 @@
 mod backend;
 pub mod faults;
 mod handlers;
+mod proxy;
 pub mod spec;
 mod state;
 pub mod util;
