@@ -151,6 +151,15 @@ fn load_root_file(path: &Path) -> Result<RootCertStore, TlsSetupError> {
     Ok(store)
 }
 
+/// A rustls client that trusts any server certificate, as libpq's `require` without a
+/// root does (the Neon emulator's proxy reaching its own servers on loopback uses it).
+pub fn trusting_client_config() -> ClientConfig {
+    ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        .with_no_client_auth()
+}
+
 /// Trusts any certificate (libpq's `require` without a root), but still checks that the
 /// server holds the certificate's key, so the channel-binding hash means something.
 #[derive(Debug)]

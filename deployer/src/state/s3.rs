@@ -25,6 +25,8 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::delete_object::builders::DeleteObjectFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{StageState, StateError};
@@ -211,6 +213,32 @@ impl S3Store {
         &self.client
     }
 
+    /// A PutObject of `body` at `key` in the bucket, owned as expected, typed by the key's
+    /// extension (no encryption header: the bucket's default applies; see `save_state`).
+    pub(super) fn put(&self, key: &str, body: Vec<u8>) -> PutObjectFluentBuilder {
+        let content_type = if key.ends_with(".zip") {
+            "application/zip"
+        } else {
+            "application/json"
+        };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+    }
+
+    /// A DeleteObject of `key` in the bucket, owned as expected.
+    pub(super) fn delete_request(&self, key: &str) -> DeleteObjectFluentBuilder {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .key(key)
+    }
+
     pub fn owner(&self) -> &str {
         &self.owner
     }
@@ -307,16 +335,7 @@ impl S3Store {
             return;
         }
         let key = self.key(&state.stage, BASE_OBJECT);
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await;
+        let put = self.put(&key, body.clone()).send().await;
         match put {
             Ok(_) => {
                 written.insert(state.stage.clone(), body);
@@ -359,17 +378,7 @@ impl S3Store {
             action: "serialize the state".into(),
             source: Box::new(e),
         })?;
-        let created = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .content_type("application/json")
-            .if_none_match("*")
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await;
+        let created = self.put(&key, body.clone()).if_none_match("*").send().await;
         match created {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or_default().to_owned();
@@ -408,15 +417,8 @@ impl S3Store {
         if !matches!(seen.get(stage), Some(Some(s)) if s.etag == tag) {
             return;
         }
-        let deleted = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(self.key(stage, "state.json"))
-            .if_match(&tag)
-            .send()
-            .await;
+        let key = self.key(stage, "state.json");
+        let deleted = self.delete_request(&key).if_match(&tag).send().await;
         if deleted.is_ok() {
             seen.insert(stage.to_owned(), None);
         }
@@ -453,19 +455,12 @@ impl S3Store {
         })?;
         let mut seen = self.seen.lock().await;
         let last = seen.entry(state.stage.clone()).or_default();
-        let mut put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .content_type("application/json")
-            // No encryption header: the bucket's default applies (SSE-S3 on every bucket
-            // since January 2023, set explicitly on the bucket the deployer makes), so a
-            // team bucket whose policy requires SSE-KMS accepts the write and one whose
-            // default is SSE-KMS keeps it (S3 User Guide, "Setting default server-side
-            // encryption behavior for Amazon S3 buckets").
-            .body(ByteStream::from(body.clone()));
+        // No encryption header: the bucket's default applies (SSE-S3 on every bucket since
+        // January 2023, set explicitly on the bucket the deployer makes), so a team bucket
+        // whose policy requires SSE-KMS accepts the write and one whose default is SSE-KMS
+        // keeps it (S3 User Guide, "Setting default server-side encryption behavior for
+        // Amazon S3 buckets").
+        let mut put = self.put(&key, body.clone());
         put = match last {
             Some(l) => put.if_match(&l.etag),
             None => put.if_none_match("*"),
@@ -514,15 +509,7 @@ impl S3Store {
     pub async fn delete(&self, stage: &str) -> Result<(), StateError> {
         // What previews read goes first: a stage without a state has no base view.
         let base = self.key(stage, BASE_OBJECT);
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&base)
-            .send()
-            .await
-        {
+        match self.delete_request(&base).send().await {
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(remote(format!("delete s3://{}/{base}", self.bucket), &e)),
@@ -533,16 +520,7 @@ impl S3Store {
         let Some(Some(Seen { etag: tag, .. })) = seen.get(stage) else {
             return Ok(());
         };
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .if_match(tag)
-            .send()
-            .await
-        {
+        match self.delete_request(&key).if_match(tag).send().await {
             Ok(_) => Ok(()),
             Err(e) if lost_race(&e) => Err(StateError::Fenced {
                 stage: stage.to_owned(),
@@ -583,13 +561,7 @@ impl S3Store {
             })
             .collect();
         let key = self.key(stage, &format!("code/{function}-{digest}.zip"));
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .content_type("application/zip")
-            .body(ByteStream::from(zip))
+        self.put(&key, zip)
             .send()
             .await
             .map_err(|e| remote(format!("upload the code to s3://{}/{key}", self.bucket), &e))?;
@@ -599,14 +571,7 @@ impl S3Store {
     /// Deletes uploaded code once Lambda has it; one that stays behind costs a little
     /// storage, so a failure is only logged.
     pub async fn delete_code(&self, key: &str) {
-        let deleted = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(key)
-            .send()
-            .await;
+        let deleted = self.delete_request(key).send().await;
         if let Err(e) = deleted {
             tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), key, "could not delete uploaded code");
         }

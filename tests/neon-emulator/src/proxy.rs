@@ -7,10 +7,8 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,13 +52,8 @@ impl ProxyTls {
             .with_single_cert(certs, key)
             .map_err(|e| format!("server certificate: {e}"))?;
         server.alpn_protocols = vec![b"postgresql".to_vec()];
-        let provider = CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        let client = ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TheServer(provider)))
-            .with_no_client_auth();
+        // The branch server's certificate is the emulator's own, on loopback.
+        let client = pgconn::tls::trusting_client_config();
         Ok(ProxyTls {
             server: Arc::new(server),
             client: Arc::new(client),
@@ -124,53 +117,4 @@ async fn relay(mut client: TcpStream, tls: ProxyTls, upstream: u16) -> std::io::
         .await?;
     tokio::io::copy_bidirectional(&mut secured, &mut server).await?;
     Ok(())
-}
-
-/// Takes the branch server's certificate as it is: it is the emulator's own, on loopback.
-#[derive(Debug)]
-struct TheServer(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for TheServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
 use super::{S3Store, lost_race, not_found, remote};
@@ -157,13 +156,8 @@ impl S3Store {
         let key = self.key(stage, "lock.json");
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let created = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
+            .put(&key, bytes.clone())
             .if_none_match("*")
-            .body(ByteStream::from(bytes.clone()))
             .send()
             .await;
         let etag = match created {
@@ -184,16 +178,7 @@ impl S3Store {
                         holder: seen.describe(),
                     });
                 }
-                let taken = self
-                    .client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .expected_bucket_owner(&self.owner)
-                    .key(&key)
-                    .if_match(&seen.etag)
-                    .body(ByteStream::from(bytes))
-                    .send()
-                    .await;
+                let taken = self.put(&key, bytes).if_match(&seen.etag).send().await;
                 match taken {
                     Ok(out) => {
                         eprintln!(
@@ -250,16 +235,7 @@ impl S3Store {
     /// Deletes the lock if it is still the one seen (`deployer unlock`).
     pub async fn delete_lock(&self, stage: &str, seen: &LockSeen) -> Result<bool, StateError> {
         let key = self.key(stage, "lock.json");
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .expected_bucket_owner(&self.owner)
-            .key(&key)
-            .if_match(&seen.etag)
-            .send()
-            .await
-        {
+        match self.delete_request(&key).if_match(&seen.etag).send().await {
             Ok(_) => Ok(true),
             // Changed (412) or gone (404) since it was seen: not the lock we were asked
             // to remove.
@@ -284,13 +260,8 @@ async fn heartbeat(
         tokio::time::sleep(store.lease / 3).await;
         let mut tag = etag.lock().await;
         let put = store
-            .client
-            .put_object()
-            .bucket(&store.bucket)
-            .expected_bucket_owner(&store.owner)
-            .key(&key)
+            .put(&key, bytes.clone())
             .if_match(tag.as_str())
-            .body(ByteStream::from(bytes.clone()))
             .send()
             .await;
         match put {
@@ -358,11 +329,7 @@ impl S3Lock {
         drop(current);
         let deleted = self
             .store
-            .client
-            .delete_object()
-            .bucket(&self.store.bucket)
-            .expected_bucket_owner(&self.store.owner)
-            .key(&self.key)
+            .delete_request(&self.key)
             .if_match(tag)
             .send()
             .await;
