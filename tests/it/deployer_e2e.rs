@@ -204,8 +204,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     // Nothing changed: nothing mutated, on either side.
     stack.neon.emulator.clear_requests();
     stack.aws.clear();
-    let again = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "e2e").await;
     let neon_changes: Vec<_> = stack
         .neon
         .emulator
@@ -227,8 +226,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     let v1 = fixtures::read_file(&file).with("\"version\": 2,", "\"version\": 1,");
     std::fs::write(&file, v1.as_str()).unwrap();
     stack.aws.clear();
-    let from_v1 = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
-    assert!(from_v1.stdout.contains("No changes."), "{}", from_v1.stdout);
+    stack.assert_no_changes(&config, "e2e").await;
     assert!(
         stack.aws.calls().iter().all(|c| !c.mutating()),
         "{:?}",
@@ -542,6 +540,5 @@ async fn a_databases_uri_is_computed_once_its_branch_has_an_endpoint() {
     let db: String = row.get(0);
     assert!(db.contains("service_database"), "{db}");
 
-    let again = stack.run(&config, &["deploy", "--stage", "uri"]).await.ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "uri").await;
 }

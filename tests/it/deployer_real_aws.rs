@@ -59,11 +59,7 @@ async fn the_guide_deploys_through_lambda_states_and_iam_propagation() {
     assert!(creates >= 2, "CreateFunction was never refused: {creates}");
 
     stack.aws.clear();
-    let again = stack
-        .run(&config, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "real").await;
     let mutating: Vec<_> = stack
         .aws
         .calls()
@@ -186,11 +182,7 @@ async fn a_url_missing_a_permission_or_with_a_wrong_one_is_repaired() {
                 && s["Condition"]["Bool"]["lambda:InvokedViaFunctionUrl"] == "true")
     );
 
-    let again = stack
-        .run(&config, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "real").await;
 }
 
 /// Lambda's own environment check fails at once (it is not IAM propagation), and its error,
@@ -491,11 +483,7 @@ async fn a_function_whose_creation_failed_is_reported_then_made_again() {
         .await
         .expect("the function has its URL");
     assert!(!url.function_url().is_empty());
-    let no_op = stack
-        .run(&config, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(no_op.stdout.contains("No changes."), "{}", no_op.stdout);
+    stack.assert_no_changes(&config, "real").await;
 }
 
 async fn reserved(stack: &DeployStack) -> Option<i32> {
@@ -562,11 +550,7 @@ async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
         .ok();
     assert!(removed.stdout.contains("Updated"), "{}", removed.stdout);
     assert_eq!(reserved(&stack).await, None);
-    let again = stack
-        .run(&uncapped, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&uncapped, "real").await;
 }
 
 /// Replies lost after Lambda applied CreateFunctionUrlConfig and both AddPermission calls:
@@ -599,11 +583,7 @@ async fn url_and_permission_creates_whose_reply_was_lost_count_as_done() {
         ],
         "one statement each"
     );
-    let again = stack
-        .run(&config, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "real").await;
 }
 
 /// `[app] tags` land on the function, its role and its log group, and a permissions
@@ -726,9 +706,5 @@ async fn tags_and_a_permissions_boundary_reach_the_role_function_and_log_group()
         bound, None,
         "the boundary the deployer set stays after its key went"
     );
-    let again = stack
-        .run(&retagged, &["deploy", "--stage", "real"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&retagged, "real").await;
 }

@@ -112,11 +112,7 @@ async fn a_deploy_succeeds_through_injected_faults_without_duplicates() {
         .set_random_faults(RandomFaults::default());
     assert_eq!(stack.projects_named(PROJECT).await.len(), 1);
     assert_exactly_once(&stack, "faulty").await;
-    let again = stack
-        .run(&config, &["deploy", "--stage", "faulty"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "faulty").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,11 +198,7 @@ async fn two_deploys_of_one_stage_one_wins_the_other_is_told_who_holds_the_lock(
     assert_exactly_once(&stack, "race").await;
     let state: Value = stack.state_json("race");
     assert_eq!(state["stage"], "race");
-    let again = stack
-        .run(&config, &["deploy", "--stage", "race"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "race").await;
 }
 
 /// Neon retries an operation in `error` on its own: the deploy waits it out. An operation

@@ -53,15 +53,7 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
     }
     // Prod's CI role, as docs/ci/prod-permissions.json has it, redeploys prod.
     stack.aws.model().s3.policy = Some(ci_policy("prod-permissions.json"));
-    let prod_again = stack
-        .run(&config, &["deploy", "--stage", "prod"])
-        .await
-        .ok();
-    assert!(
-        prod_again.stdout.contains("No changes."),
-        "{}",
-        prod_again.stdout
-    );
+    stack.assert_no_changes(&config, "prod").await;
     let (_, prod_etag) = {
         stack.aws.model().s3.policy = None;
         stack.state_object("prod", "state.json").await.unwrap()
@@ -94,11 +86,7 @@ async fn a_preview_stage_deploys_redeploys_and_is_removed_with_s3_state() {
         state["resources"]["MyAppProject"]["kind"], "Preview",
         "{state:#}"
     );
-    let again = stack
-        .run(&config, &["deploy", "--stage", "pr-7"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "pr-7").await;
     // The daily prune lists every stage, prod by its base.json.
     stack
         .run(&config, &["prune", "--older-than", "7d", "--yes"])
@@ -267,8 +255,7 @@ async fn a_named_bucket_in_another_region_is_used_through_its_region() {
         "bucket = \"central-state\"\nprefix = \"team\"",
     ));
     stack.run(&config, &["deploy", "--stage", "dev"]).await.ok();
-    let again = stack.run(&config, &["deploy", "--stage", "dev"]).await.ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "dev").await;
     let in_its_region = aws_sdk_s3::Client::from_conf(
         stack
             .s3
@@ -317,8 +304,7 @@ async fn a_state_hidden_by_a_new_buckets_versioning_lag_is_read_again_not_deploy
         .key("team/aws-hono/dev/state.json")
         .send()
         .await;
-    let again = stack.run(&config, &["deploy", "--stage", "dev"]).await.ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&config, "dev").await;
     assert_eq!(stack.projects_named("my-sst-project").await.len(), 1);
     assert!(
         hidden.is_err(),
@@ -348,10 +334,6 @@ async fn a_write_whose_reply_was_lost_is_known_as_this_runs_own() {
         stack.aws.model().s3.lose_reply_to.is_empty(),
         "a reply the model was to lose was never sent"
     );
-    let again = stack
-        .run(&changed, &["deploy", "--stage", "dev"])
-        .await
-        .ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    stack.assert_no_changes(&changed, "dev").await;
     assert!(stack.state_object("dev", "lock.json").await.is_none());
 }

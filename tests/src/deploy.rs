@@ -186,6 +186,12 @@ impl DeployStack {
         }
     }
 
+    /// Deploys `stage` again and asserts it changed nothing ("No changes.").
+    pub async fn assert_no_changes(&self, config: &Path, stage: &str) {
+        let again = self.run(config, &["deploy", "--stage", stage]).await.ok();
+        assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    }
+
     /// The stage's state file.
     pub fn state_file(&self, stage: &str) -> PathBuf {
         self.state.path().join(format!("{stage}.state.json"))
