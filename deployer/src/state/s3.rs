@@ -31,8 +31,11 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::{StageState, StateError};
 
+mod base;
+mod code;
 mod lock;
 
+use base::BASE_OBJECT;
 pub use lock::S3Lock;
 
 /// How long a lock stays live without renewal; `DEPLOYER_LOCK_LEASE_SECONDS` overrides it
@@ -110,9 +113,6 @@ pub struct S3Store {
     /// with 403 instead of receiving the state's passwords.
     owner: String,
 }
-
-/// Beside each stage's `state.json`: what previews of it read ([`StageState::base_view`]).
-const BASE_OBJECT: &str = "base.json";
 
 /// What a GET found.
 enum Fetched {
@@ -307,48 +307,6 @@ impl S3Store {
         }
     }
 
-    /// What a preview stage reads of its base stage `stage`: its `base.json` (IDs and
-    /// names, no secret), or, for a base deployed before base.json existed, its state.
-    pub async fn load_base(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
-        let key = self.key(stage, BASE_OBJECT);
-        match self.fetch(&key).await? {
-            Fetched::Found(bytes, _, _) => {
-                super::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
-            }
-            Fetched::Missing | Fetched::Denied(_) => self.load(app, stage).await,
-        }
-    }
-
-    /// Writes `state`'s [`StageState::base_view`] when it differs from the one this run
-    /// last wrote. Derived from the state just written, so unconditional; a failure is a
-    /// warning (the next write tries again), never a failed deploy.
-    async fn write_base(&self, state: &StageState) {
-        let view = state.base_view();
-        let mut written = self.bases.lock().await;
-        if view.resources.is_empty() && !written.contains_key(&state.stage) {
-            return;
-        }
-        let Ok(body) = serde_json::to_vec_pretty(&view) else {
-            return;
-        };
-        if written.get(&state.stage) == Some(&body) {
-            return;
-        }
-        let key = self.key(&state.stage, BASE_OBJECT);
-        let put = self.put(&key, body.clone()).send().await;
-        match put {
-            Ok(_) => {
-                written.insert(state.stage.clone(), body);
-            }
-            Err(e) => eprintln!(
-                "warning: could not write s3://{}/{key} (what previews of stage `{}` read): {}",
-                self.bucket,
-                state.stage,
-                crate::aws::Detail::of_sdk(&e)
-            ),
-        }
-    }
-
     /// The stage's state, or an empty one; remembers its ETag for the fenced writes.
     ///
     /// A stage this run holds and whose state reads 404 is settled with a create
@@ -533,47 +491,6 @@ impl S3Store {
                 Ok(())
             }
             Err(e) => Err(remote(format!("delete {}", self.url(stage)), &e)),
-        }
-    }
-
-    /// The region the bucket is used in (its own, where it lives elsewhere).
-    pub fn region(&self) -> Option<String> {
-        self.client.config().region().map(|r| r.to_string())
-    }
-
-    /// Uploads code over Lambda's direct-upload limit, for Lambda to fetch (it copies the
-    /// object when the call is made): `<prefix>/<app>/<stage>/code/<function>-<sha256>.zip`.
-    /// The bucket and key.
-    pub async fn put_code(
-        &self,
-        stage: &str,
-        function: &str,
-        sha256_base64: &str,
-        zip: Vec<u8>,
-    ) -> Result<(String, String), StateError> {
-        let digest: String = sha256_base64
-            .chars()
-            .map(|c| match c {
-                '/' => '_',
-                '+' => '-',
-                '=' => '.',
-                c => c,
-            })
-            .collect();
-        let key = self.key(stage, &format!("code/{function}-{digest}.zip"));
-        self.put(&key, zip)
-            .send()
-            .await
-            .map_err(|e| remote(format!("upload the code to s3://{}/{key}", self.bucket), &e))?;
-        Ok((self.bucket.clone(), key))
-    }
-
-    /// Deletes uploaded code once Lambda has it; one that stays behind costs a little
-    /// storage, so a failure is only logged.
-    pub async fn delete_code(&self, key: &str) {
-        let deleted = self.delete_request(key).send().await;
-        if let Err(e) = deleted {
-            tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), key, "could not delete uploaded code");
         }
     }
 
