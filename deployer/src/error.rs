@@ -163,6 +163,12 @@ impl From<StateError> for Failure {
                 };
                 Failure::bad_input(e).hint(hint)
             }
+            StateError::NoBaseView { stage, .. } => {
+                let hint = format!(
+                    "deploy stage `{stage}` once with this deployer (with its own credentials): it writes base.json, which previews read"
+                );
+                Failure::remote(e).hint(hint)
+            }
             StateError::Hidden { .. } => Failure::remote(e).hint(
                 "nothing was changed; run the command again in a few minutes, once S3 serves the object",
             ),

@@ -79,6 +79,10 @@ pub enum StateError {
         "the state `{location}` exists (S3 refused to create it), yet every read of it answers 404; a bucket whose versioning was enabled in the last 15 minutes does this for a while (S3 User Guide, \"Enabling versioning on buckets\")"
     )]
     Hidden { location: String },
+    #[error(
+        "stage `{stage}` has no `{location}` (what its previews read; a deployer before it wrote none), and these credentials may not read its state"
+    )]
+    NoBaseView { stage: String, location: String },
     #[error("stage `{stage}` is locked by {holder}, and its lease is live")]
     LiveLease { stage: String, holder: String },
     #[error("the state bucket `{bucket}` cannot be used: {detail}")]

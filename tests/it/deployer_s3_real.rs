@@ -337,3 +337,41 @@ async fn a_write_whose_reply_was_lost_is_known_as_this_runs_own() {
     stack.assert_no_changes(&changed, "dev").await;
     assert!(stack.state_object("dev", "lock.json").await.is_none());
 }
+
+/// A base stage deployed before base.json existed has none, and the preview's CI role may
+/// not read its state: the preview is told to have the base deployed once, which writes it
+/// (even a deploy that changes nothing), and then deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_stage_without_base_json_is_deployed_once_to_write_it() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (_dir, config) = temp_config(fixtures::read("infra/guide-preview-s3.toml"));
+    stack
+        .run(&config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+    stack
+        .s3
+        .delete_object()
+        .bucket(STATE_BUCKET)
+        .key("team/aws-hono/prod/base.json")
+        .send()
+        .await
+        .unwrap();
+    stack.aws.model().s3.policy = Some(ci_policy("preview-permissions.json"));
+    let refused = stack.run(&config, &["deploy", "--stage", "pr-8"]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("hint: deploy stage `prod` once with this deployer"),
+        "{}",
+        refused.stderr
+    );
+    stack.aws.model().s3.policy = Some(ci_policy("prod-permissions.json"));
+    stack.assert_no_changes(&config, "prod").await;
+    stack.aws.model().s3.policy = Some(ci_policy("preview-permissions.json"));
+    stack
+        .run(&config, &["deploy", "--stage", "pr-8"])
+        .await
+        .ok();
+}

@@ -239,10 +239,6 @@ impl S3Store {
             .key(key)
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     fn key(&self, stage: &str, object: &str) -> String {
         format!("{}{stage}/{object}", self.app_key)
     }
@@ -319,14 +315,20 @@ impl S3Store {
     pub async fn load(&self, app: &str, stage: &str) -> Result<StageState, StateError> {
         let key = self.key(stage, "state.json");
         let location = format!("s3://{}/{key}", self.bucket);
-        if let Some((body, etag, _)) = self.get(&key).await? {
-            return self.remember(stage, etag, body, &location).await;
-        }
         let held = self
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(stage);
+        if let Some((body, etag, _)) = self.get(&key).await? {
+            let state = self.remember(stage, etag, body, &location).await?;
+            // What previews read, written by a run that holds the stage even when it
+            // changes nothing: a stage deployed before base.json existed gets one.
+            if held {
+                self.write_base(&state).await;
+            }
+            return Ok(state);
+        }
         if !held {
             self.seen.lock().await.insert(stage.to_owned(), None);
             return Ok(StageState::empty(app, stage));

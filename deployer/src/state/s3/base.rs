@@ -15,9 +15,22 @@ impl S3Store {
         let key = self.key(stage, BASE_OBJECT);
         match self.fetch(&key).await? {
             Fetched::Found(bytes, _, _) => {
-                crate::state::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket))
+                return crate::state::parse_state(&bytes, &format!("s3://{}/{key}", self.bucket));
             }
-            Fetched::Missing | Fetched::Denied(_) => self.load(app, stage).await,
+            Fetched::Missing | Fetched::Denied(_) => {}
+        }
+        // A base deployed before base.json existed: its state, if these credentials may
+        // read it (a preview's CI role may not).
+        let state = self.key(stage, "state.json");
+        match self.fetch(&state).await? {
+            Fetched::Found(bytes, _, _) => {
+                crate::state::parse_state(&bytes, &format!("s3://{}/{state}", self.bucket))
+            }
+            Fetched::Missing => Ok(StageState::empty(app, stage)),
+            Fetched::Denied(_) => Err(StateError::NoBaseView {
+                stage: stage.to_owned(),
+                location: format!("s3://{}/{key}", self.bucket),
+            }),
         }
     }
 
