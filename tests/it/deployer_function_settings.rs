@@ -8,25 +8,6 @@ use harness::fixtures::{self, GUIDE_HONO};
 
 const FUNCTION: &str = "aws-hono-real-MyApi";
 
-fn guide_with(extra_function_lines: &str) -> fixtures::Text {
-    fixtures::read(GUIDE_HONO).with(
-        "url = true\n",
-        &format!("url = true\n{extra_function_lines}\n"),
-    )
-}
-
-async fn configuration(
-    stack: &DeployStack,
-) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
-    stack
-        .lambda
-        .get_function_configuration()
-        .function_name(FUNCTION)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn reserved(stack: &DeployStack) -> Option<i32> {
     stack
         .lambda
@@ -44,7 +25,9 @@ async fn reserved(stack: &DeployStack) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, capped) = temp_config(guide_with("reserved_concurrency = 5"));
+    let (_dir, capped) = temp_config(fixtures::guide_with_function_lines(
+        "reserved_concurrency = 5",
+    ));
     stack
         .run(&capped, &["deploy", "--stage", "real"])
         .await
@@ -71,7 +54,9 @@ async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
         refreshed.stdout
     );
 
-    let (_dir2, raised) = temp_config(guide_with("reserved_concurrency = 20"));
+    let (_dir2, raised) = temp_config(fixtures::guide_with_function_lines(
+        "reserved_concurrency = 20",
+    ));
     let diff = stack.run(&raised, &["diff", "--stage", "real"]).await.ok();
     assert!(
         diff.stdout.contains("reserved_concurrency"),
@@ -84,7 +69,7 @@ async fn reserved_concurrency_is_set_changed_refreshed_and_removed() {
         .ok();
     assert_eq!(reserved(&stack).await, Some(20));
 
-    let (_dir3, uncapped) = temp_config(guide_with(""));
+    let (_dir3, uncapped) = temp_config(fixtures::guide_with_function_lines(""));
     let removed = stack
         .run(&uncapped, &["deploy", "--stage", "real"])
         .await
@@ -149,7 +134,8 @@ async fn tags_and_a_permissions_boundary_reach_the_role_function_and_log_group()
             .iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect();
-        let arn = configuration(&stack)
+        let arn = stack
+            .function_configuration(FUNCTION)
             .await
             .function_arn()
             .unwrap()

@@ -5,17 +5,10 @@
 
 use harness::aws::Timings;
 use harness::deploy::{DeployStack, temp_config};
-use harness::fixtures::{self, GUIDE_HONO};
+use harness::fixtures;
 use harness::paths::fixture;
 
 const FUNCTION: &str = "aws-hono-real-MyApi";
-
-fn guide_with(extra_function_lines: &str) -> fixtures::Text {
-    fixtures::read(GUIDE_HONO).with(
-        "url = true\n",
-        &format!("url = true\n{extra_function_lines}\n"),
-    )
-}
 
 /// How many CreateFunction calls the proxy saw (refused ones included).
 fn create_function_calls(stack: &DeployStack) -> usize {
@@ -27,25 +20,13 @@ fn create_function_calls(stack: &DeployStack) -> usize {
         .count()
 }
 
-async fn configuration(
-    stack: &DeployStack,
-) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
-    stack
-        .lambda
-        .get_function_configuration()
-        .function_name(FUNCTION)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// The guide's lifecycle with Lambda's states and IAM propagation switched on: create, no-op,
 /// memory change, an update of an idle function, recovery from a failed update, remove.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guide_deploys_through_lambda_states_and_iam_propagation() {
     let stack = DeployStack::start(|_| {}).await;
     stack.aws.set_timings(Timings::realistic());
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
 
     let first = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(first.code, 0, "{}", first.all());
@@ -69,27 +50,33 @@ async fn the_guide_deploys_through_lambda_states_and_iam_propagation() {
     assert!(mutating.is_empty(), "{mutating:?}");
 
     // A memory change: one configuration update, waited for, while InProgress blocks others.
-    let (_dir, bigger) = temp_config(guide_with("memory = 512"));
+    let (_dir, bigger) = temp_config(fixtures::guide_with_function_lines("memory = 512"));
     let memory = stack.run(&bigger, &["deploy", "--stage", "real"]).await;
     assert_eq!(memory.code, 0, "{}", memory.all());
-    assert_eq!(configuration(&stack).await.memory_size(), Some(512));
+    assert_eq!(
+        stack.function_configuration(FUNCTION).await.memory_size(),
+        Some(512)
+    );
 
     // Idle for weeks: Inactive. The next deploy still updates it.
     stack.aws.model().make_inactive(FUNCTION);
-    let (_dir, smaller) = temp_config(guide_with("memory = 256"));
+    let (_dir, smaller) = temp_config(fixtures::guide_with_function_lines("memory = 256"));
     let idle = stack.run(&smaller, &["deploy", "--stage", "real"]).await;
     assert_eq!(idle.code, 0, "{}", idle.all());
-    assert_eq!(configuration(&stack).await.memory_size(), Some(256));
+    assert_eq!(
+        stack.function_configuration(FUNCTION).await.memory_size(),
+        Some(256)
+    );
 
     // A failed update (say a bad layer) must not block the deploy that fixes it.
     stack
         .aws
         .model()
         .fail_last_update(FUNCTION, "The function could not be configured.");
-    let (_dir, fixed) = temp_config(guide_with("memory = 384"));
+    let (_dir, fixed) = temp_config(fixtures::guide_with_function_lines("memory = 384"));
     let recovered = stack.run(&fixed, &["deploy", "--stage", "real"]).await;
     assert_eq!(recovered.code, 0, "{}", recovered.all());
-    let conf = configuration(&stack).await;
+    let conf = stack.function_configuration(FUNCTION).await;
     assert_eq!(conf.memory_size(), Some(384));
     // The deploy waited for its update: nothing is left InProgress or Failed.
     assert_eq!(
@@ -127,7 +114,7 @@ async fn policy_statements(stack: &DeployStack) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_missing_a_permission_or_with_a_wrong_one_is_repaired() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     stack
         .run(&config, &["deploy", "--stage", "real"])
         .await
@@ -196,7 +183,7 @@ async fn lambdas_environment_error_is_final_and_keeps_the_secrets() {
         env_limit: 64,
         ..Timings::default()
     });
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("String measured"), "{}", run.stderr);
@@ -241,7 +228,7 @@ async fn a_role_left_by_an_interrupted_run_is_waited_for() {
         .send()
         .await
         .unwrap();
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(run.code, 0, "{}", run.all());
     let creates = create_function_calls(&stack);
@@ -270,14 +257,16 @@ async fn log_retention(stack: &DeployStack, function: &str) -> Option<Option<i32
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_group_has_a_retention_and_goes_with_the_function() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     stack
         .run(&config, &["deploy", "--stage", "real"])
         .await
         .ok();
     assert_eq!(log_retention(&stack, FUNCTION).await, Some(Some(14)));
 
-    let (_dir, month) = temp_config(guide_with("log_retention_days = 30"));
+    let (_dir, month) = temp_config(fixtures::guide_with_function_lines(
+        "log_retention_days = 30",
+    ));
     let diff = stack.run(&month, &["diff", "--stage", "real"]).await.ok();
     assert!(
         diff.stdout.contains("log_retention_days"),
@@ -303,7 +292,7 @@ async fn the_log_group_has_a_retention_and_goes_with_the_function() {
     assert_eq!(log_retention(&stack, FUNCTION).await, None);
 
     // A stage that retains keeps the function and its logs.
-    let (_dir, keep) = temp_config(guide_with("").with(
+    let (_dir, keep) = temp_config(fixtures::guide_with_function_lines("").with(
         "[stages.production]",
         "[stages.keep]\nremoval = \"retain\"\n[stages.production]",
     ));
@@ -322,7 +311,7 @@ async fn the_log_group_has_a_retention_and_goes_with_the_function() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_from_aws_login_provides_the_credentials() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let home = tempfile::tempdir().unwrap();
     let mut cmd = stack.command(&config, &["deploy", "--stage", "login"]);
     cmd.env_remove("AWS_ACCESS_KEY_ID")
@@ -359,7 +348,7 @@ async fn a_profile_from_aws_login_provides_the_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_deletes_a_role_whatever_policies_were_added_to_it() {
     let stack = DeployStack::start(|_| {}).await;
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     stack
         .run(&config, &["deploy", "--stage", "real"])
         .await
@@ -410,7 +399,7 @@ async fn a_deploy_failing_at_neon_leaves_nothing_that_remove_cannot_find() {
         }];
     })
     .await;
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let failed = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(failed.code, 1, "{}", failed.all());
     let role = stack.iam.get_role().role_name(FUNCTION).send().await;
@@ -454,7 +443,7 @@ async fn a_function_whose_creation_failed_is_reported_then_made_again() {
         .aws
         .model()
         .fail_next_creation(FUNCTION, REASON, "InvalidConfiguration");
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let failed = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(failed.code, 1, "{}", failed.all());
     for text in [
@@ -473,7 +462,7 @@ async fn a_function_whose_creation_failed_is_reported_then_made_again() {
         "{}",
         again.stderr
     );
-    let conf = configuration(&stack).await;
+    let conf = stack.function_configuration(FUNCTION).await;
     assert_eq!(conf.state().map(|s| s.as_str()), Some("Active"));
     let url = stack
         .lambda
@@ -496,7 +485,7 @@ async fn url_and_permission_creates_whose_reply_was_lost_count_as_done() {
         ["CreateFunctionUrlConfig", "AddPermission", "AddPermission"]
             .map(str::to_owned)
             .to_vec();
-    let (_dir, config) = temp_config(guide_with(""));
+    let (_dir, config) = temp_config(fixtures::guide_with_function_lines(""));
     let run = stack.run(&config, &["deploy", "--stage", "real"]).await;
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(

@@ -186,6 +186,19 @@ impl DeployStack {
         }
     }
 
+    /// The Lambda function `name` as Lambda describes it.
+    pub async fn function_configuration(
+        &self,
+        name: &str,
+    ) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+        self.lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("function `{name}`: {e:?}"))
+    }
+
     /// Deploys `stage` again and asserts it changed nothing ("No changes.").
     pub async fn assert_no_changes(&self, config: &Path, stage: &str) {
         let again = self.run(config, &["deploy", "--stage", stage]).await.ok();

@@ -65,6 +65,11 @@ impl From<Text> for String {
     }
 }
 
+/// The guide's app ([`GUIDE_HONO`]) with more lines in its `[function.MyApi]` table.
+pub fn guide_with_function_lines(lines: &str) -> Text {
+    read(GUIDE_HONO).with("url = true\n", &format!("url = true\n{lines}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
