@@ -13,7 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::aws_model::{LambdaCall, iam_error, lambda_error};
+use crate::aws_answers::{iam_error, lambda_error};
+use crate::aws_model::LambdaCall;
 pub use crate::aws_model::{Model, Timings};
 use crate::pg::free_port;
 use crate::process::{Spawned, clean_command};

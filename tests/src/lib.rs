@@ -8,12 +8,14 @@
 //! - [`load`]: concurrent HTTP load whose every answer the test judges;
 //! - [`neon`]: the Neon API emulator (a server per branch), with a spec-checking client;
 //! - [`aws`]: moto in server mode and a proxy that records the calls made to it;
-//! - [`aws_model`], [`s3_model`]: what the proxy adds of AWS's documented behaviour;
+//! - [`aws_model`], [`s3_model`]: what the proxy adds of AWS's documented behaviour, and
+//!   [`aws_answers`] AWS's answers as it writes them;
 //! - [`deploy`]: one test's whole stack (Neon emulator, moto, a state folder), the deployer
 //!   run against it, and typed reads of what it recorded and made;
 //! - [`fixtures`]: the fixture files, edited only where the text to replace is there.
 
 pub mod aws;
+pub mod aws_answers;
 pub mod aws_model;
 pub mod certs;
 pub mod deploy;
