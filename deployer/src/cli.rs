@@ -12,6 +12,7 @@ Examples:
   deployer outputs --stage prod       the function URL and other outputs (secrets masked)
   deployer remove --stage pr-42 --yes delete a stage (retained Neon data is kept)
   deployer prune --older-than 7d      remove preview stages whose branch expired or is old
+  deployer migrate --stage prod       apply only the pending migrations (--dry-run lists them)
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
   deployer dev -- cargo test          any command with the links in its environment
   deployer unlock --stage prod        clear the lock left by an interrupted run
@@ -43,6 +44,8 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Print the stage's outputs.
     Outputs(OutputsArgs),
+    /// Apply the stage's pending migrations only (the databases must be deployed).
+    Migrate(MigrateArgs),
     /// Run the api locally with the stage's links (a local PostgreSQL without NEON_API_KEY).
     Dev(DevArgs),
     /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
@@ -137,6 +140,9 @@ pub struct DeployArgs {
     /// On a protected stage, allow deleting or replacing Neon resources.
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// Leave applied migrations whose file is gone alone, as sqlx's --ignore-missing.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// How many independent steps may run at once (1: one after another, in plan order).
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -178,6 +184,21 @@ pub struct OutputsArgs {
     /// (the database URL masked in the log with ::add-mask::).
     #[arg(long, conflicts_with_all = ["json", "reveal"])]
     pub github_output: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Check the migrations against each database and list the pending ones; apply nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// On a protected stage, allow migrations that drop or rewrite data.
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    /// Leave applied migrations whose file is gone alone, as sqlx's --ignore-missing.
+    #[arg(long)]
+    pub allow_missing: bool,
 }
 
 #[derive(Args, Debug)]

@@ -16,6 +16,7 @@ pub mod env;
 pub mod error;
 pub mod lambda_zip;
 pub mod lease;
+pub mod migrate;
 pub mod neon;
 pub mod output;
 pub mod plan;
@@ -64,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Diff(args) => commands::diff::run(&cli.config, args).await.map(|()| 0),
             Command::Remove(args) => commands::remove::run(&cli.config, args).await.map(|()| 0),
             Command::Outputs(args) => commands::outputs::run(&cli.config, args).await.map(|()| 0),
+            Command::Migrate(args) => commands::migrate::run(&cli.config, args).await.map(|()| 0),
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
             Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
             Command::Refresh(args) => commands::refresh::run(&cli.config, args).await.map(|()| 0),

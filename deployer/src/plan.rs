@@ -20,8 +20,10 @@ pub use crate::resources::KNOWN_AFTER;
 pub enum Scope {
     /// Everything: `deploy`, `diff`, `remove`.
     All,
-    /// `dev`: Neon resources and links; no function, nothing deleted.
+    /// `dev`: Neon resources, migrations and links; no function, nothing deleted.
     Neon,
+    /// `migrate`: the migration sets only, nothing deleted.
+    Migrations,
 }
 
 /// What to do with one resource.
@@ -164,6 +166,14 @@ impl fmt::Display for Plan {
             };
             writeln!(f, "{mark:>3} {} {} {verb}", c.resource, c.kind.label())?;
             for field in &c.fields {
+                let described = match (&field.old, &field.new) {
+                    (Some(old), Some(new)) => resources::describe_field(c.kind, old, new),
+                    _ => None,
+                };
+                if let Some(d) = described {
+                    writeln!(f, "      {}: {d}", field.field)?;
+                    continue;
+                }
                 match (&field.old, &field.new) {
                     (Some(old), Some(new)) => writeln!(f, "      {}: {old} -> {new}", field.field)?,
                     _ => writeln!(f, "      {}: (changed)", field.field)?,
@@ -180,7 +190,11 @@ impl fmt::Display for Plan {
 
 /// Compares what `config` declares with what `state` recorded.
 pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Scope) -> Plan {
-    let in_scope = |kind: Kind| scope == Scope::All || kind != Kind::Function;
+    let in_scope = |kind: Kind| match scope {
+        Scope::All => true,
+        Scope::Neon => kind != Kind::Function,
+        Scope::Migrations => kind == Kind::Migrations,
+    };
     let declared: Vec<&Resource> = config
         .resources
         .iter()
@@ -193,10 +207,21 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
     let mut view = state.clone();
     for r in &declared {
         let (action, fields) = match state.resources.get(&r.name) {
-            None => match &r.import {
-                Some(id) => (Action::Import(id.clone()), Vec::new()),
-                None => (Action::Create, Vec::new()),
-            },
+            None => {
+                let fields = if resources::fields_on_create(r.kind) {
+                    field_changes(
+                        r.kind,
+                        &desired_inputs(r, &view),
+                        &Value::Object(Default::default()),
+                    )
+                } else {
+                    Vec::new()
+                };
+                match &r.import {
+                    Some(id) => (Action::Import(id.clone()), fields),
+                    None => (Action::Create, fields),
+                }
+            }
             Some(recorded) => {
                 let mut fields = field_changes(r.kind, &desired_inputs(r, &view), &recorded.inputs);
                 // Outputs recorded incomplete (a create whose operation failed, a database

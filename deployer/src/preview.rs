@@ -157,7 +157,8 @@ pub fn for_stage(
             }
             // Imports name the base's roles, databases and endpoints: the stage has copies.
             Spec::Endpoint(_) | Spec::Role(_) | Spec::Database(_) => r.import = None,
-            Spec::PreviewBranch(_) | Spec::Link(_) | Spec::Function(_) => {}
+            // A set applies to the stage's own copy of its database: the rehearsal.
+            Spec::PreviewBranch(_) | Spec::Migrations(_) | Spec::Link(_) | Spec::Function(_) => {}
         }
     }
     Ok(out)

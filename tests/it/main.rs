@@ -13,6 +13,7 @@ mod deployer_errors;
 mod deployer_function_settings;
 mod deployer_input;
 mod deployer_lifecycle;
+mod deployer_migrations;
 mod deployer_package;
 mod deployer_preview;
 mod deployer_real_aws;

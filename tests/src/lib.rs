@@ -12,7 +12,8 @@
 //!   [`aws_answers`] AWS's answers as it writes them;
 //! - [`deploy`]: one test's whole stack (Neon emulator, moto, a state folder), the deployer
 //!   run against it, and typed reads of what it recorded and made;
-//! - [`fixtures`]: the fixture files, edited only where the text to replace is there.
+//! - [`fixtures`]: the fixture files, edited only where the text to replace is there;
+//! - [`sqlx_migrator`]: sqlx's own migrator, run on what the deployer migrated.
 
 pub mod aws;
 pub mod aws_answers;
@@ -29,3 +30,4 @@ pub mod pgbouncer;
 pub mod process;
 pub mod runtime_api;
 pub mod s3_model;
+pub mod sqlx_migrator;

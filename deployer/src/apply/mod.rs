@@ -49,6 +49,10 @@ impl From<StepError> for Failure {
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),
+            StepCause::Migrate(ref m) => {
+                let hint = m.hint();
+                Failure::remote(e).maybe_hint(hint)
+            }
             StepCause::Neon(_) | StepCause::Aws(_) | StepCause::Build(_) => {
                 let hint = match &e.cause {
                     StepCause::Neon(n) => n.hint(),
@@ -80,6 +84,8 @@ pub struct Applier<'a> {
     pub project_dir: &'a Path,
     pub clients: &'a Clients,
     pub concurrency: usize,
+    /// `--allow-missing`: applied migrations with no file are left alone.
+    pub allow_missing: bool,
 }
 
 impl Applier<'_> {
@@ -166,6 +172,7 @@ impl Applier<'_> {
                         recorder,
                         locks: &locks,
                         prepared: &prepared,
+                        allow_missing: self.allow_missing,
                         state: recorder.snapshot(),
                         name: &change.resource,
                     };

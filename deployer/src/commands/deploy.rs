@@ -18,6 +18,7 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
         scope: Scope::All,
         remove: false,
         allow_data_loss: args.allow_data_loss,
+        allow_missing: args.allow_missing,
         concurrency: usize::from(args.concurrency),
     };
     let review = |config: &Config, state: &StageState, plan: &Plan| {

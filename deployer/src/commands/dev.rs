@@ -50,6 +50,7 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
         let c = LocalCluster::start(&dir, args.pg_port)?;
         let outputs = c.provision(&config)?;
         cluster = Some(c);
+        apply_local_migrations(&config, &outputs).await?;
         outputs
     } else {
         if config.policy(&stage).protect {
@@ -70,6 +71,7 @@ pub async fn run(config_path: &Path, args: &DevArgs) -> Result<u8, Failure> {
             scope: Scope::Neon,
             remove: false,
             allow_data_loss: false,
+            allow_missing: false,
             concurrency: usize::from(DEFAULT_CONCURRENCY),
         };
         let provisioned = pipeline
@@ -155,6 +157,34 @@ async fn run_child(mut cmd: tokio::process::Command) -> Result<std::process::Exi
 }
 
 /// `LINK_<Name>` for every link, and every function's `environment`, resolved.
+/// Applies each migration set to its database in the local cluster, as a deploy would.
+async fn apply_local_migrations(
+    config: &Config,
+    outputs: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<(), Failure> {
+    for r in &config.resources {
+        let Spec::Migrations(spec) = &r.spec else {
+            continue;
+        };
+        let uri = outputs
+            .get(&spec.database)
+            .and_then(|o| o.get("connection_uri"))
+            .cloned()
+            .unwrap_or_default();
+        let opts = crate::migrate::Options {
+            lock_timeout: spec.lock_timeout,
+            ..Default::default()
+        };
+        crate::resources::migrations::apply(&uri, spec, &opts, &r.name)
+            .await
+            .map_err(|e| {
+                let hint = e.hint();
+                Failure::remote(e).maybe_hint(hint)
+            })?;
+    }
+    Ok(())
+}
+
 fn link_environment(
     config: &Config,
     outputs: &BTreeMap<String, BTreeMap<String, String>>,
@@ -339,7 +369,8 @@ impl LocalCluster {
                         connection_uri_pooler: uri,
                     })
                 }
-                Spec::Link(_) | Spec::Function(_) => continue,
+                // Applied once the databases exist (`apply_local_migrations`).
+                Spec::Migrations(_) | Spec::Link(_) | Spec::Function(_) => continue,
             };
             outputs.insert(r.name.clone(), o);
         }

@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub remove: bool,
     /// `--allow-data-loss`: a protected stage may delete or replace Neon resources.
     pub allow_data_loss: bool,
+    /// `--allow-missing`: applied migrations with no file are left alone.
+    pub allow_missing: bool,
     /// Steps run at once.
     pub concurrency: usize,
 }
@@ -89,6 +91,17 @@ impl Pipeline {
                 let hint = e.hint();
                 Failure::bad_input(e).hint(hint)
             })?;
+        crate::resources::migrations::check(
+            &config,
+            &state,
+            policy,
+            self.allow_data_loss,
+            self.allow_missing,
+        )
+        .map_err(|e| {
+            let hint = e.hint();
+            Failure::bad_input(e).hint(hint)
+        })?;
         if review(&config, &state, &plan)? == Review::Stop {
             return Ok(None);
         }
@@ -100,6 +113,7 @@ impl Pipeline {
             project_dir: Path::new(&dir),
             clients,
             concurrency: self.concurrency,
+            allow_missing: self.allow_missing,
         };
         let result = applier.run(&plan, &recorder).await;
         if let Some(neon) = &clients.neon {

@@ -39,6 +39,7 @@ pub async fn remove_stage(
         scope: Scope::All,
         remove: true,
         allow_data_loss: false,
+        allow_missing: false,
         concurrency: 1,
     };
     let review = |config: &Config, state: &StageState, plan: &Plan| {

@@ -168,6 +168,7 @@ impl Checker<'_> {
         let region = app.region.map(|r| r.into_inner());
         let tags = self.tags(app.tags.as_ref());
         let state = self.state(raw.state);
+        let lock_timeout = self.migration_settings(raw.migrations.as_ref());
 
         let mut stages = BTreeMap::new();
         let mut previews = BTreeMap::new();
@@ -242,6 +243,11 @@ impl Checker<'_> {
                 org_id: p.org_id.as_ref().map(|o| self.template(o)),
                 history_retention_seconds: history,
             });
+            if let Some(dir) = &p.migrations
+                && let Some((span, set)) = self.migration_set(name.get_ref(), dir, lock_timeout)
+            {
+                add(span, set.name, set.kind, set.spec, None, set.deps);
+            }
             add(
                 name.span(),
                 name.into_inner(),
@@ -327,6 +333,11 @@ impl Checker<'_> {
                 owner: d.owner.get_ref().clone(),
             });
             let deps = BTreeSet::from([d.branch.get_ref().clone(), d.owner.get_ref().clone()]);
+            if let Some(dir) = &d.migrations
+                && let Some((span, set)) = self.migration_set(name.get_ref(), dir, lock_timeout)
+            {
+                add(span, set.name, set.kind, set.spec, None, set.deps);
+            }
             add(
                 name.span(),
                 name.into_inner(),
@@ -490,6 +501,7 @@ impl Checker<'_> {
                 );
             }
         }
+        super::migrations::functions_wait_for_migrations(&mut resources);
         self.check_names_and_refs(&mut resources);
         let ordered = self.order(resources);
         Config {
@@ -533,7 +545,8 @@ impl Checker<'_> {
     fn check_names_and_refs(&mut self, resources: &mut [(Range<usize>, Resource)]) {
         let mut seen: BTreeMap<String, Kind> = BTreeMap::new();
         for (span, r) in resources.iter() {
-            if !is_logical_name(&r.name) {
+            // A migration set is named after its database (`X/migrations`).
+            if r.kind != Kind::Migrations && !is_logical_name(&r.name) {
                 self.error(span.clone(), format!("resource name `{}` must start with a letter and hold only letters and digits", r.name), Some("for example MyAppProject".into()));
             }
             if let Some(kind) = seen.get(&r.name) {
@@ -718,7 +731,7 @@ fn templates(spec: &Spec) -> Vec<&Template> {
         | Spec::Database(DatabaseSpec { name, .. }) => {
             vec![name]
         }
-        Spec::Endpoint(_) | Spec::PreviewBranch(_) => vec![],
+        Spec::Endpoint(_) | Spec::PreviewBranch(_) | Spec::Migrations(_) => vec![],
         Spec::Link(LinkSpec { properties, .. }) => properties.values().collect(),
         Spec::Function(FunctionSpec { environment, .. }) => environment.values().collect(),
     }

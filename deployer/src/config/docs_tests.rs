@@ -54,6 +54,7 @@ fn every_key_the_parser_accepts_is_documented_and_no_other() {
     let cases = [
         ("app", "[app]".to_owned()),
         ("state", format!("{app}[state]")),
+        ("migrations", format!("{app}[migrations]")),
         ("stages.<stage>", format!("{app}[stages.x]")),
         ("neon.project.<Name>", format!("{app}[neon.project.X]")),
         ("neon.branch.<Name>", format!("{app}[neon.branch.X]")),

@@ -13,6 +13,7 @@ use crate::env::EnvSource;
 mod check;
 #[cfg(test)]
 mod docs_tests;
+mod migrations;
 mod notes;
 mod preview;
 mod state;
@@ -84,6 +85,8 @@ pub enum Kind {
     Endpoint,
     Role,
     Database,
+    /// A migrations folder applied to a project's default database or a declared one.
+    Migrations,
     Link,
     Function,
 }
@@ -96,6 +99,7 @@ impl Kind {
             Kind::Endpoint => "neon:Endpoint",
             Kind::Role => "neon:Role",
             Kind::Database => "neon:Database",
+            Kind::Migrations => "sql:Migrations",
             Kind::Link => "Linkable",
             Kind::Function => "aws:Function",
         }
@@ -119,7 +123,7 @@ impl Kind {
             Kind::Endpoint => &["id", "host"],
             Kind::Role => &["name", "password"],
             Kind::Database => &["name", "connection_uri", "connection_uri_pooler"],
-            Kind::Link => &[],
+            Kind::Migrations | Kind::Link => &[],
             Kind::Function => &["name", "arn", "url"],
         }
     }
@@ -208,6 +212,7 @@ pub enum Spec {
     Endpoint(EndpointSpec),
     Role(RoleSpec),
     Database(DatabaseSpec),
+    Migrations(MigrationsSpec),
     Link(LinkSpec),
     Function(FunctionSpec),
 }
@@ -252,6 +257,26 @@ pub struct DatabaseSpec {
     pub branch: String,
     pub name: Template,
     pub owner: String,
+}
+
+/// `migrations = "<dir>"` on a `[neon.project.<Name>]` (its default database, as its
+/// owner) or a `[neon.database.<Name>]` (that database, as its owner). The resource is
+/// named `<Name>/migrations`.
+#[derive(Debug, Clone)]
+pub struct MigrationsSpec {
+    /// The project or database it applies to.
+    pub database: String,
+    /// The folder as infra.toml gives it (relative to infra.toml).
+    pub dir: String,
+    /// The folder's migrations, read and checked with infra.toml, in version order.
+    pub migrations: Vec<crate::migrate::Migration>,
+    /// `[migrations] lock_timeout`.
+    pub lock_timeout: std::time::Duration,
+}
+
+/// The name of the migration set of `database`.
+pub fn migrations_of(database: &str) -> String {
+    format!("{database}/migrations")
 }
 
 /// `[link.<Name>]`.

@@ -25,6 +25,13 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) function: BTreeMap<Spanned<String>, RawFunction>,
     pub(super) state: Option<Spanned<RawState>>,
+    pub(super) migrations: Option<Spanned<RawMigrations>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMigrations {
+    pub(super) lock_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +84,7 @@ pub(super) struct RawProject {
     pub(super) region_id: Option<Spanned<String>>,
     pub(super) org_id: Option<Spanned<String>>,
     pub(super) history_retention_seconds: Option<HistoryRetention>,
+    pub(super) migrations: Option<Spanned<String>>,
     pub(super) import: Option<Spanned<String>>,
 }
 
@@ -112,6 +120,7 @@ pub(super) struct RawDatabase {
     pub(super) branch: Spanned<String>,
     pub(super) name: Spanned<String>,
     pub(super) owner: Spanned<String>,
+    pub(super) migrations: Option<Spanned<String>>,
     pub(super) import: Option<Spanned<String>>,
 }
 

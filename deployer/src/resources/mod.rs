@@ -14,6 +14,7 @@ pub mod database;
 pub mod endpoint;
 pub mod function;
 pub mod link;
+pub mod migrations;
 pub mod preview;
 pub mod project;
 pub mod record;
@@ -84,6 +85,8 @@ pub enum StepCause {
     State(#[from] StateError),
     #[error(transparent)]
     NoRegion(#[from] NoRegion),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::RunError),
     #[error("NEON_API_KEY is not set, and infra.toml declares Neon resources")]
     NoNeonKey,
     #[error(
@@ -139,6 +142,8 @@ pub struct Step<'a> {
     pub recorder: &'a Recorder,
     pub locks: &'a ProjectLocks,
     pub prepared: &'a function::Prepared,
+    /// `--allow-missing`: applied migrations with no file are left alone.
+    pub allow_missing: bool,
     /// The state when the step started.
     pub state: StageState,
     pub name: &'a str,
@@ -239,7 +244,7 @@ pub fn replaced_by(kind: Kind) -> &'static [&'static str] {
         Kind::Endpoint => endpoint::REPLACED_BY,
         Kind::Role => role::REPLACED_BY,
         Kind::Database => database::REPLACED_BY,
-        Kind::Link | Kind::Function => &[],
+        Kind::Migrations | Kind::Link | Kind::Function => &[],
     }
 }
 
@@ -249,6 +254,19 @@ pub fn secret_inputs(kind: Kind) -> &'static [&'static str] {
         Kind::Link => link::SECRET_INPUTS,
         Kind::Function => function::SECRET_INPUTS,
         _ => &[],
+    }
+}
+
+/// Whether a create lists its inputs as changed fields (a migration set: its migrations).
+pub fn fields_on_create(kind: Kind) -> bool {
+    kind == Kind::Migrations && migrations::FIELDS_ON_CREATE
+}
+
+/// How `diff` shows one field's change, where a kind says it better than `old -> new`.
+pub fn describe_field(kind: Kind, old: &Value, new: &Value) -> Option<String> {
+    match kind {
+        Kind::Migrations => migrations::describe(old, new),
+        _ => None,
     }
 }
 
@@ -268,6 +286,7 @@ pub fn desired_inputs(r: &Resource, state: &StageState) -> Value {
         Spec::Endpoint(e) => endpoint::desired_inputs(e),
         Spec::Role(ro) => role::desired_inputs(ro, resolve),
         Spec::Database(d) => database::desired_inputs(d, resolve),
+        Spec::Migrations(m) => migrations::desired_inputs(m),
         Spec::Link(l) => link::desired_inputs(l, resolve),
         Spec::Function(f) => function::desired_inputs(f, state),
     }
@@ -297,6 +316,7 @@ pub async fn converge(step: &Step<'_>, target: Target<'_>) -> Result<Recorded, S
         Spec::Endpoint(e) => endpoint::converge(step, target, e).await,
         Spec::Role(ro) => role::converge(step, target, ro).await,
         Spec::Database(d) => database::converge(step, target, d).await,
+        Spec::Migrations(m) => migrations::converge(step, target, m).await,
         Spec::Link(l) => link::converge(step, r, l),
         Spec::Function(_) => unreachable!("functions converge through function::converge"),
     }
@@ -318,6 +338,10 @@ pub async fn delete(step: &Step<'_>) -> Result<(), StepCause> {
         Kind::Endpoint => endpoint::delete(step, rs).await,
         Kind::Role => role::delete(step, rs).await,
         Kind::Database => database::delete(step, rs).await,
+        Kind::Migrations => {
+            migrations::delete(rs);
+            Ok(())
+        }
         Kind::Link => Ok(()),
         Kind::Function => function::delete(step, rs).await,
     }
@@ -370,7 +394,9 @@ pub async fn read(clients: &Clients, name: &str, rs: &ResourceState) -> Result<L
         Kind::Endpoint => endpoint::read(neon()?, name, rs).await,
         Kind::Role => role::read(neon()?, name, rs).await,
         Kind::Database => database::read(neon()?, name, rs).await,
-        Kind::Link => Ok(Live::Found(Vec::new())),
+        // What a database has applied is `deployer migrate --dry-run`'s to show: the set's
+        // record holds no connection string to read it with.
+        Kind::Migrations | Kind::Link => Ok(Live::Found(Vec::new())),
         Kind::Function => {
             let aws = clients.aws.as_ref().ok_or(StepCause::NoAws)?;
             function::read(aws, name, rs).await
@@ -385,7 +411,7 @@ pub fn import_id(name: &str, rs: &ResourceState) -> String {
         Kind::Branch | Kind::Preview => branch::import_id(name, rs),
         Kind::Endpoint => endpoint::import_id(name, rs),
         Kind::Role | Kind::Database => role::import_id(name, rs),
-        Kind::Link | Kind::Function => Ok(String::new()),
+        Kind::Migrations | Kind::Link | Kind::Function => Ok(String::new()),
     };
     id.unwrap_or_default()
 }

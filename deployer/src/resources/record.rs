@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{branch, database, endpoint, function, preview, project, role};
+use super::{branch, database, endpoint, function, migrations, preview, project, role};
 use crate::config::Kind;
 use crate::state::{ResourceState, StateError};
 
@@ -50,6 +50,11 @@ pub enum Record {
         ids: role::Ids,
         inputs: database::Inputs,
         outputs: Option<database::Outputs>,
+    },
+    Migrations {
+        ids: migrations::Ids,
+        inputs: migrations::Inputs,
+        outputs: Option<migrations::Outputs>,
     },
     /// A link has no remote existence: its outputs are its resolved properties.
     Link {
@@ -93,6 +98,11 @@ impl Record {
                 inputs: inputs(name, rs)?,
                 outputs: outputs(name, rs)?,
             },
+            Kind::Migrations => Record::Migrations {
+                ids: rs.ids_as(name)?,
+                inputs: inputs(name, rs)?,
+                outputs: outputs(name, rs)?,
+            },
             Kind::Link => Record::Link {
                 properties: rs.outputs.clone(),
             },
@@ -112,6 +122,7 @@ impl Record {
             Record::Endpoint { .. } => Kind::Endpoint,
             Record::Role { .. } => Kind::Role,
             Record::Database { .. } => Kind::Database,
+            Record::Migrations { .. } => Kind::Migrations,
             Record::Link { .. } => Kind::Link,
             Record::Function { .. } => Kind::Function,
         }

@@ -1,0 +1,499 @@
+//! Schema migrations through the deployer binary, against the Neon emulator's real
+//! PostgreSQL: applied in order once each, a failing one leaving nothing and stopping the
+//! function's update, edited ones refused before any call, `-- no-transaction`, a long
+//! transaction that holds the table (lock_timeout), protection, `migrate`, and sqlx's own
+//! migrator reading what the deployer applied.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::deploy::DeployStack;
+use harness::fixtures;
+use harness::paths::fixture;
+use harness::pg::connect_uri;
+
+const FUNCTION: &str = "aws-hono-e2e-MyApi";
+
+/// The guide's app with `migrations = "migrations"` on its project, in a folder of its own
+/// that holds the fixture migrations `notes/` (the first deploy's two).
+struct App {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl App {
+    fn new(extra_toml: &str) -> App {
+        let text = fixtures::read(fixtures::GUIDE_HONO).with(
+            "[neon.project.MyAppProject]\n",
+            &format!("{extra_toml}\n[neon.project.MyAppProject]\nmigrations = \"migrations\"\n"),
+        );
+        let (dir, config) = harness::deploy::temp_config(text);
+        let app = App { dir, config };
+        std::fs::create_dir(app.migrations()).unwrap();
+        for file in [
+            "20260101000000_create_notes.sql",
+            "20260102000000_add_author.sql",
+        ] {
+            app.copy(&format!("notes/{file}"));
+        }
+        app
+    }
+
+    fn migrations(&self) -> PathBuf {
+        self.dir.path().join("migrations")
+    }
+
+    /// Copies `tests/fixtures/migrations/<relative>` into the app's folder.
+    fn copy(&self, relative: &str) {
+        let from = fixture(&format!("migrations/{relative}"));
+        let name = from.file_name().unwrap().to_owned();
+        std::fs::copy(&from, self.migrations().join(name)).unwrap();
+    }
+
+    /// Adds one of `tests/fixtures/migrations/extra/`.
+    fn add(&self, file: &str) {
+        self.copy(&format!("extra/{file}"));
+    }
+}
+
+/// The project's default database, as its owner, the way the deployer recorded it.
+async fn database(stack: &DeployStack, stage: &str) -> tokio_postgres::Client {
+    let uri = stack.state(stage).resources["MyAppProject"].outputs["connection_uri"].clone();
+    connect_uri(&uri)
+        .await
+        .expect("connect to the project's database")
+}
+
+/// `_sqlx_migrations` as (version, description, success, checksum).
+async fn bookkeeping(db: &tokio_postgres::Client) -> Vec<(i64, String, bool, Vec<u8>)> {
+    db.query(
+        "SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+fn sha384(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    deployer::migrate::folder::checksum(&text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_in_order_once_each_and_a_later_one_alone() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("");
+
+    let diff = stack
+        .run(&app.config, &["diff", "--stage", "e2e"])
+        .await
+        .ok();
+    for line in [
+        "MyAppProject/migrations sql:Migrations create",
+        "20260101000000_create_notes.sql: pending",
+        "20260102000000_add_author.sql: pending",
+    ] {
+        assert!(diff.stdout.contains(line), "{line}\n{}", diff.stdout);
+    }
+
+    let first = stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+    let migrated: Vec<&str> = first
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Migrated"))
+        .collect();
+    assert_eq!(migrated.len(), 2, "{}", first.stdout);
+    assert!(migrated[0].contains("MyAppProject/migrations 20260101000000_create_notes.sql ("));
+    assert!(migrated[1].contains("20260102000000_add_author.sql ("));
+    // The function waits for the migrations of the database it links.
+    let at = |s: &str| {
+        first
+            .stdout
+            .find(s)
+            .unwrap_or_else(|| panic!("{s}\n{}", first.stdout))
+    };
+    assert!(at("20260102000000_add_author.sql") < at("MyApi aws:Function"));
+
+    let db = database(&stack, "e2e").await;
+    let rows = bookkeeping(&db).await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.0, r.1.as_str(), r.2))
+            .collect::<Vec<_>>(),
+        vec![
+            (20260101000000, "create notes", true),
+            (20260102000000, "add author", true)
+        ]
+    );
+    assert_eq!(
+        rows[0].3,
+        sha384(&app.migrations().join("20260101000000_create_notes.sql")),
+        "the checksum is SHA-384 of the file, as sqlx's"
+    );
+    let author: String = db
+        .query_one("SELECT author FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(author, "deployer");
+
+    stack.assert_no_changes(&app.config, "e2e").await;
+
+    // A third, `-- no-transaction`: CREATE INDEX CONCURRENTLY cannot run in a transaction.
+    app.add("20260103000000_index_author.sql");
+    let diff = stack
+        .run(&app.config, &["diff", "--stage", "e2e", "--json"])
+        .await
+        .ok();
+    let plan: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let set = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["resource"] == "MyAppProject/migrations")
+        .expect("the set in the plan");
+    assert_eq!(set["action"], "update");
+    assert_eq!(set["fields"][0]["field"], "20260103000000_index_author.sql");
+    let third = stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+    let migrated: Vec<&str> = third
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Migrated"))
+        .collect();
+    assert_eq!(migrated.len(), 1, "{}", third.stdout);
+    assert!(migrated[0].contains("20260103000000_index_author.sql"));
+    let valid: bool = db
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_author'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid, "the index was built and is valid");
+    assert_eq!(bookkeeping(&db).await.len(), 3);
+    stack.assert_no_changes(&app.config, "e2e").await;
+
+    // sqlx's own migrator, which `sqlx migrate run` and `info` are built on, finds every
+    // migration applied with its checksum, and has nothing to do.
+    let uri = stack.state("e2e").resources["MyAppProject"].outputs["connection_uri"].clone();
+    harness::sqlx_migrator::assert_sqlx_agrees(&uri, &app.migrations(), 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_migration_leaves_nothing_and_the_function_keeps_its_configuration() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("");
+    stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+
+    // The broken migration and a memory change in the same deploy.
+    app.add("20260104000000_broken.sql");
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    std::fs::write(
+        &app.config,
+        text.replace("url = true\n", "url = true\nmemory = 256\n"),
+    )
+    .unwrap();
+    let failed = stack.run(&app.config, &["deploy", "--stage", "e2e"]).await;
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    for says in [
+        "migration `20260104000000_broken.sql` failed at line 2",
+        "relation \"no_such_table\" does not exist (42P01)",
+        "hint: fix the migration and deploy again",
+    ] {
+        assert!(failed.stderr.contains(says), "{says}\n{}", failed.stderr);
+    }
+    assert!(
+        !failed.stdout.contains("Updated   MyApi"),
+        "{}",
+        failed.stdout
+    );
+
+    let db = database(&stack, "e2e").await;
+    let half: i64 = db
+        .query_one(
+            "SELECT count(*) FROM notes WHERE body = 'half of a broken migration'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(half, 0, "the migration's first statement was rolled back");
+    assert_eq!(bookkeeping(&db).await.len(), 2, "no bookkeeping row for it");
+    let conf = stack.function_configuration(FUNCTION).await;
+    assert_eq!(
+        conf.memory_size(),
+        Some(128),
+        "the old code keeps its configuration"
+    );
+
+    // Fixed, the same deploy goes through: the migration, then the function.
+    std::fs::write(
+        app.migrations().join("20260104000000_broken.sql"),
+        "INSERT INTO notes (body) VALUES ('fixed');\n",
+    )
+    .unwrap();
+    let fixed = stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+    assert!(
+        fixed.stdout.contains("20260104000000_broken.sql"),
+        "{}",
+        fixed.stdout
+    );
+    assert_eq!(
+        stack.function_configuration(FUNCTION).await.memory_size(),
+        Some(256)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_migration_that_changed_or_went_missing_is_refused_before_any_call() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("");
+    stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+    let first = app.migrations().join("20260101000000_create_notes.sql");
+    let original = std::fs::read_to_string(&first).unwrap();
+
+    std::fs::write(&first, format!("{original}-- one more comment\n")).unwrap();
+    stack.neon.emulator.clear_requests();
+    stack.aws.clear();
+    let edited = stack.run(&app.config, &["deploy", "--stage", "e2e"]).await;
+    assert_eq!(edited.code, 2, "{}", edited.all());
+    assert!(
+        edited.stderr.contains(
+            "MyAppProject/migrations: migration `20260101000000_create_notes.sql` was applied on stage `e2e`, and the file has changed since"
+        ),
+        "{}",
+        edited.stderr
+    );
+    assert!(
+        edited
+            .stderr
+            .contains("hint: an applied migration never changes")
+    );
+    assert!(
+        stack.neon.emulator.requests().is_empty(),
+        "{:?}",
+        stack.neon.emulator.requests()
+    );
+    assert!(
+        stack.aws.calls().iter().all(|c| !c.mutating()),
+        "{:?}",
+        stack.aws.calls()
+    );
+
+    std::fs::remove_file(&first).unwrap();
+    let missing = stack.run(&app.config, &["deploy", "--stage", "e2e"]).await;
+    assert_eq!(missing.code, 2, "{}", missing.all());
+    assert!(
+        missing
+            .stderr
+            .contains("its file is missing from migrations"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("--allow-missing"),
+        "{}",
+        missing.stderr
+    );
+    let allowed = stack
+        .run(
+            &app.config,
+            &["deploy", "--stage", "e2e", "--allow-missing"],
+        )
+        .await
+        .ok();
+    assert!(!allowed.stdout.contains("Migrated"), "{}", allowed.stdout);
+    let db = database(&stack, "e2e").await;
+    assert_eq!(bookkeeping(&db).await.len(), 2, "the applied row stays");
+
+    // A version another tool left failed (success = false) is refused with what to do.
+    std::fs::write(&first, &original).unwrap();
+    db.execute(
+        "UPDATE _sqlx_migrations SET success = false WHERE version = 20260102000000",
+        &[],
+    )
+    .await
+    .unwrap();
+    app.add("20260106000000_add_tag.sql");
+    let dirty = stack.run(&app.config, &["deploy", "--stage", "e2e"]).await;
+    assert_eq!(dirty.code, 1, "{}", dirty.all());
+    assert!(
+        dirty
+            .stderr
+            .contains("migration 20260102000000 is recorded in _sqlx_migrations as failed"),
+        "{}",
+        dirty.stderr
+    );
+    assert!(
+        dirty
+            .stderr
+            .contains("DELETE FROM _sqlx_migrations WHERE version = 20260102000000")
+    );
+    let tag: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'tag'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, 0, "nothing ran after the refusal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_waiting_on_a_long_transaction_never_queues_reads_past_lock_timeout() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("[migrations]\nlock_timeout = \"1s\"\n");
+    stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+
+    // A long transaction holds the table (ACCESS SHARE); the new migration needs ACCESS
+    // EXCLUSIVE. Without lock_timeout, every read after it would queue until the blocker ends.
+    let blocker = database(&stack, "e2e").await;
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM notes;")
+        .await
+        .unwrap();
+    app.add("20260106000000_add_tag.sql");
+    let mut cmd = stack.command(&app.config, &["deploy", "--stage", "e2e"]);
+    let deploy = cmd.output();
+    let reader = database(&stack, "e2e").await;
+    let reads = async {
+        // Once the migration waits for its lock, reads go on for 4 s; then the blocker ends.
+        let started = Instant::now();
+        loop {
+            let waiting: i64 = reader
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'deployer-migrate' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the migration never waited for its lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held = Instant::now();
+        let mut slowest = Duration::ZERO;
+        while held.elapsed() < Duration::from_secs(4) {
+            let t = Instant::now();
+            reader
+                .query_one("SELECT count(*) FROM notes", &[])
+                .await
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        blocker.batch_execute("COMMIT").await.unwrap();
+        slowest
+    };
+    let (out, slowest) = tokio::join!(deploy, reads);
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "a read waited {slowest:?} behind the migration (lock_timeout 1s)"
+    );
+    assert!(
+        stderr.contains("waited 1000ms for a lock; trying again"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("Migrated  MyAppProject/migrations 20260106000000_add_tag.sql"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_stage_needs_allow_data_loss_for_a_migration_that_drops_a_column() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("");
+    stack
+        .run(&app.config, &["deploy", "--stage", "production"])
+        .await
+        .ok();
+    app.add("20260105000000_drop_author.sql");
+    let refused = stack
+        .run(&app.config, &["deploy", "--stage", "production"])
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused.stderr.contains(
+            "migrations/20260105000000_drop_author.sql:1: ALTER TABLE notes DROP COLUMN author"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--allow-data-loss"));
+
+    // `migrate` alone, under the same refusal; then with the flag.
+    let refused = stack
+        .run(&app.config, &["migrate", "--stage", "production"])
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    let dry = stack
+        .run(
+            &app.config,
+            &["migrate", "--stage", "production", "--dry-run"],
+        )
+        .await
+        .ok();
+    assert!(
+        dry.stdout
+            .contains("Pending   MyAppProject/migrations 20260105000000_drop_author.sql"),
+        "{}",
+        dry.stdout
+    );
+    let db = database(&stack, "production").await;
+    assert_eq!(bookkeeping(&db).await.len(), 2, "a dry run applies nothing");
+    let migrated = stack
+        .run(
+            &app.config,
+            &["migrate", "--stage", "production", "--allow-data-loss"],
+        )
+        .await
+        .ok();
+    assert!(
+        migrated
+            .stdout
+            .contains("Migrated  MyAppProject/migrations 20260105000000_drop_author.sql"),
+        "{}",
+        migrated.stdout
+    );
+    assert!(
+        !migrated.stdout.contains("MyApi"),
+        "migrate touches no function: {}",
+        migrated.stdout
+    );
+    assert_eq!(bookkeeping(&db).await.len(), 3);
+    stack.assert_no_changes(&app.config, "production").await;
+}
