@@ -23,7 +23,12 @@ struct App {
 
 impl App {
     fn new(extra_toml: &str) -> App {
-        let text = fixtures::read(fixtures::GUIDE_HONO).with(
+        App::of(fixtures::GUIDE_HONO, extra_toml)
+    }
+
+    /// The fixture infra.toml `fixture` (`infra/...`), with the migrations.
+    fn of(fixture: &str, extra_toml: &str) -> App {
+        let text = fixtures::read(fixture).with(
             "[neon.project.MyAppProject]\n",
             &format!("{extra_toml}\n[neon.project.MyAppProject]\nmigrations = \"migrations\"\n"),
         );
@@ -56,7 +61,8 @@ impl App {
     }
 }
 
-/// The project's default database, as its owner, the way the deployer recorded it.
+/// The project's default database (a preview stage's: its branch's), as its owner, the way
+/// the deployer recorded it.
 async fn database(stack: &DeployStack, stage: &str) -> tokio_postgres::Client {
     let uri = stack.state(stage).resources["MyAppProject"].outputs["connection_uri"].clone();
     connect_uri(&uri)
@@ -496,4 +502,154 @@ async fn a_protected_stage_needs_allow_data_loss_for_a_migration_that_drops_a_co
     );
     assert_eq!(bookkeeping(&db).await.len(), 3);
     stack.assert_no_changes(&app.config, "production").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_rehearses_a_new_migration_on_its_branch_of_prods_data_only() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::of("infra/guide-preview.toml", "");
+    stack
+        .run(&app.config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+
+    app.add("20260106000000_add_tag.sql");
+    let preview = stack
+        .run(&app.config, &["deploy", "--stage", "pr-7"])
+        .await
+        .ok();
+    let migrated: Vec<&str> = preview
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Migrated"))
+        .collect();
+    // The branch has prod's `_sqlx_migrations`: only the new one runs, on prod's data.
+    assert_eq!(migrated.len(), 1, "{}", preview.stdout);
+    assert!(migrated[0].contains("20260106000000_add_tag.sql"));
+    let branch = database(&stack, "pr-7").await;
+    assert_eq!(bookkeeping(&branch).await.len(), 3);
+    let copied: String = branch
+        .query_one("SELECT body FROM notes WHERE tag IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(copied, "hello", "the migration ran against prod's rows");
+
+    let prod = database(&stack, "prod").await;
+    assert_eq!(
+        bookkeeping(&prod).await.len(),
+        2,
+        "prod is untouched until it deploys"
+    );
+    let tag = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'tag'";
+    let count: i64 = prod.query_one(tag, &[]).await.unwrap().get(0);
+    assert_eq!(count, 0);
+
+    let diff = stack
+        .run(&app.config, &["diff", "--stage", "prod"])
+        .await
+        .ok();
+    assert!(
+        diff.stdout.contains("20260106000000_add_tag.sql: pending"),
+        "{}",
+        diff.stdout
+    );
+    stack
+        .run(&app.config, &["deploy", "--stage", "prod"])
+        .await
+        .ok();
+    assert_eq!(bookkeeping(&prod).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrators_racing_on_one_database_apply_each_migration_once() {
+    let pg = harness::pg::PgCluster::start();
+    pg.create_app_db("app", "secret", "app").await;
+    let uri = pg.url("app", "secret", "app", "sslmode=disable");
+    let app = App::new("");
+    app.add("20260107000000_slow.sql");
+    let folder = app.migrations();
+    let deployer_run = || async {
+        let migrations = deployer::migrate::folder::read(&folder).unwrap();
+        let client = deployer::migrate::runner::connect(&uri).await.unwrap();
+        deployer::migrate::runner::run(&client, &migrations, &Default::default(), |_| {})
+            .await
+            .map(|o| o.applied.len())
+            .map_err(|e| e.to_string())
+    };
+    // Two deployers and sqlx's own migrator at once: they take one lock (sqlx's), so each
+    // migration runs once (a second CREATE TABLE would fail).
+    let sqlx_run = harness::sqlx_migrator::run(&uri, &folder);
+    let (a, b, c) = tokio::join!(deployer_run(), deployer_run(), sqlx_run);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    c.unwrap();
+    assert!(a + b <= 3, "{a} + {b} applied");
+    let db = connect_uri(&uri).await.unwrap();
+    assert_eq!(bookkeeping(&db).await.len(), 3);
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the row a migration inserts is there once");
+
+    // CREATE INDEX CONCURRENTLY waits for every other transaction, a blocked
+    // `pg_advisory_lock` call's too, so a migrator that blocks on the lock (as sqlx's does)
+    // deadlocks with it. The deployer polls for the lock instead: two racing on a
+    // CONCURRENTLY migration both finish, and it runs once.
+    app.add("20260103000000_index_author.sql");
+    let (a, b) = tokio::join!(deployer_run(), deployer_run());
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(bookkeeping(&db).await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_applies_the_migrations_to_the_developers_branch_and_to_the_local_cluster() {
+    let stack = DeployStack::start(|_| {}).await;
+    let app = App::new("");
+
+    // With a Neon key: the developer's own stage, its Neon resources and migrations.
+    let cloud = stack
+        .run(&app.config, &["dev", "--stage", "devx", "--", "true"])
+        .await
+        .ok();
+    assert!(
+        cloud
+            .stdout
+            .contains("Migrated  MyAppProject/migrations 20260101000000_create_notes.sql"),
+        "{}",
+        cloud.stdout
+    );
+    assert_eq!(bookkeeping(&database(&stack, "devx").await).await.len(), 2);
+
+    // `--local`: the same migrations on this machine's cluster, before the command runs.
+    let query = "SELECT count(*), max(version) FROM _sqlx_migrations";
+    let script = format!(
+        "python3 -c 'import json,os,subprocess,sys; u=json.loads(os.environ[\"LINK_NeonDB\"])[\"connection_string\"]; sys.stdout.write(subprocess.run([\"psql\", u, \"-tAc\", \"{query}\"], capture_output=True, text=True, check=True).stdout)'"
+    );
+    let pg_port = harness::pg::free_port().to_string();
+    let local = stack
+        .run(
+            &app.config,
+            &[
+                "dev",
+                "--local",
+                "--pg-port",
+                &pg_port,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
+        .await
+        .ok();
+    assert!(
+        local
+            .stdout
+            .contains("Migrated  MyAppProject/migrations 20260102000000_add_author.sql"),
+        "{}",
+        local.stdout
+    );
+    assert!(local.stdout.contains("2|20260102000000"), "{}", local.all());
 }

@@ -45,3 +45,11 @@ pub async fn assert_sqlx_agrees(uri: &str, folder: &Path, applied: usize) {
     assert_eq!(after.len(), applied, "sqlx applied nothing");
     conn.close().await.ok();
 }
+
+/// `sqlx migrate run` on `folder` against `uri` (a plain local URI).
+pub async fn run(uri: &str, folder: &Path) -> Result<(), String> {
+    let options = PgConnectOptions::from_str(uri).map_err(|e| e.to_string())?;
+    let mut conn = options.connect().await.map_err(|e| e.to_string())?;
+    let migrator = Migrator::new(folder).await.map_err(|e| e.to_string())?;
+    migrator.run(&mut conn).await.map_err(|e| e.to_string())
+}
