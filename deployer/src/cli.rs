@@ -53,7 +53,7 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Read the live resources and show how they drifted from the stage's state; resources
     /// deleted outside the deployer are forgotten, so the next deploy creates them again.
-    Refresh(DiffArgs),
+    Refresh(RefreshArgs),
     /// Look at and repair what the deployer recorded (list, pull, push, migrate, rm).
     #[command(subcommand)]
     State(StateCommand),
@@ -157,6 +157,19 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub stage: StageArgs,
     /// Print the plan as JSON (for CI and pull-request comments); secrets are never included.
+    #[arg(long)]
+    pub json: bool,
+    /// Instead of the plan: a preview stage's schema difference from its parent branch, per
+    /// database (Neon's compare_schema), after its migrations ran.
+    #[arg(long)]
+    pub schema: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// Print the drift as JSON.
     #[arg(long)]
     pub json: bool,
 }

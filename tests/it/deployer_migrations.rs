@@ -535,6 +535,29 @@ async fn a_preview_rehearses_a_new_migration_on_its_branch_of_prods_data_only() 
         .get(0);
     assert_eq!(copied, "hello", "the migration ran against prod's rows");
 
+    // Neon's schema diff of the branch against prod's: the column the migration added.
+    let schema = stack
+        .run(&app.config, &["diff", "--stage", "pr-7", "--schema"])
+        .await
+        .ok();
+    assert!(
+        schema
+            .stdout
+            .contains("MyAppProject: schema against `prod`'s branch"),
+        "{}",
+        schema.stdout
+    );
+    assert!(!schema.stdout.contains("restrict"), "{}", schema.stdout);
+    assert!(
+        schema.stdout.contains("\n+    tag text\n"),
+        "{}",
+        schema.stdout
+    );
+    let prod_schema = stack
+        .run(&app.config, &["diff", "--stage", "prod", "--schema"])
+        .await;
+    assert_eq!(prod_schema.code, 2, "{}", prod_schema.all());
+
     let prod = database(&stack, "prod").await;
     assert_eq!(
         bookkeeping(&prod).await.len(),

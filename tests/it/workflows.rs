@@ -37,7 +37,9 @@ fn deployer_lines(w: &Value) -> Vec<(String, String)> {
         for step in body["steps"].as_array().unwrap() {
             for line in step["run"].as_str().unwrap_or_default().lines() {
                 if let Some(rest) = line.trim().strip_prefix("deployer ") {
-                    lines.push((job.clone(), rest.to_owned()));
+                    // The command's own words: a pipe or redirection ends them.
+                    let words = rest.split(['|', '>']).next().unwrap_or_default();
+                    lines.push((job.clone(), words.trim().to_owned()));
                 }
             }
         }
@@ -68,6 +70,31 @@ fn the_workflows_run_commands_the_deployer_accepts() {
         has("deploy", "outputs --stage \"$STAGE\" --github-output"),
         "{lines:?}"
     );
+    // The comment carries the migrations the deploy applied and Neon's schema diff.
+    assert!(
+        has("deploy", "diff --stage \"$STAGE\" --schema"),
+        "{lines:?}"
+    );
+    let steps = preview["jobs"]["deploy"]["steps"].as_array().unwrap();
+    let deploy_step = steps
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("deployer deploy"))
+        })
+        .unwrap();
+    assert_eq!(
+        deploy_step["shell"], "bash",
+        "pipefail: a failed deploy fails through tee"
+    );
+    let script = steps
+        .iter()
+        .find_map(|s| s["with"]["script"].as_str())
+        .unwrap();
+    for file in ["migrations.txt", "schema.diff"] {
+        assert!(script.contains(file), "the comment does not read {file}");
+    }
     assert!(
         has("remove", "remove --stage \"$STAGE\" --yes"),
         "{lines:?}"

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::apply::StepError;
-use crate::cli::DiffArgs;
+use crate::cli::RefreshArgs;
 use crate::error::Failure;
 use crate::resources::{self, Clients, Live};
 use crate::state::{ResourceState, StageState, Store};
@@ -24,7 +24,7 @@ struct Drift {
     changes: Vec<String>,
 }
 
-pub async fn run(config_path: &Path, args: &DiffArgs) -> Result<(), Failure> {
+pub async fn run(config_path: &Path, args: &RefreshArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
     let (env, config) = super::load(config_path, &stage)?;
     let store = super::store(&config).await?;

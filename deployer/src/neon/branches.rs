@@ -132,6 +132,23 @@ impl Neon {
         .map_err(|e| expiry_refused(e, matches!(patch.expires_at, Some(Some(_)))))
     }
 
+    /// The schema difference of `database` between the branch's parent and the branch
+    /// (`getProjectBranchSchemaComparison`, what Neon's schema diff shows).
+    pub async fn compare_schema(
+        &self,
+        project: &ProjectId,
+        id: &BranchId,
+        database: &str,
+    ) -> Result<String, NeonError> {
+        let answer: BranchSchemaCompareResponse = self
+            .get(&format!(
+                "/projects/{project}/branches/{id}/compare_schema?db_name={}",
+                encode(database)
+            ))
+            .await?;
+        Ok(answer.diff)
+    }
+
     pub async fn delete_branch(&self, project: &ProjectId, id: &BranchId) -> Result<(), NeonError> {
         self.delete(&format!("/projects/{project}/branches/{id}"))
             .await

@@ -238,6 +238,13 @@ pub struct ConnectionUriResponse {
     pub uri: String,
 }
 
+/// `BranchSchemaCompareResponse`: a unified diff of the two schemas (empty: the same).
+#[derive(Debug, Deserialize)]
+pub struct BranchSchemaCompareResponse {
+    #[serde(default)]
+    pub diff: String,
+}
+
 /// Neon's error body: `{"code": "...", "message": "..."}`.
 #[derive(Debug, Deserialize)]
 pub struct ErrorBody {

@@ -496,6 +496,43 @@ impl Cluster {
         Ok(())
     }
 
+    /// `database`'s schema as `pg_dump --schema-only` prints it (no owners, no grants).
+    pub async fn schema(&self, database: &str) -> Result<String, BackendError> {
+        let (tools, dir, port, db) = (
+            self.root.tools.clone(),
+            self.dir.clone(),
+            self.port,
+            database.to_owned(),
+        );
+        blocking(move || {
+            let mut cmd = tools.command("pg_dump");
+            cmd.args(["--schema-only", "--no-owner", "--no-privileges"])
+                .arg("-h")
+                .arg(&dir)
+                .args(["-p", &port.to_string(), "-U", SUPERUSER, "-d", &db]);
+            let output = cmd.output().map_err(|source| LocalPgError::Spawn {
+                tool: "pg_dump".into(),
+                source,
+            })?;
+            if !output.status.success() {
+                return Err(LocalPgError::Failed {
+                    tool: "pg_dump".into(),
+                    status: output.status,
+                    output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                }
+                .into());
+            }
+            // pg_dump's `\restrict <random key>` lines (since the August 2025 releases)
+            // differ on every run: they are not schema.
+            Ok(String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+                .map(|l| format!("{l}\n"))
+                .collect())
+        })
+        .await
+    }
+
     /// Whether `lsn` is at or before where its WAL is now.
     pub async fn has_lsn(&self, lsn: &str) -> Result<bool, BackendError> {
         let row = self

@@ -1,4 +1,4 @@
-//! Small helpers: a seeded PRNG, Neon-style IDs, RFC 3339 timestamps.
+//! Small helpers: a seeded PRNG, Neon-style IDs, RFC 3339 timestamps, a unified diff.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -163,5 +163,77 @@ mod tests {
         );
         assert_eq!(rng.uuid().len(), 36);
         assert_eq!(Rng::new(1).project_id(), Rng::new(1).project_id());
+    }
+}
+
+/// A unified diff (`diff -u`, three lines of context) of `before` and `after`, line by line;
+/// empty when they are the same.
+pub fn unified_diff(before: &str, after: &str, before_name: &str, after_name: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+    // Longest common subsequence, from the end: lcs[i][j] is that of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // The edit script: (' ' | '-' | '+', line, index in a, index in b).
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', a[i], i, j));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', a[i], i, j));
+            i += 1;
+        } else {
+            ops.push(('+', b[j], i, j));
+            j += 1;
+        }
+    }
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    if changed.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("--- {before_name}\n+++ {after_name}\n");
+    let mut k = 0;
+    while k < changed.len() {
+        let start = changed[k].saturating_sub(3);
+        let mut end = changed[k] + 3;
+        while k + 1 < changed.len() && changed[k + 1] <= end + 3 {
+            k += 1;
+            end = changed[k] + 3;
+        }
+        let end = end.min(ops.len() - 1);
+        let hunk = &ops[start..=end];
+        let a_len = hunk.iter().filter(|o| o.0 != '+').count();
+        let b_len = hunk.iter().filter(|o| o.0 != '-').count();
+        let (a_at, b_at) = (hunk[0].2 + 1, hunk[0].3 + 1);
+        out.push_str(&format!("@@ -{a_at},{a_len} +{b_at},{b_len} @@\n"));
+        for (mark, line, ..) in hunk {
+            out.push_str(&format!("{mark}{line}\n"));
+        }
+        k += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod diff_tests {
+    #[test]
+    fn a_unified_diff_shows_the_changed_lines_with_context() {
+        let before = "a\nb\nc\nd\ne\nf\ng\n";
+        let after = "a\nb\nc\nD\ne\nf\ng\nh\n";
+        assert_eq!(
+            super::unified_diff(before, after, "main", "preview/pr-1"),
+            "--- main\n+++ preview/pr-1\n@@ -1,7 +1,8 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n+h\n"
+        );
+        assert_eq!(super::unified_diff(before, before, "x", "y"), "");
     }
 }

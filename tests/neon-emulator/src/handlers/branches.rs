@@ -387,3 +387,41 @@ fn point_in_time(
     }
     Ok(Some(point))
 }
+
+/// `GET .../branches/{branch_id}/compare_schema?db_name=&base_branch_id=`: the difference
+/// between the base branch's schema of `db_name` (default base: the branch's parent) and
+/// this branch's, as a unified diff of `pg_dump --schema-only` (what Neon's schema diff
+/// shows). Points in time (`lsn`, `timestamp`) are not served: 400.
+pub(super) async fn compare_schema(
+    State(ctx): Ctx_,
+    Path((id, branch_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer {
+    let db_name = q
+        .get("db_name")
+        .ok_or_else(|| bad_request("db_name: query parameter is required"))?;
+    for unsupported in ["lsn", "timestamp", "base_lsn", "base_timestamp"] {
+        if q.contains_key(unsupported) {
+            return Err(bad_request(format!(
+                "{unsupported}: the emulator compares the branches as they are now"
+            )));
+        }
+    }
+    let st = ctx.state.lock().await;
+    let p = project(&st, &id)?;
+    let b = branch(p, &branch_id)?;
+    let base_id = match q.get("base_branch_id") {
+        Some(base) => base.clone(),
+        None => b.parent_id.clone().ok_or_else(|| {
+            bad_request("base_branch_id: the branch has no parent; name the branch to compare with")
+        })?,
+    };
+    let base = branch(p, &base_id)?;
+    if !b.databases.contains_key(db_name) || !base.databases.contains_key(db_name) {
+        return Err(not_found("database"));
+    }
+    let before = base.cluster.schema(db_name).await.map_err(internal)?;
+    let after = b.cluster.schema(db_name).await.map_err(internal)?;
+    let diff = crate::util::unified_diff(&before, &after, &base.name, &b.name);
+    ok(StatusCode::OK, json!({ "diff": diff }))
+}

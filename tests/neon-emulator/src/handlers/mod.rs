@@ -99,6 +99,7 @@ pub fn routes() -> Router<Arc<Ctx>> {
                 .patch(update_endpoint)
                 .delete(delete_endpoint),
         )
+        .route(&format!("{b}/compare_schema"), get(compare_schema))
         .route(&format!("{b}/roles"), get(list_roles).post(create_role))
         .route(
             &format!("{b}/roles/{{role_name}}"),
