@@ -676,3 +676,43 @@ async fn dev_applies_the_migrations_to_the_developers_branch_and_to_the_local_cl
     );
     assert!(local.stdout.contains("2|20260102000000"), "{}", local.all());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_through_the_pooler_still_migrates_over_the_direct_host() {
+    // The emulator runs Neon's pooler: PgBouncer in transaction mode behind its proxy.
+    let stack = DeployStack::start(|c| c.pooler = Some(harness::pgbouncer::binary())).await;
+    let app = App::new("");
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    let pooled = text.replace(
+        "${MyAppProject.connection_uri}",
+        "${MyAppProject.connection_uri_pooler}",
+    );
+    assert_ne!(text, pooled);
+    std::fs::write(&app.config, pooled).unwrap();
+    stack
+        .run(&app.config, &["deploy", "--stage", "e2e"])
+        .await
+        .ok();
+
+    let state = stack.state("e2e");
+    let outputs = &state.resources["MyAppProject"].outputs;
+    let (project, branch) = (&outputs["id"], &outputs["branch_id"]);
+    let logins = stack.neon.emulator.pooler_logins(project, branch).await;
+    assert!(
+        logins.is_empty(),
+        "the migrations went through the pooler: {logins:?}"
+    );
+    assert_eq!(bookkeeping(&database(&stack, "e2e").await).await.len(), 2);
+
+    // The pooler is real, and logs who comes through it: the linked URI does.
+    let link = &state.resources["NeonDB"].outputs["connection_string"];
+    let through = connect_uri(link).await.expect("the pooled URI connects");
+    let n: i64 = through
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let logins = stack.neon.emulator.pooler_logins(project, branch).await;
+    assert_eq!(logins, ["neondb/neondb_owner"], "{logins:?}");
+}

@@ -43,7 +43,7 @@ pub struct PgBouncer {
 }
 
 /// Where Debian puts the binary.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     let sbin = PathBuf::from("/usr/sbin/pgbouncer");
     if sbin.is_file() {
         return sbin;

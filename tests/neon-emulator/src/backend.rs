@@ -59,6 +59,10 @@ pub struct Clusters {
     superuser_password: String,
     /// Neon's proxy in front of each server, where the servers serve TLS.
     proxy_tls: Option<crate::proxy::ProxyTls>,
+    /// The certificate and key the servers serve TLS with.
+    tls: Option<TlsPem>,
+    /// PgBouncer's binary, when every branch gets Neon's pooler (with TLS only).
+    pooler: Option<PathBuf>,
 }
 
 /// A point in a branch's past: `parent_timestamp` (RFC 3339) or `parent_lsn`.
@@ -77,6 +81,8 @@ pub struct Cluster {
     superuser_password: String,
     /// Where clients connect: Neon's proxy in front of the server (none without TLS).
     proxy: Option<crate::proxy::Proxy>,
+    /// Neon's pooler (PgBouncer, transaction mode) and the proxy in front of it.
+    pooler: Option<(crate::pooler::Pooler, crate::proxy::Proxy)>,
     root: Arc<Root>,
 }
 
@@ -165,6 +171,7 @@ impl Clusters {
         parent: Option<PathBuf>,
         tls: Option<TlsPem>,
         superuser_password: String,
+        pooler: Option<PathBuf>,
     ) -> Result<Clusters, BackendError> {
         blocking(move || {
             let tools = Tools::find()?;
@@ -226,6 +233,8 @@ impl Clusters {
                 template,
                 superuser_password,
                 proxy_tls,
+                pooler: pooler.filter(|_| tls.is_some()),
+                tls,
             })
         })
         .await
@@ -375,12 +384,35 @@ impl Clusters {
             ),
             None => None,
         };
+        let pooler = match (&self.pooler, &self.tls, &self.proxy_tls) {
+            (Some(binary), Some(pem), Some(proxy_tls)) => {
+                let (tools, binary, at) = (self.tools.clone(), binary.clone(), dir.clone());
+                let (password, pem) = (self.superuser_password.clone(), pem.clone());
+                let bouncer = blocking(move || {
+                    crate::pooler::Pooler::start(
+                        &tools,
+                        &binary,
+                        &at,
+                        port,
+                        &password,
+                        (&pem.cert, &pem.key),
+                    )
+                })
+                .await?;
+                let front = crate::proxy::Proxy::start(proxy_tls.clone(), bouncer.port)
+                    .await
+                    .map_err(files(Path::new("127.0.0.1:0")))?;
+                Some((bouncer, front))
+            }
+            _ => None,
+        };
         Ok(Cluster {
             dir,
             port,
             admin,
             superuser_password: self.superuser_password.clone(),
             proxy,
+            pooler,
             root: self.root.clone(),
         })
     }
@@ -401,6 +433,30 @@ impl Cluster {
             ),
             None => localpg::uri(HOST, self.port, role, password, database, "sslmode=disable"),
         }
+    }
+
+    /// The pooled connection URI: through Neon's proxy and its pooler (PgBouncer, which
+    /// offers no channel binding), where the emulator runs one; else the direct one.
+    pub fn pooled_uri(&self, role: &str, password: &str, database: &str) -> String {
+        match &self.pooler {
+            Some((_, front)) => localpg::uri(
+                HOST,
+                front.port,
+                role,
+                password,
+                database,
+                "sslmode=require",
+            ),
+            None => self.uri(role, password, database),
+        }
+    }
+
+    /// The clients that logged in through the branch's pooler (`database/user`).
+    pub fn pooler_logins(&self) -> Vec<String> {
+        self.pooler
+            .as_ref()
+            .map(|(p, _)| p.logins())
+            .unwrap_or_default()
     }
 
     /// The superuser's URI (for tests that look inside a branch).

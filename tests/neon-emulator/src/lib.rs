@@ -17,6 +17,7 @@
 mod backend;
 pub mod faults;
 mod handlers;
+mod pooler;
 mod proxy;
 pub mod spec;
 mod state;
@@ -79,6 +80,10 @@ pub struct EmulatorConfig {
     /// The next project lists that find matching projects leave them out and name them in
     /// `unavailable_project_ids`, as Neon does when it cannot describe them in time.
     pub incomplete_project_lists: u32,
+    /// Run Neon's pooler for every branch: PgBouncer (this binary, e.g. Debian's
+    /// `/usr/sbin/pgbouncer`) in transaction mode behind Neon's proxy, which pooled URIs
+    /// (`pooled=true`) then go through. None: a pooled URI is the direct one. TLS only.
+    pub pooler: Option<PathBuf>,
     /// Also append each logged request to this file as a JSON line.
     pub request_log: Option<PathBuf>,
     pub spec_path: PathBuf,
@@ -103,6 +108,7 @@ impl EmulatorConfig {
             member_api_key: None,
             no_early_access: false,
             incomplete_project_lists: 0,
+            pooler: None,
             operation_faults: Vec::new(),
             request_log: None,
             spec_path: spec::default_spec_path(),
@@ -229,9 +235,13 @@ impl Emulator {
         let mut rng = config
             .seed
             .map_or_else(util::Rng::from_clock, util::Rng::new);
-        let clusters =
-            backend::Clusters::prepare(config.data_dir.clone(), config.tls.clone(), rng.password())
-                .await?;
+        let clusters = backend::Clusters::prepare(
+            config.data_dir.clone(),
+            config.tls.clone(),
+            rng.password(),
+            config.pooler.clone(),
+        )
+        .await?;
         let log_file = match &config.request_log {
             Some(path) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -340,6 +350,17 @@ impl Emulator {
     }
 
     /// Stops serving, then stops every branch's server and deletes its files.
+    /// The clients that logged in through a branch's pooler (`database/user`), oldest
+    /// first; none without [`EmulatorConfig::pooler`].
+    pub async fn pooler_logins(&self, project_id: &str, branch_id: &str) -> Vec<String> {
+        let st = self.ctx.state.lock().await;
+        st.projects
+            .get(project_id)
+            .and_then(|p| p.branches.get(branch_id))
+            .map(|b| b.cluster.pooler_logins())
+            .unwrap_or_default()
+    }
+
     pub async fn shut_down(self) {
         self.server.abort();
         self.reaper.abort();

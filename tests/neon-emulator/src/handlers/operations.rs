@@ -42,11 +42,12 @@ pub(super) async fn connection_uri(
         .get(database_name)
         .ok_or_else(|| not_found("database"))?;
     let role = b.roles.get(role_name).ok_or_else(|| not_found("role"))?;
-    // No PgBouncer here: a pooled URI is the direct one.
-    ok(
-        StatusCode::OK,
-        json!({ "uri": b.cluster.uri(&role.name, &role.password, &db.name) }),
-    )
+    let uri = if q.get("pooled").is_some_and(|p| p == "true") {
+        b.cluster.pooled_uri(&role.name, &role.password, &db.name)
+    } else {
+        b.cluster.uri(&role.name, &role.password, &db.name)
+    };
+    ok(StatusCode::OK, json!({ "uri": uri }))
 }
 
 pub(super) async fn list_operations(
