@@ -562,6 +562,7 @@ def render(res):
             ("deploy example 2 (project + function), fresh", "api_fresh", crit["api_fresh"], "≤ 1.15× critical path"),
             ("  same, --concurrency 1", "api_fresh_serial", crit["api_fresh"], "comparison"),
             ("deploy example 2, code-only redeploy", "api_code_only", crit["code_only"], "≤ 1.15× (read + upload + wait)"),
+            ("deploy example 2 with two migrations, fresh", "api_migrations_fresh", crit["api_migrations_fresh"], "≤ 1.15× critical path"),
             ("deploy example 1 (Neon chain), fresh", "full_fresh", crit["full_fresh"], "≤ 1.15× critical path"),
             ("  same, --concurrency 1", "full_fresh_serial", crit["full_fresh"], "comparison"),
         ):

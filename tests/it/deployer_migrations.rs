@@ -28,20 +28,8 @@ impl App {
 
     /// The fixture infra.toml `fixture` (`infra/...`), with the migrations.
     fn of(fixture: &str, extra_toml: &str) -> App {
-        let text = fixtures::read(fixture).with(
-            "[neon.project.MyAppProject]\n",
-            &format!("{extra_toml}\n[neon.project.MyAppProject]\nmigrations = \"migrations\"\n"),
-        );
-        let (dir, config) = harness::deploy::temp_config(text);
-        let app = App { dir, config };
-        std::fs::create_dir(app.migrations()).unwrap();
-        for file in [
-            "20260101000000_create_notes.sql",
-            "20260102000000_add_author.sql",
-        ] {
-            app.copy(&format!("notes/{file}"));
-        }
-        app
+        let (dir, config) = fixtures::with_migrations(fixture, extra_toml);
+        App { dir, config }
     }
 
     fn migrations(&self) -> PathBuf {
@@ -193,6 +181,21 @@ async fn migrations_apply_in_order_once_each_and_a_later_one_alone() {
     // migration applied with its checksum, and has nothing to do.
     let uri = stack.state("e2e").resources["MyAppProject"].outputs["connection_uri"].clone();
     harness::sqlx_migrator::assert_sqlx_agrees(&uri, &app.migrations(), 3).await;
+
+    // `remove` does nothing special: the set goes with the stage, its database by the policy.
+    drop(db);
+    let removed = stack
+        .run(&app.config, &["remove", "--stage", "e2e", "--yes"])
+        .await
+        .ok();
+    assert!(
+        removed
+            .stdout
+            .contains("Deleted   MyAppProject/migrations sql:Migrations"),
+        "{}",
+        removed.stdout
+    );
+    assert!(stack.projects_named("my-sst-project").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,25 @@ pub fn guide_with_function_lines(lines: &str) -> Text {
     read(GUIDE_HONO).with("url = true\n", &format!("url = true\n{lines}\n"))
 }
 
+/// A folder holding `fixture` (an infra.toml fixture, `infra/...`) with `extra` lines before
+/// its project's table and `migrations = "migrations"` in it, and `migrations/` holding the
+/// fixture migrations `migrations/notes/` (a first deploy's two). Kept while the dir lives.
+pub fn with_migrations(fixture: &str, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let text = read(fixture).with(
+        "[neon.project.MyAppProject]\n",
+        &format!("{extra}\n[neon.project.MyAppProject]\nmigrations = \"migrations\"\n"),
+    );
+    let (dir, config) = crate::deploy::temp_config(text);
+    let to = dir.path().join("migrations");
+    std::fs::create_dir(&to).expect("mkdir migrations");
+    let from = crate::paths::fixture("migrations/notes");
+    for entry in std::fs::read_dir(&from).expect("fixture migrations") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, to.join(path.file_name().expect("a file"))).expect("copy");
+    }
+    (dir, config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //!
 //! For the guide's two examples it times a fresh deploy (default concurrency, and
 //! `--concurrency 1` for comparison), a code-only redeploy and a no-op redeploy, and
+//! example 2 with two migrations (the function waits for them) fresh; and
 //! computes each one's critical path from the same delays: the longest chain of waits the
 //! resources' dependencies impose, which no deployer can beat. One JSON line per run.
 //!
@@ -39,6 +40,9 @@ struct Critical {
     /// can assume (three IAM calls, then 8 s); then it is Pending 2 s; then its URL and two
     /// permissions (three calls) and the log group (two calls before the function).
     api_fresh: f64,
+    /// Example 2 with migrations: the same, but the function also waits for the migrations,
+    /// which wait for the project; their SQL time is measured per run (see `migrations`).
+    api_migrations_fresh: f64,
     /// Example 1: project, branch, endpoint, role, database: a chain, each waiting on the
     /// one before (and Neon runs one operation per project at a time).
     full_fresh: f64,
@@ -67,10 +71,21 @@ fn critical() -> Critical {
     let role = 3.0 * lat + t.iam_propagation.as_secs_f64();
     Critical {
         api_fresh: neon.max(role) + lat + t.pending.as_secs_f64() + 3.0 * lat,
+        // The SQL time is added per run: `critical_with_migrations`.
+        api_migrations_fresh: neon,
         full_fresh: neon + 4.0 * OTHER_OPERATION.as_secs_f64(),
         // The first read, the InProgress wait and the read that sees it over.
         code_only: 2.0 * lat + t.in_progress.as_secs_f64(),
     }
+}
+
+/// Example 2's critical path when its function waits for migrations that ran `sql` seconds
+/// (the work no deployer avoids): the project, then the migrations, against the role.
+fn critical_with_migrations(c: &Critical, sql: f64) -> f64 {
+    let t = timings();
+    let lat = t.latency.as_secs_f64();
+    let role = 3.0 * lat + t.iam_propagation.as_secs_f64();
+    (c.api_migrations_fresh + sql).max(role) + lat + t.pending.as_secs_f64() + 3.0 * lat
 }
 
 /// A folder for DEPLOYER_ARTIFACT_DIR with this `api/bootstrap`.
@@ -101,6 +116,18 @@ async fn timed(
     );
     let neon = stack.neon.emulator.requests();
     let aws = stack.aws.calls();
+    // What the deployer reports for each migration it applied: `Migrated ... (0.1s)`.
+    let migrations: f64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("Migrated"))
+        .filter_map(|l| {
+            l.rsplit_once('(')?
+                .1
+                .strip_suffix("s)")?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
     // BENCH_TRACE=1: each AWS call's time since the run started, to see where time goes.
     if std::env::var_os("BENCH_TRACE").is_some() {
         for c in &aws {
@@ -120,6 +147,7 @@ async fn timed(
         "neon_mutating": neon.iter().filter(|r| r.mutating).count(),
         "aws_calls": aws.len(),
         "aws_mutating": aws.iter().filter(|c| c.mutating()).count(),
+        "migrations_seconds": migrations,
     })
 }
 
@@ -141,6 +169,7 @@ async fn main() {
     let (same, other) = (artifacts(&binary), artifacts(&changed));
     let (_api_dir, api) = temp_config(harness::fixtures::read(GUIDE_HONO));
     let full = fixture(GUIDE_FULL);
+    let (_migrations_dir, migrating) = harness::fixtures::with_migrations(GUIDE_HONO, "");
     let c = critical();
 
     let mut results = Vec::new();
@@ -183,6 +212,13 @@ async fn main() {
             "api_fresh_serial".into(),
             timed(&stack, &api, &s, same.path()).await,
         );
+        let m_stage = format!("migrations{i}");
+        let md = ["deploy", "--stage", m_stage.as_str()];
+        let with_migrations = timed(&stack, &migrating, &md, same.path()).await;
+        let sql = with_migrations["migrations_seconds"]
+            .as_f64()
+            .unwrap_or(0.0);
+        one.insert("api_migrations_fresh".into(), with_migrations);
         one.insert(
             "full_fresh".into(),
             timed(&stack, &full, &fd, same.path()).await,
@@ -199,6 +235,7 @@ async fn main() {
             "critical".into(),
             serde_json::json!({
                 "api_fresh": c.api_fresh,
+                "api_migrations_fresh": critical_with_migrations(&c, sql),
                 "full_fresh": c.full_fresh,
                 "code_only": c.code_only + upload,
                 "upload": upload,
