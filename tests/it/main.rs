@@ -11,6 +11,7 @@ mod api_tls;
 mod deployer_e2e;
 mod deployer_errors;
 mod deployer_function_settings;
+mod deployer_function_url;
 mod deployer_input;
 mod deployer_lifecycle;
 mod deployer_migrations;

@@ -94,6 +94,7 @@ impl AwsCall {
 
 #[derive(Clone)]
 struct ProxyState {
+    executor: crate::lambda_exec::Executor,
     target: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<AwsCall>>>,
@@ -104,6 +105,7 @@ struct ProxyState {
 /// A pass-through proxy to moto that records every call.
 pub struct AwsProxy {
     pub endpoint: String,
+    executor: crate::lambda_exec::Executor,
     calls: Arc<Mutex<Vec<AwsCall>>>,
     deny: Arc<AtomicBool>,
     model: Arc<Mutex<Model>>,
@@ -115,7 +117,9 @@ impl AwsProxy {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let deny = Arc::new(AtomicBool::new(false));
         let model = Arc::new(Mutex::new(Model::default()));
+        let executor = crate::lambda_exec::Executor::new(target);
         let state = ProxyState {
+            executor: executor.clone(),
             target: target.to_owned(),
             http: reqwest::Client::new(),
             calls: calls.clone(),
@@ -132,6 +136,7 @@ impl AwsProxy {
         });
         AwsProxy {
             endpoint,
+            executor,
             calls,
             deny,
             model,
@@ -167,6 +172,26 @@ impl AwsProxy {
         self.model.lock().unwrap().timings = timings;
     }
 
+    /// Lambda's execution side: the instances the proxy runs.
+    pub fn executor(&self) -> &crate::lambda_exec::Executor {
+        &self.executor
+    }
+
+    /// A GET of a function URL as a user makes it (`curl <url><path>`): through the proxy,
+    /// which answers for function URLs by their hostname. Status and body.
+    pub async fn get_url(&self, url: &str, path: &str) -> (u16, String) {
+        let host = crate::lambda_exec::url_host(url).expect("a function URL");
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.endpoint))
+            .header("host", host)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("the proxy answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     /// The model, to put a function in a state (Inactive, a failed update).
     pub fn model(&self) -> std::sync::MutexGuard<'_, Model> {
         self.model.lock().unwrap()
@@ -185,6 +210,16 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
+    // A function URL, by its hostname: what `curl https://<id>.lambda-url...` reaches.
+    if let Some(host) = parts.headers.get("host").and_then(|h| h.to_str().ok())
+        && crate::lambda_exec::Executor::is_url_host(host)
+    {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        return state
+            .executor
+            .serve_url(host, parts.method.as_str(), path, &parts.headers, &body)
+            .await;
+    }
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -246,6 +281,24 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
     if let Some(answer) = early {
         return answer;
     }
+    if let LambdaCall::Invoke(function) = &lambda_call {
+        let qualifier = form_value(
+            parts.uri.query().unwrap_or_default().as_bytes(),
+            "Qualifier",
+        );
+        let auth = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let answer = state
+            .executor
+            .invoke(function, qualifier.as_deref(), &body, auth)
+            .await;
+        if let Some(call) = state.calls.lock().unwrap().get_mut(index) {
+            call.answered = Some(Instant::now());
+        }
+        return answer;
+    }
     // The service, as the SigV4 credential scope names it (`.../<region>/s3/aws4_request`).
     let is_s3 = parts
         .headers
@@ -288,6 +341,27 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
             let status = resp.status();
             let headers = resp.headers().clone();
             let mut bytes = resp.bytes().await.unwrap_or_default();
+            if status.is_success() {
+                let request = || serde_json::from_slice(&body).unwrap_or_default();
+                match &lambda_call {
+                    LambdaCall::CreateFunction | LambdaCall::UpdateCode(_) => {
+                        state.executor.remember_code(&request(), &bytes)
+                    }
+                    LambdaCall::CreateUrl(f) => state.executor.remember_url(
+                        f,
+                        form_value(
+                            parts.uri.query().unwrap_or_default().as_bytes(),
+                            "Qualifier",
+                        ),
+                        &bytes,
+                    ),
+                    LambdaCall::DeleteFunction(f) => state.executor.forget_urls(f),
+                    LambdaCall::DeletePart(f) if parts.uri.path().ends_with("/url") => {
+                        state.executor.forget_urls(f)
+                    }
+                    _ => {}
+                }
+            }
             {
                 let mut model = state.model.lock().unwrap();
                 match &action {

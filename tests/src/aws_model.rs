@@ -127,6 +127,8 @@ pub enum LambdaCall {
     CreateUrl(String),
     /// A delete of one of a function's parts (its URL, a permission).
     DeletePart(String),
+    /// Invoke: Lambda's execution side, which the proxy runs itself (moto cannot).
+    Invoke(String),
     /// Any other call on one function (URL, permissions...), and whether it changes anything.
     Other {
         function: String,
@@ -158,6 +160,7 @@ impl LambdaCall {
             ("GET", [_, "functions", f, "policy"]) => LambdaCall::GetPolicy(name(f)),
             ("POST", [_, "functions", f, "policy"]) => LambdaCall::AddPermission(name(f)),
             ("POST", [_, "functions", f, "url"]) => LambdaCall::CreateUrl(name(f)),
+            ("POST", [_, "functions", f, "invocations"]) => LambdaCall::Invoke(name(f)),
             ("DELETE", [_, "functions", f, _, ..]) => LambdaCall::DeletePart(name(f)),
             (m, [_, "functions", f, ..]) => LambdaCall::Other {
                 function: name(f),

@@ -102,6 +102,11 @@ impl RuntimeApi {
             "00000000-0000-4000-8000-{:012}",
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
+        self.submit_as(id, event).await
+    }
+
+    /// [`RuntimeApi::submit`] with the request ID `id` (what Lambda's log lines name).
+    pub async fn submit_as(&self, id: String, event: Value) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id.clone(), tx);
         self.events
