@@ -13,6 +13,7 @@ Examples:
   deployer remove --stage pr-42 --yes delete a stage (retained Neon data is kept)
   deployer prune --older-than 7d      remove preview stages whose branch expired or is old
   deployer migrate --stage prod       apply only the pending migrations (--dry-run lists them)
+  deployer logs --stage prod -f       the function's logs, followed (secrets masked)
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
   deployer dev -- cargo test          any command with the links in its environment
   deployer unlock --stage prod        clear the lock left by an interrupted run
@@ -46,6 +47,8 @@ pub enum Command {
     Outputs(OutputsArgs),
     /// Apply the stage's pending migrations only (the databases must be deployed).
     Migrate(MigrateArgs),
+    /// Print the stage's function logs (CloudWatch Logs), secrets masked.
+    Logs(LogsArgs),
     /// Run the api locally with the stage's links (a local PostgreSQL without NEON_API_KEY).
     Dev(DevArgs),
     /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
@@ -197,6 +200,24 @@ pub struct OutputsArgs {
     /// (the database URL masked in the log with ::add-mask::).
     #[arg(long, conflicts_with_all = ["json", "reveal"])]
     pub github_output: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// How far back: `30s`, `10m`, `2h`, `7d`.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub since: String,
+    /// Keep printing new events as they arrive (every second), until Ctrl-C.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the events of this release (a Lambda version; `$LATEST` before releases).
+    #[arg(long, value_name = "VERSION")]
+    pub release: Option<String>,
+    /// One JSON object per event.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -66,6 +66,7 @@ pub fn main() -> ExitCode {
             Command::Remove(args) => commands::remove::run(&cli.config, args).await.map(|()| 0),
             Command::Outputs(args) => commands::outputs::run(&cli.config, args).await.map(|()| 0),
             Command::Migrate(args) => commands::migrate::run(&cli.config, args).await.map(|()| 0),
+            Command::Logs(args) => commands::logs::run(&cli.config, args).await.map(|()| 0),
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
             Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
             Command::Refresh(args) => commands::refresh::run(&cli.config, args).await.map(|()| 0),

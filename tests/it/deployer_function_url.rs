@@ -44,6 +44,72 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
         );
     }
 
+    // `deployer logs`: those lines, each with its release and request ID.
+    let logs = stack.run(&config, &["logs", "--stage", "e2e"]).await.ok();
+    let start = logs
+        .stdout
+        .lines()
+        .find(|l| l.contains(" START RequestId: "))
+        .unwrap_or_else(|| panic!("{}", logs.all()));
+    let words: Vec<&str> = start.split(' ').collect();
+    assert_eq!(words[1], "$LATEST", "{start}");
+    assert_eq!(words[5], words[2], "the line names its request: {start}");
+    assert!(
+        logs.stdout
+            .lines()
+            .any(|l| l.contains(&format!("{} REPORT RequestId: ", words[2])))
+    );
+
+    // A secret the function logged is masked: the connection string it was linked.
+    let secret = stack.state("e2e").resources["MyAppProject"].outputs["connection_uri"].clone();
+    put_log_line(&stack, &format!("oops, connecting to {secret}")).await;
+    let logs = stack
+        .run(&config, &["logs", "--stage", "e2e", "--since", "1h"])
+        .await
+        .ok();
+    assert!(
+        logs.stdout.contains("oops, connecting to ******"),
+        "{}",
+        logs.stdout
+    );
+    assert!(!logs.all().contains(&secret));
+    let password =
+        stack.state("e2e").resources["MyAppProject"].outputs["database_password"].clone();
+    assert!(!logs.all().contains(&password));
+
+    // `--follow` shows a new request's lines within two seconds.
+    let mut follow = stack.command(&config, &["logs", "--stage", "e2e", "--follow", "--json"]);
+    follow.stdout(std::process::Stdio::piped());
+    let mut child = follow.spawn().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    // What is there already comes first; then one more request.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, _) = stack.aws.get_url(url, "/").await;
+    assert_eq!(status, 200);
+    let asked = std::time::Instant::now();
+    let reports = async {
+        let mut n = 0;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["message"].as_str().unwrap().starts_with("REPORT") {
+                n += 1;
+                if n == 3 {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reports)
+        .await
+        .expect("the new request's REPORT line");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    child.kill().await.unwrap();
+
     // Without the InvokeFunction statement (AWS's October 2025 rule), the URL is refused.
     stack
         .lambda
@@ -58,6 +124,39 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
     // The next deploy puts it back, and the URL answers again.
     stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
     assert_eq!(stack.aws.get_url(url, "/").await.0, 200);
+}
+
+/// A line in the function's log group, as the function would print it.
+async fn put_log_line(stack: &DeployStack, line: &str) {
+    let group = format!("/aws/lambda/{FUNCTION}");
+    let stream = "2026/12/01/[$LATEST]00000000000000000000000000000001";
+    stack
+        .logs
+        .create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    stack
+        .logs
+        .put_log_events()
+        .log_group_name(&group)
+        .log_stream_name(stream)
+        .log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now)
+                .message(line)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Every message of the log group, oldest first.

@@ -108,6 +108,74 @@ async fn converge_tags(
     Ok(!set.is_empty() || !unset.is_empty())
 }
 
+/// One event of a log group, as `FilterLogEvents` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub stream: String,
+    pub message: String,
+}
+
+/// The group's events from `start_ms` on, through every page (`nextToken`), oldest first;
+/// `None` when the group does not exist (a function never invoked, and not made by a
+/// deploy).
+pub async fn events_since(
+    logs: &Client,
+    function: &str,
+    start_ms: i64,
+) -> Result<Option<Vec<Event>>, AwsError> {
+    let name = group_name(function);
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = logs
+            .filter_log_events()
+            .log_group_name(&name)
+            .start_time(start_ms)
+            .set_next_token(token.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if is_code(&e, "ResourceNotFoundException") => return Ok(None),
+            Err(e) => return Err(AwsError::sdk(format!("read the logs of `{name}`"), &e)),
+        };
+        for e in page.events() {
+            out.push(Event {
+                id: e.event_id().unwrap_or_default().to_owned(),
+                timestamp: e.timestamp().unwrap_or_default(),
+                stream: e.log_stream_name().unwrap_or_default().to_owned(),
+                message: e.message().unwrap_or_default().trim_end().to_owned(),
+            });
+        }
+        // The last page has no token (or repeats the one sent, as the API allows).
+        match page.next_token() {
+            Some(t) if !t.is_empty() && !page.events().is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    out.sort_by_key(|e| e.timestamp);
+    Ok(Some(out))
+}
+
+/// How many days the group keeps events (`None`: forever, or no such group).
+pub async fn retention_days(logs: &Client, function: &str) -> Result<Option<i32>, AwsError> {
+    let name = group_name(function);
+    let found = logs
+        .describe_log_groups()
+        .log_group_name_prefix(&name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("read log group `{name}`"), &e))?;
+    Ok(found
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()))
+        .and_then(|g| g.retention_in_days()))
+}
+
 /// Deletes the group; one already gone (never invoked, or deleted by hand) is fine.
 pub async fn delete_group(logs: &Client, function: &str) -> Result<(), AwsError> {
     let name = group_name(function);

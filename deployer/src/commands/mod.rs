@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod dev;
 pub mod diff;
+pub mod logs;
 pub mod migrate;
 pub mod outputs;
 pub mod pipeline;
