@@ -271,6 +271,30 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         (Some(_), _) | (_, Some(_)) => LambdaCall::Unknown,
         (None, None) => LambdaCall::parse(parts.method.as_str(), parts.uri.path()),
     };
+    // An alias's URL and policy are Lambda's to keep apart; moto does not.
+    if action.is_none()
+        && target.is_none()
+        && let Some(answer) = state
+            .executor
+            .alias_call(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or_default(),
+                &body,
+            )
+            .await
+    {
+        if let Some(call) = state.calls.lock().unwrap().get_mut(index) {
+            call.answered = Some(Instant::now());
+        }
+        // A reply the model is to lose, once Lambda applied the call.
+        if answer.status().is_success()
+            && let Some(lost) = state.model.lock().unwrap().lost_lambda_reply(&lambda_call)
+        {
+            return lost;
+        }
+        return answer;
+    }
     let early = {
         let mut model = state.model.lock().unwrap();
         match &action {
@@ -345,7 +369,7 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                 let request = || serde_json::from_slice(&body).unwrap_or_default();
                 match &lambda_call {
                     LambdaCall::CreateFunction | LambdaCall::UpdateCode(_) => {
-                        state.executor.remember_code(&request(), &bytes)
+                        state.executor.remember_code(&request(), &bytes).await
                     }
                     LambdaCall::CreateUrl(f) => state.executor.remember_url(
                         f,
@@ -355,7 +379,7 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                         ),
                         &bytes,
                     ),
-                    LambdaCall::DeleteFunction(f) => state.executor.forget_urls(f),
+                    LambdaCall::DeleteFunction(f) => state.executor.forget_function(f),
                     LambdaCall::DeletePart(f) if parts.uri.path().ends_with("/url") => {
                         state.executor.forget_urls(f)
                     }

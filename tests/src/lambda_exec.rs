@@ -77,6 +77,12 @@ pub struct Executor {
     /// Function URL hostnames: (function, qualifier).
     urls: Arc<Mutex<HashMap<String, UrlTarget>>>,
     instances: Arc<tokio::sync::Mutex<HashMap<InstanceKey, Instance>>>,
+    /// The URLs and policies of aliases, which moto does not keep apart.
+    aliases: Arc<Mutex<crate::aws_aliases::Aliases>>,
+    /// The version each function-URL request ran, oldest first.
+    served: Arc<Mutex<Vec<String>>>,
+    /// While on, every function URL answers 403, as when an SCP denies its invocation.
+    deny_urls: Arc<std::sync::atomic::AtomicBool>,
     /// Variables every instance gets besides the function's own (the "system" CA that
     /// stands for the roots Lambda's image has).
     extra_env: Arc<Mutex<Vec<(String, String)>>>,
@@ -97,6 +103,9 @@ impl Executor {
             code: Default::default(),
             urls: Default::default(),
             instances: Default::default(),
+            aliases: Default::default(),
+            served: Default::default(),
+            deny_urls: Default::default(),
             extra_env: Arc::new(Mutex::new(vec![(
                 "SSL_CERT_FILE".to_owned(),
                 crate::neon::emulator_ca().file.display().to_string(),
@@ -104,18 +113,45 @@ impl Executor {
         }
     }
 
-    /// Remembers the zip of a successful CreateFunction or UpdateFunctionCode: the request's
-    /// `ZipFile`, under the `CodeSha256` of moto's answer.
-    pub fn remember_code(&self, request: &Value, answer: &[u8]) {
+    /// Remembers the zip of a successful CreateFunction or UpdateFunctionCode under the
+    /// `CodeSha256` of moto's answer: the request's `ZipFile`, or the object its
+    /// `S3Bucket`/`S3Key` name (code over the direct-upload limit).
+    pub async fn remember_code(&self, request: &Value, answer: &[u8]) {
         use base64::Engine;
-        let zip = request["Code"]["ZipFile"]
-            .as_str()
-            .or_else(|| request["ZipFile"].as_str());
         let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
-        if let (Some(zip), Some(sha)) = (zip, answer["CodeSha256"].as_str())
-            && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(zip)
-        {
-            self.code.lock().unwrap().insert(sha.to_owned(), bytes);
+        let Some(sha) = answer["CodeSha256"].as_str() else {
+            return;
+        };
+        let code = if request["Code"].is_object() {
+            &request["Code"]
+        } else {
+            request
+        };
+        let zip = match (
+            code["ZipFile"].as_str(),
+            code["S3Bucket"].as_str(),
+            code["S3Key"].as_str(),
+        ) {
+            (Some(zip), _, _) => base64::engine::general_purpose::STANDARD.decode(zip).ok(),
+            (None, Some(bucket), Some(key)) => {
+                let got = self
+                    .http
+                    .get(format!("{}/{bucket}/{key}", self.moto))
+                    .header(
+                        "authorization",
+                        "AWS4-HMAC-SHA256 Credential=test/20261201/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+                    )
+                    .send()
+                    .await;
+                match got {
+                    Ok(r) if r.status().is_success() => r.bytes().await.ok().map(|b| b.to_vec()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(zip) = zip {
+            self.code.lock().unwrap().insert(sha.to_owned(), zip);
         }
     }
 
@@ -130,9 +166,85 @@ impl Executor {
         }
     }
 
-    /// Forgets the URLs of `function` (its URL or the function was deleted).
+    /// Forgets the URL of `function` itself (deleted).
     pub fn forget_urls(&self, function: &str) {
+        self.urls
+            .lock()
+            .unwrap()
+            .retain(|_, (f, q)| f != function || q.is_some());
+    }
+
+    /// Forgets everything of `function`, its aliases' URLs and policies too (deleted).
+    pub fn forget_function(&self, function: &str) {
         self.urls.lock().unwrap().retain(|_, (f, _)| f != function);
+        self.aliases.lock().unwrap().forget(function);
+    }
+
+    /// Answers a URL or policy call on an alias (`?Qualifier=<alias>`) as Lambda does, or
+    /// `None` for any other call (moto answers those).
+    pub async fn alias_call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Option<Response> {
+        let qualifier = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("Qualifier="))
+            .map(|q| {
+                percent_encoding::percent_decode_str(q)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })?;
+        if !crate::aws_aliases::is_alias(&qualifier) {
+            return None;
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [_, "functions", function, tail @ ..] = parts.as_slice() else {
+            return None;
+        };
+        if !matches!(tail.first(), Some(&"url") | Some(&"policy")) {
+            return None;
+        }
+        let function = percent_encoding::percent_decode_str(function)
+            .decode_utf8_lossy()
+            .into_owned();
+        if let Err((status, body)) = self
+            .moto_get(
+                &format!("/2015-03-31/functions/{function}/aliases/{qualifier}"),
+                None,
+            )
+            .await
+        {
+            return Some(moto_error(status, &body));
+        }
+        let answer = self.aliases.lock().unwrap().answer(
+            method,
+            &function,
+            &qualifier,
+            tail,
+            body,
+            || {
+                format!(
+                    "{:016x}{:016x}",
+                    crate::pg::rand_u64(),
+                    crate::pg::rand_u64()
+                )
+            },
+        )?;
+        let target = (function.clone(), Some(qualifier.clone()));
+        if method == "POST" && tail == ["url"] && answer.status() == StatusCode::CREATED {
+            let parts = self.aliases.lock().unwrap().get(&function, &qualifier);
+            if let Some((url, ..)) = parts.and_then(|p| p.url)
+                && let Some(host) = url_host(&url)
+            {
+                self.urls.lock().unwrap().insert(host, target);
+            }
+        } else if method == "DELETE" && tail == ["url"] {
+            self.urls.lock().unwrap().retain(|_, t| *t != target);
+        }
+        Some(answer)
     }
 
     /// Whether `host` is a function URL's (`<id>.lambda-url.<region>.on.aws`).
@@ -440,26 +552,41 @@ impl Executor {
             // No such URL: AWS's edge answers 403 for an unknown hostname too.
             return forbidden();
         };
-        let q = qualifier
-            .as_deref()
-            .map(|q| format!("?Qualifier={q}"))
-            .unwrap_or_default();
-        let url_config = self
-            .moto_get(&format!("/2021-10-31/functions/{function}/url{q}"), None)
-            .await;
-        let public = url_config.is_ok_and(|c| c["AuthType"] == "NONE");
-        // moto keeps the conditions as the request's fields; AWS writes them as conditions.
-        let policy = self
-            .moto_get(&format!("/2015-03-31/functions/{function}/policy{q}"), None)
-            .await
-            .ok()
-            .and_then(|p| {
-                crate::aws_answers::policy_as_aws_writes_it(&serde_json::to_vec(&p).ok()?)
-            })
-            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-            .and_then(|p| serde_json::from_str::<Value>(p["Policy"].as_str()?).ok())
-            .unwrap_or_default();
-        if !public || !has_public_url_statements(&policy) {
+        let (public, policy) = match &qualifier {
+            // An alias's URL and statements are its own.
+            Some(alias) => {
+                let parts = self
+                    .aliases
+                    .lock()
+                    .unwrap()
+                    .get(&function, alias)
+                    .unwrap_or_default();
+                let public = parts.url.as_ref().is_some_and(|u| u.1 == "NONE");
+                (public, json!({ "Statement": parts.statements }))
+            }
+            None => {
+                let url_config = self
+                    .moto_get(&format!("/2021-10-31/functions/{function}/url"), None)
+                    .await;
+                let public = url_config.is_ok_and(|c| c["AuthType"] == "NONE");
+                // moto keeps the conditions as the request's fields; AWS writes conditions.
+                let policy = self
+                    .moto_get(&format!("/2015-03-31/functions/{function}/policy"), None)
+                    .await
+                    .ok()
+                    .and_then(|p| {
+                        crate::aws_answers::policy_as_aws_writes_it(&serde_json::to_vec(&p).ok()?)
+                    })
+                    .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+                    .and_then(|p| serde_json::from_str::<Value>(p["Policy"].as_str()?).ok())
+                    .unwrap_or_default();
+                (public, policy)
+            }
+        };
+        if !public
+            || !has_public_url_statements(&policy)
+            || self.deny_urls.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return forbidden();
         }
         let event = url_event(host, method, path_and_query, headers, body);
@@ -467,7 +594,10 @@ impl Executor {
             .invoke_event(&function, qualifier.as_deref(), event, None)
             .await
         {
-            Ok((_, Ended::Response(v))) => url_response(v),
+            Ok((version, Ended::Response(v))) => {
+                self.served.lock().unwrap().push(version);
+                url_response(v)
+            }
             Ok((_, Ended::Error(_))) | Err(_) => {
                 let mut r = (
                     StatusCode::BAD_GATEWAY,
@@ -481,6 +611,18 @@ impl Executor {
                 r
             }
         }
+    }
+
+    /// The version each function-URL request ran, oldest first.
+    pub fn served(&self) -> Vec<String> {
+        self.served.lock().unwrap().clone()
+    }
+
+    /// Makes every function URL answer 403 (an organisation's policy denying invocation),
+    /// or lifts that.
+    pub fn deny_urls(&self, on: bool) {
+        self.deny_urls
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops every instance (as Lambda recycles them).

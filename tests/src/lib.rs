@@ -17,6 +17,7 @@
 //! - [`sqlx_migrator`]: sqlx's own migrator, run on what the deployer migrated.
 
 pub mod aws;
+pub mod aws_aliases;
 pub mod aws_answers;
 pub mod aws_model;
 pub mod certs;
