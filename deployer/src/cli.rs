@@ -14,6 +14,8 @@ Examples:
   deployer prune --older-than 7d      remove preview stages whose branch expired or is old
   deployer migrate --stage prod       apply only the pending migrations (--dry-run lists them)
   deployer logs --stage prod -f       the function's logs, followed (secrets masked)
+  deployer releases --stage prod      the releases, and which one is live
+  deployer rollback --stage prod      serve the previous release again (one call)
   deployer dev                        local PostgreSQL + cargo lambda watch, no account needed
   deployer dev -- cargo test          any command with the links in its environment
   deployer unlock --stage prod        clear the lock left by an interrupted run
@@ -49,6 +51,10 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print the stage's function logs (CloudWatch Logs), secrets masked.
     Logs(LogsArgs),
+    /// List the stage's releases (Lambda versions, each checked before it went out).
+    Releases(ReleasesArgs),
+    /// Point `live` at the previous release (or --to a version): one call, no build.
+    Rollback(RollbackArgs),
     /// Run the api locally with the stage's links (a local PostgreSQL without NEON_API_KEY).
     Dev(DevArgs),
     /// Clear a stage's lock left by an interrupted run (shows its holder; a live one only
@@ -146,6 +152,10 @@ pub struct DeployArgs {
     /// Leave applied migrations whose file is gone alone, as sqlx's --ignore-missing.
     #[arg(long)]
     pub allow_missing: bool,
+    /// On a protected stage, let a function URL made before releases move to the alias
+    /// `live` (its hostname changes).
+    #[arg(long)]
+    pub allow_url_change: bool,
     /// How many independent steps may run at once (1: one after another, in plan order).
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -200,6 +210,24 @@ pub struct OutputsArgs {
     /// (the database URL masked in the log with ::add-mask::).
     #[arg(long, conflicts_with_all = ["json", "reveal"])]
     pub github_output: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// As JSON, by function.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The release (version) to serve; default: the one before the live one.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
 }
 
 #[derive(Args, Debug)]

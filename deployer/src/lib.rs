@@ -67,6 +67,12 @@ pub fn main() -> ExitCode {
             Command::Outputs(args) => commands::outputs::run(&cli.config, args).await.map(|()| 0),
             Command::Migrate(args) => commands::migrate::run(&cli.config, args).await.map(|()| 0),
             Command::Logs(args) => commands::logs::run(&cli.config, args).await.map(|()| 0),
+            Command::Releases(args) => commands::releases::list(&cli.config, args)
+                .await
+                .map(|()| 0),
+            Command::Rollback(args) => commands::releases::rollback(&cli.config, args)
+                .await
+                .map(|()| 0),
             Command::Dev(args) => commands::dev::run(&cli.config, args).await,
             Command::Unlock(args) => commands::unlock::run(&cli.config, args).await.map(|()| 0),
             Command::Refresh(args) => commands::refresh::run(&cli.config, args).await.map(|()| 0),

@@ -167,7 +167,9 @@ impl fmt::Display for Plan {
             writeln!(f, "{mark:>3} {} {} {verb}", c.resource, c.kind.label())?;
             for field in &c.fields {
                 let described = match (&field.old, &field.new) {
-                    (Some(old), Some(new)) => resources::describe_field(c.kind, old, new),
+                    (Some(old), Some(new)) => {
+                        resources::describe_field(c.kind, &field.field, old, new)
+                    }
                     _ => None,
                 };
                 if let Some(d) = described {

@@ -305,9 +305,10 @@ import = "proj-1/br-dev/app"
 
     /// A preview stage as the deployer before state version 2 recorded it (its branch as a
     /// `Project` with `branch_from` among its inputs) loads as a preview and deploys with
-    /// no change.
+    /// no change to its Neon resources; only its URL moves to the alias `live` (a deployer
+    /// before releases made it on the function).
     #[test]
-    fn a_preview_recorded_by_state_version_1_plans_no_changes() {
+    fn a_preview_recorded_by_state_version_1_plans_only_its_url_moving_to_live() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state");
         let read = |file: &str| {
             let bytes = std::fs::read(fixtures.join(file)).unwrap();
@@ -332,8 +333,9 @@ import = "proj-1/br-dev/app"
             concat!(
                 "    MyAppProject neon:Project unchanged\n",
                 "    NeonDB Linkable unchanged\n",
-                "    MyApi aws:Function unchanged\n",
-                "No changes."
+                "  ~ MyApi aws:Function update\n",
+                "      url_on: the URL moves to the alias `live`: a new hostname, the old URL removed once the new one answers\n",
+                "1 change."
             )
         );
     }

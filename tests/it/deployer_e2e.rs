@@ -136,10 +136,12 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
     ] {
         assert!(written.contains(param), "{param}");
     }
+    // The URL is the alias `live`'s, and so are its two permissions.
     let url = stack
         .lambda
         .get_function_url_config()
         .function_name(FUNCTION)
+        .qualifier("live")
         .send()
         .await
         .unwrap();
@@ -149,6 +151,7 @@ async fn the_guides_api_deploys_with_its_link_and_redeploys_without_changes() {
             .lambda
             .get_policy()
             .function_name(FUNCTION)
+            .qualifier("live")
             .send()
             .await
             .unwrap()
@@ -291,11 +294,16 @@ async fn one_changed_setting_updates_only_its_resource() {
         .filter(|c| c.mutating())
         .map(|c| format!("{} {}", c.method, c.path))
         .collect();
+    // The change, then its release: checked ($LATEST invoked), published, made live.
     assert_eq!(
         aws_changes,
-        vec![format!(
-            "PUT /2015-03-31/functions/{FUNCTION}/configuration"
-        )]
+        [
+            "PUT /2015-03-31/functions/{f}/configuration",
+            "POST /2015-03-31/functions/{f}/invocations",
+            "POST /2015-03-31/functions/{f}/versions",
+            "PUT /2015-03-31/functions/{f}/aliases/live",
+        ]
+        .map(|c| c.replace("{f}", FUNCTION))
     );
     let conf = stack
         .lambda

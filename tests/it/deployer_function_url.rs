@@ -46,13 +46,14 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
 
     // `deployer logs`: those lines, each with its release and request ID.
     let logs = stack.run(&config, &["logs", "--stage", "e2e"]).await.ok();
+    // The URL serves the release `live` points at: version 1.
     let start = logs
         .stdout
         .lines()
-        .find(|l| l.contains(" START RequestId: "))
+        .find(|l| l.contains(" START RequestId: ") && l.ends_with("Version: 1"))
         .unwrap_or_else(|| panic!("{}", logs.all()));
     let words: Vec<&str> = start.split(' ').collect();
-    assert_eq!(words[1], "$LATEST", "{start}");
+    assert_eq!(words[1], "1", "{start}");
     assert_eq!(words[5], words[2], "the line names its request: {start}");
     assert!(
         logs.stdout
@@ -116,6 +117,7 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
         .remove_permission()
         .function_name(FUNCTION)
         .statement_id("FunctionURLInvokeAllowPublicAccess")
+        .qualifier("live")
         .send()
         .await
         .expect("remove the statement");

@@ -102,6 +102,7 @@ async fn policy_statements(stack: &DeployStack) -> Vec<serde_json::Value> {
         .lambda
         .get_policy()
         .function_name(FUNCTION)
+        .qualifier("live")
         .send()
         .await
         .unwrap();
@@ -128,6 +129,7 @@ async fn a_url_missing_a_permission_or_with_a_wrong_one_is_repaired() {
             .lambda
             .remove_permission()
             .function_name(FUNCTION)
+            .qualifier("live")
             .statement_id(sid)
             .send()
             .await
@@ -137,6 +139,7 @@ async fn a_url_missing_a_permission_or_with_a_wrong_one_is_repaired() {
         .lambda
         .add_permission()
         .function_name(FUNCTION)
+        .qualifier("live")
         .statement_id("FunctionURLAllowPublicAccess")
         .action("lambda:InvokeFunctionUrl")
         .principal("*")
@@ -468,6 +471,7 @@ async fn a_function_whose_creation_failed_is_reported_then_made_again() {
         .lambda
         .get_function_url_config()
         .function_name(FUNCTION)
+        .qualifier("live")
         .send()
         .await
         .expect("the function has its URL");

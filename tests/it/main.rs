@@ -18,6 +18,7 @@ mod deployer_migrations;
 mod deployer_package;
 mod deployer_preview;
 mod deployer_real_aws;
+mod deployer_releases;
 mod deployer_resilience;
 mod deployer_s3_real;
 mod deployer_shared_state;

@@ -49,6 +49,19 @@ impl From<StepError> for Failure {
             StepCause::NoNeonKey => Failure::bad_input(e.cause).hint(
                 "create an API key in the Neon console and export NEON_API_KEY=... (or put it in .env)",
             ),
+            StepCause::Release(crate::resources::version::ReleaseError::CheckFailed { .. }) => {
+                Failure::remote(e).hint(
+                    "`deployer logs` shows what the function printed; fix it and deploy again (the URL keeps serving the release that is live)",
+                )
+            }
+            StepCause::Release(crate::resources::version::ReleaseError::Aws(ref a)) => {
+                let hint = a.hint();
+                Failure::remote(e).maybe_hint(hint)
+            }
+            StepCause::UrlForbidden(ref u) => {
+                let hint = u.hint();
+                Failure::remote(e).hint(hint)
+            }
             StepCause::Migrate(ref m) => {
                 let hint = m.hint();
                 Failure::remote(e).maybe_hint(hint)

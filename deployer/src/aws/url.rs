@@ -47,6 +47,7 @@ pub const INVOKE_PERMISSION_SID: &str = "FunctionURLInvokeAllowPublicAccess";
 pub async fn converge_url(
     lambda: &Client,
     name: &str,
+    qualifier: Option<&str>,
     wanted: bool,
     found: UrlState,
     changes: &mut Changes,
@@ -58,6 +59,7 @@ pub async fn converge_url(
             lambda
                 .delete_function_url_config()
                 .function_name(name)
+                .set_qualifier(qualifier.map(str::to_owned))
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk(format!("delete the URL of function `{name}`"), &e))?;
@@ -68,6 +70,7 @@ pub async fn converge_url(
                 lambda
                     .remove_permission()
                     .function_name(name)
+                    .set_qualifier(qualifier.map(str::to_owned))
                     .statement_id(sid)
                     .send()
                     .await
@@ -85,6 +88,7 @@ pub async fn converge_url(
             let out = lambda
                 .update_function_url_config()
                 .function_name(name)
+                .set_qualifier(qualifier.map(str::to_owned))
                 .auth_type(FunctionUrlAuthType::None)
                 .send()
                 .await
@@ -96,6 +100,7 @@ pub async fn converge_url(
             let created = lambda
                 .create_function_url_config()
                 .function_name(name)
+                .set_qualifier(qualifier.map(str::to_owned))
                 .auth_type(FunctionUrlAuthType::None)
                 .send()
                 .await;
@@ -108,6 +113,7 @@ pub async fn converge_url(
                     let existing = lambda
                         .get_function_url_config()
                         .function_name(name)
+                        .set_qualifier(qualifier.map(str::to_owned))
                         .send()
                         .await
                         .map_err(|e| AwsError::sdk(format!("read the URL of `{name}`"), &e))?;
@@ -117,6 +123,7 @@ pub async fn converge_url(
                         lambda
                             .update_function_url_config()
                             .function_name(name)
+                            .set_qualifier(qualifier.map(str::to_owned))
                             .auth_type(FunctionUrlAuthType::None)
                             .send()
                             .await
@@ -143,6 +150,7 @@ pub async fn converge_url(
             lambda
                 .remove_permission()
                 .function_name(name)
+                .set_qualifier(qualifier.map(str::to_owned))
                 .statement_id(sid)
                 .send()
                 .await
@@ -151,6 +159,7 @@ pub async fn converge_url(
         let add = lambda
             .add_permission()
             .function_name(name)
+            .set_qualifier(qualifier.map(str::to_owned))
             .statement_id(sid)
             .principal("*");
         let add = if sid == URL_PERMISSION_SID {
@@ -171,7 +180,7 @@ pub async fn converge_url(
             // The statement ID exists: a retry of an AddPermission Lambda had applied (its
             // reply lost), or another run's. Done if the policy now grants what we asked.
             Err(e) if is_code(&e, "ResourceConflictException") => {
-                let now = UrlPolicy::read(lambda, name).await?;
+                let now = UrlPolicy::read(lambda, name, qualifier).await?;
                 let granted = if sid == URL_PERMISSION_SID {
                     now.public_url
                 } else {
@@ -197,6 +206,11 @@ pub struct UrlState {
 }
 
 impl UrlState {
+    /// Whether there is a URL.
+    pub fn has_url(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// What differs from a public URL with both of its permissions (`wanted`), or from no
     /// URL; empty when nothing does.
     pub fn drift(&self, wanted: bool) -> Vec<String> {
@@ -224,11 +238,16 @@ impl UrlState {
     }
 
     /// Reads both; a function that does not exist yet has neither.
-    pub async fn read(lambda: &Client, name: &str) -> Result<UrlState, AwsError> {
+    pub async fn read(
+        lambda: &Client,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<UrlState, AwsError> {
         let url = async {
             match lambda
                 .get_function_url_config()
                 .function_name(name)
+                .set_qualifier(qualifier.map(str::to_owned))
                 .send()
                 .await
             {
@@ -243,7 +262,7 @@ impl UrlState {
                 )),
             }
         };
-        let (current, policy) = tokio::try_join!(url, UrlPolicy::read(lambda, name))?;
+        let (current, policy) = tokio::try_join!(url, UrlPolicy::read(lambda, name, qualifier))?;
         Ok(UrlState { current, policy })
     }
 }
@@ -262,8 +281,18 @@ struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    async fn read(lambda: &Client, name: &str) -> Result<UrlPolicy, AwsError> {
-        match lambda.get_policy().function_name(name).send().await {
+    async fn read(
+        lambda: &Client,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<UrlPolicy, AwsError> {
+        match lambda
+            .get_policy()
+            .function_name(name)
+            .set_qualifier(qualifier.map(str::to_owned))
+            .send()
+            .await
+        {
             Ok(out) => UrlPolicy::parse(out.policy().unwrap_or("{}")).map_err(|e| {
                 AwsError::other(format!("read the policy of `{name}`"), e.to_string())
             }),

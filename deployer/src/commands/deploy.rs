@@ -22,6 +22,7 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
         concurrency: usize::from(args.concurrency),
     };
     let review = |config: &Config, state: &StageState, plan: &Plan| {
+        check_url_moves(config, plan, &stage, args.allow_url_change)?;
         check_prebuilt_code(config, plan)?;
         check_known_environments(config, state)?;
         eprintln!("Deploying {} to stage `{stage}`", config.app);
@@ -46,6 +47,38 @@ pub async fn run(config_path: &Path, args: &DeployArgs) -> Result<(), Failure> {
     };
     pipeline.run(&config, &env, &stage, review, finish).await?;
     Ok(())
+}
+
+/// A function URL made before releases is the function's own; releases need it on the
+/// alias `live`, a new hostname. On a protected stage that needs `--allow-url-change`:
+/// whoever calls the old URL must move.
+fn check_url_moves(
+    config: &Config,
+    plan: &Plan,
+    stage: &str,
+    allowed: bool,
+) -> Result<(), Failure> {
+    if !config.policy(stage).protect || allowed {
+        return Ok(());
+    }
+    let moving: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            c.fields.iter().any(|f| {
+                f.field == "url_on" && f.old.as_ref().is_some_and(serde_json::Value::is_null)
+            })
+        })
+        .map(|c| c.resource.as_str())
+        .collect();
+    if moving.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "stage `{stage}` is protected, and the URL of {} moves to the alias `live`: its hostname changes",
+        moving.join(", ")
+    ))
+    .hint("pass --allow-url-change once clients of the old URL can move to the new one (`deployer outputs` shows it after the deploy); the old URL is removed only after the new one answers"))
 }
 
 /// Prebuilt code (`DEPLOYER_ARTIFACT_DIR`) costs nothing to check, so it is checked before

@@ -91,7 +91,7 @@ fn rfc3339_ms(ms: i64) -> String {
 
 pub async fn run(config_path: &Path, args: &LogsArgs) -> Result<(), Failure> {
     let stage = super::resolve_stage(&args.stage)?;
-    let (env, config) = super::load(config_path, &stage)?;
+    let (_env, config) = super::load(config_path, &stage)?;
     let Some(since) = since_seconds(&args.since) else {
         return Err(
             Failure::bad_input(format!("--since {} is not a duration", args.since))
@@ -115,10 +115,10 @@ pub async fn run(config_path: &Path, args: &LogsArgs) -> Result<(), Failure> {
                 .hint(format!("deploy it first: deployer deploy --stage {stage}")),
         );
     }
-    let clients = super::clients(&config, &env, &state, true).await?;
-    let aws = clients.aws.as_ref().ok_or_else(|| {
-        Failure::bad_input("no AWS clients").hint("set AWS credentials and a region")
-    })?;
+    // Logs need AWS only: no Neon key.
+    let aws = &crate::aws::Aws::connect(config.region.as_deref())
+        .await
+        .map_err(Failure::bad_input)?;
     let secrets = secrets(&state);
     let now_ms = crate::output::now_unix() as i64 * 1000;
     let mut start = now_ms - since as i64 * 1000;

@@ -10,6 +10,7 @@ pub mod outputs;
 pub mod pipeline;
 pub mod prune;
 pub mod refresh;
+pub mod releases;
 pub mod remove;
 pub mod state;
 pub mod unlock;

@@ -451,7 +451,10 @@ impl Checker<'_> {
                     Some(crate::aws::url::NO_URLS_HINT.into()),
                 );
             }
+            let (smoke, keep_releases) = self.release_settings(&f);
             let spec = Spec::Function(FunctionSpec {
+                smoke,
+                keep_releases,
                 package: f.package.get_ref().clone(),
                 links: f.link.iter().map(|l| l.get_ref().clone()).collect(),
                 url,

@@ -16,6 +16,7 @@ mod docs_tests;
 mod migrations;
 mod notes;
 mod preview;
+mod releases;
 mod state;
 mod tags;
 
@@ -124,7 +125,7 @@ impl Kind {
             Kind::Role => &["name", "password"],
             Kind::Database => &["name", "connection_uri", "connection_uri_pooler"],
             Kind::Migrations | Kind::Link => &[],
-            Kind::Function => &["name", "arn", "url"],
+            Kind::Function => &["name", "arn", "url", "version"],
         }
     }
 
@@ -306,6 +307,10 @@ pub struct FunctionSpec {
     pub tags: Option<BTreeMap<String, String>>,
     pub arm64: bool,
     pub environment: BTreeMap<String, Template>,
+    /// The path a release is checked with before `live` serves it (`GET`); `None`: no check.
+    pub smoke: Option<String>,
+    /// Versions kept (the live one and the one before it always are).
+    pub keep_releases: i64,
 }
 
 /// A preview stage's branch of its base stage's project, standing in for the project:

@@ -139,4 +139,7 @@ pub(super) struct RawFunction {
     pub(super) architecture: Option<Architecture>,
     #[serde(default)]
     pub(super) environment: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// A path (`"/version"`) or `false`.
+    pub(super) smoke: Option<Spanned<toml::Value>>,
+    pub(super) keep_releases: Option<Spanned<i64>>,
 }

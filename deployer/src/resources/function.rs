@@ -32,8 +32,13 @@ pub struct Ids {
 pub struct Outputs {
     pub name: String,
     pub arn: String,
+    /// The URL of the alias `live` (of the function itself, for a stage deployed before
+    /// releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The version `live` serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The inputs `refresh` compares with the live function.
@@ -49,6 +54,9 @@ pub struct Inputs {
     pub reserved_concurrency: Option<i64>,
     #[serde(default)]
     pub role_permissions_boundary: Option<String>,
+    /// `live` where the URL is the alias's; none for a URL on the function itself.
+    #[serde(default)]
+    pub url_on: Option<String>,
 }
 
 /// Its environment holds the links' secrets: diffs say only that it changed.
@@ -64,6 +72,16 @@ pub fn desired_inputs(f: &FunctionSpec, state: &StageState) -> Value {
         "tags": f.tags,
         "architecture": if f.arm64 { "arm64" } else { "x86_64" },
         "environment": env.map_or(json!(KNOWN_AFTER), |e| json!(e)),
+        // The URL is the alias's: a stage whose URL is the function's moves it (a new
+        // hostname), which `describe_field` says.
+        "url_on": f.url.then_some(super::alias::LIVE),
+    })
+}
+
+/// How `diff` shows the URL moving to the alias `live`.
+pub fn describe(field: &str, old: &Value, new: &Value) -> Option<String> {
+    (field == "url_on" && old.is_null() && new == super::alias::LIVE).then(|| {
+        "the URL moves to the alias `live`: a new hostname, the old URL removed once the new one answers".to_owned()
     })
 }
 
@@ -278,6 +296,8 @@ pub async fn converge(
         environment,
         role_permissions_boundary: _,
         tags,
+        smoke,
+        keep_releases,
     } = spec;
     let settings = role_settings(spec, step.state.resources.get(&r.name));
     let via_s3 = matches!(step.config.state, crate::config::StateBackend::S3 { .. });
@@ -315,19 +335,22 @@ pub async fn converge(
     // deploy then costs the role's reads, the upload and its wait, not their sum. All three
     // finish, so a failure reported is the same whichever fails first: the build's or the
     // role's before the reads'.
-    let (prepared, existing, url_state) = tokio::join!(
+    let live = Some(super::alias::LIVE);
+    let (prepared, existing, url_state, legacy_url) = tokio::join!(
         prepared,
         lambda::read_function(&aws.lambda, &name),
-        aws::url::UrlState::read(&aws.lambda, &name),
+        aws::url::UrlState::read(&aws.lambda, &name, live),
+        aws::url::UrlState::read(&aws.lambda, &name, None),
     );
     let (artifact, role, prepared_in) = prepared?;
-    let (mut existing, mut url_state) = (existing?, url_state?);
+    let (mut existing, mut url_state, mut legacy_url) = (existing?, url_state?, legacy_url?);
     // After a long build, what was read may be stale (another run, or the console): read
     // again rather than decide on it.
     if prepared_in > STALE_READ {
-        (existing, url_state) = tokio::try_join!(
+        (existing, url_state, legacy_url) = tokio::try_join!(
             lambda::read_function(&aws.lambda, &name),
-            aws::url::UrlState::read(&aws.lambda, &name),
+            aws::url::UrlState::read(&aws.lambda, &name, live),
+            aws::url::UrlState::read(&aws.lambda, &name, None),
         )?;
     }
     // Code over Lambda's direct-upload limit goes through the state bucket, when it is to
@@ -362,6 +385,8 @@ pub async fn converge(
         }
         _ => None,
     };
+    // What a failed check's report withholds: the values the function is given.
+    let secrets: Vec<String> = env.values().filter(|v| v.len() >= 8).cloned().collect();
     let spec = lambda::FunctionSpec {
         name: name.clone(),
         s3_code: s3_code.as_ref().map(|(_, location)| location.clone()),
@@ -389,11 +414,73 @@ pub async fn converge(
     let (logs_changed, (arn, mut changes)) = upserted?;
     changes.concurrency =
         lambda::converge_concurrency(&aws.lambda, &name, *reserved_concurrency).await?;
-    let url = aws::url::converge_url(&aws.lambda, &name, *url, url_state, &mut changes).await?;
+    // The release: `$LATEST` checked and published (or the version equal to it), then
+    // `live` pointed at it, then the URL, which is `live`'s.
+    let migrations: Vec<String> = step
+        .state
+        .resources
+        .iter()
+        .filter(|(_, rs)| rs.kind == Kind::Migrations)
+        .filter_map(|(n, rs)| {
+            let last = rs.outputs.get("last")?;
+            Some(format!("{n}={}", last.split('_').next().unwrap_or(last)))
+        })
+        .collect();
+    let description = super::version::release_name(step.project_dir, &migrations);
+    let settled = super::version::settle(
+        &aws.lambda,
+        &name,
+        smoke.as_deref(),
+        std::time::Duration::from_secs(*timeout as u64),
+        &description,
+        &secrets,
+    )
+    .await?;
+    let moved = super::alias::point(&aws.lambda, &name, &settled.version).await?;
+    if moved {
+        println!(
+            "Released  {} version {}{}",
+            r.name,
+            settled.version,
+            if settled.published {
+                ""
+            } else {
+                " (published before)"
+            }
+        );
+    }
+    let url =
+        aws::url::converge_url(&aws.lambda, &name, live, *url, url_state, &mut changes).await?;
+    let moving_url = legacy_url.has_url();
+    if let Some(u) = &url
+        && (moved || changes.url || moving_url)
+    {
+        super::alias::check_url(u, smoke.as_deref().unwrap_or("/")).await?;
+    }
+    // A URL of the function itself (a stage deployed before releases) goes once `live`'s
+    // answers.
+    if moving_url {
+        aws::url::converge_url(&aws.lambda, &name, None, false, legacy_url, &mut changes).await?;
+    }
+    let pruned = super::version::prune(
+        &aws.lambda,
+        &name,
+        *keep_releases as usize,
+        &settled.version,
+    )
+    .await?;
+    if !pruned.is_empty() {
+        eprintln!(
+            "{}: deleted version {} (keep_releases = {keep_releases})",
+            r.name,
+            pruned.join(", ")
+        );
+    }
     let outputs = Outputs {
         name: name.clone(),
         arn,
         url,
+        version: Some(settled.version),
     };
     Ok((
         Recorded::typed(
@@ -402,7 +489,12 @@ pub async fn converge(
             },
             &outputs,
         ),
-        changes.any() || role.created || role.changed || logs_changed,
+        changes.any()
+            || role.created
+            || role.changed
+            || logs_changed
+            || moved
+            || !pruned.is_empty(),
     ))
 }
 
@@ -465,7 +557,8 @@ pub async fn read(aws: &Aws, name: &str, rs: &ResourceState) -> Result<Live, Ste
             json!(reserved),
         ));
     }
-    let url = aws::url::UrlState::read(&aws.lambda, &function).await?;
+    let qualifier = recorded.url_on.as_deref();
+    let url = aws::url::UrlState::read(&aws.lambda, &function, qualifier).await?;
     changes.extend(url.drift(recorded.url.unwrap_or(false)));
     Ok(Live::Found(changes))
 }

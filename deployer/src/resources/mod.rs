@@ -9,6 +9,7 @@
 //! Adding a kind: its module here, a `Kind` and `Spec` variant in `config`, and an arm in
 //! each dispatch below.
 
+pub mod alias;
 pub mod branch;
 pub mod database;
 pub mod endpoint;
@@ -19,6 +20,7 @@ pub mod preview;
 pub mod project;
 pub mod record;
 pub mod role;
+pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -87,6 +89,10 @@ pub enum StepCause {
     NoRegion(#[from] NoRegion),
     #[error(transparent)]
     Migrate(#[from] crate::migrate::RunError),
+    #[error(transparent)]
+    Release(#[from] version::ReleaseError),
+    #[error(transparent)]
+    UrlForbidden(#[from] alias::UrlForbidden),
     #[error("NEON_API_KEY is not set, and infra.toml declares Neon resources")]
     NoNeonKey,
     #[error(
@@ -263,9 +269,10 @@ pub fn fields_on_create(kind: Kind) -> bool {
 }
 
 /// How `diff` shows one field's change, where a kind says it better than `old -> new`.
-pub fn describe_field(kind: Kind, old: &Value, new: &Value) -> Option<String> {
+pub fn describe_field(kind: Kind, field: &str, old: &Value, new: &Value) -> Option<String> {
     match kind {
         Kind::Migrations => migrations::describe(old, new),
+        Kind::Function => function::describe(field, old, new),
         _ => None,
     }
 }
@@ -562,6 +569,7 @@ mod tests {
                     name: "f".into(),
                     arn: "a".into(),
                     url: Some("https://x".into()),
+                    version: Some("1".into()),
                 }),
             ),
         ];
@@ -582,6 +590,7 @@ mod tests {
             name: "f".into(),
             arn: "a".into(),
             url: None,
+            version: None,
         });
         assert!(!map.contains_key("url"));
     }

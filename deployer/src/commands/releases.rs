@@ -1,0 +1,198 @@
+//! `deployer releases` and `deployer rollback`: a stage's functions' releases (Lambda
+//! versions the deployer published, each checked before it went out; `resources::version`)
+//! and the alias `live` that serves one (`resources::alias`). Rollback points `live` at
+//! another release with one `UpdateAlias`: no build, no upload, no Neon.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::aws::Aws;
+use crate::cli::{ReleasesArgs, RollbackArgs};
+use crate::config::Kind;
+use crate::error::Failure;
+use crate::resources::{alias, function, version};
+use crate::state::StageState;
+
+/// The stage's functions: logical name -> Lambda name.
+fn functions(state: &StageState, stage: &str) -> Result<BTreeMap<String, String>, Failure> {
+    let out: BTreeMap<String, String> = state
+        .resources
+        .iter()
+        .filter(|(_, rs)| rs.kind == Kind::Function)
+        .filter_map(|(name, rs)| {
+            let ids: function::Ids = rs.ids_as(name).ok()?;
+            Some((name.clone(), ids.function_name))
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(
+            Failure::bad_input(format!("stage `{stage}` has no function deployed"))
+                .hint(format!("deploy it first: deployer deploy --stage {stage}")),
+        );
+    }
+    Ok(out)
+}
+
+async fn aws(config: &crate::config::Config) -> Result<Aws, Failure> {
+    Aws::connect(config.region.as_deref())
+        .await
+        .map_err(Failure::bad_input)
+}
+
+pub async fn list(config_path: &Path, args: &ReleasesArgs) -> Result<(), Failure> {
+    let stage = super::resolve_stage(&args.stage)?;
+    let (_env, config) = super::load(config_path, &stage)?;
+    let store = super::store_to_read(&config).await?;
+    let state = super::load_state(&store, &config, &stage).await?;
+    let functions = functions(&state, &stage)?;
+    let aws = aws(&config).await?;
+    let mut all = BTreeMap::new();
+    for (name, physical) in &functions {
+        let live = alias::live_version(&aws.lambda, physical)
+            .await
+            .map_err(Failure::remote)?;
+        let versions = version::list(&aws.lambda, physical)
+            .await
+            .map_err(Failure::remote)?;
+        all.insert(name.clone(), version::releases(&versions, live.as_deref()));
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("releases serialize")
+        );
+        return Ok(());
+    }
+    for (name, releases) in &all {
+        println!("{name}:");
+        if releases.is_empty() {
+            println!("  no releases yet");
+        }
+        println!(
+            "  {:<8} {:<29} {:<19} {:<12} {:<9} live",
+            "version", "time", "commit", "code", "check"
+        );
+        for r in releases {
+            println!(
+                "  {:<8} {:<29} {:<19} {:<12} {:<9} {}",
+                r.version,
+                r.time,
+                r.commit.as_deref().unwrap_or("-"),
+                r.code_sha256.chars().take(10).collect::<String>(),
+                r.check,
+                if r.live { "live" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn rollback(config_path: &Path, args: &RollbackArgs) -> Result<(), Failure> {
+    let stage = super::resolve_stage(&args.stage)?;
+    let (_env, config) = super::load(config_path, &stage)?;
+    let store = super::store(&config).await?;
+    let held = store.lock(&stage, "rollback").await?;
+    let result = rollback_locked(&config, &stage, &store, args).await;
+    held.release().await;
+    result
+}
+
+async fn rollback_locked(
+    config: &crate::config::Config,
+    stage: &str,
+    store: &crate::state::Store,
+    args: &RollbackArgs,
+) -> Result<(), Failure> {
+    let state = super::load_state(store, config, stage).await?;
+    let functions = functions(&state, stage)?;
+    let aws = aws(config).await?;
+    for (name, physical) in &functions {
+        let Some(live) = alias::live_version(&aws.lambda, physical)
+            .await
+            .map_err(Failure::remote)?
+        else {
+            return Err(
+                Failure::bad_input(format!("{name} has no release yet (no alias `live`)")).hint(
+                    format!("deploy the stage first: deployer deploy --stage {stage}"),
+                ),
+            );
+        };
+        let versions = version::list(&aws.lambda, physical)
+            .await
+            .map_err(Failure::remote)?;
+        let releases = version::releases(&versions, Some(&live));
+        let live_n: u64 = live.parse().unwrap_or(0);
+        let target = match &args.to {
+            Some(v) => releases.iter().find(|r| &r.version == v).ok_or_else(|| {
+                Failure::bad_input(format!("{name} has no release {v}"))
+                    .hint("`deployer releases` lists them")
+            })?,
+            // The newest release before the live one that passed its check.
+            None => releases
+                .iter()
+                .filter(|r| r.check == "passed" && r.version.parse::<u64>().unwrap_or(0) < live_n)
+                .max_by_key(|r| r.version.parse::<u64>().unwrap_or(0))
+                .ok_or_else(|| {
+                    Failure::bad_input(format!(
+                        "{name}: no release before version {live} to roll back to"
+                    ))
+                    .hint("`deployer releases` lists them; --to <version> picks one")
+                })?,
+        };
+        if target.version == live {
+            println!("{name}: version {live} is live already");
+            continue;
+        }
+        alias::point(&aws.lambda, physical, &target.version)
+            .await
+            .map_err(Failure::remote)?;
+        println!(
+            "{name}: live is now version {} (release {}, {}), was {live}",
+            target.version,
+            target.commit.as_deref().unwrap_or("unknown"),
+            target.time
+        );
+        let current = releases.iter().find(|r| r.version == live);
+        for note in migrations_kept(current.map(|r| &r.migrations[..]), &target.migrations) {
+            println!("note: {note}");
+        }
+    }
+    Ok(())
+}
+
+/// Migrations are not undone: for each set whose last migration at the release rolled
+/// back from is past the one at the release rolled back to, what stays applied.
+fn migrations_kept(from: Option<&[String]>, to: &[String]) -> Vec<String> {
+    let parse = |list: &[String]| -> BTreeMap<String, i64> {
+        list.iter()
+            .filter_map(|m| {
+                let (set, v) = m.split_once('=')?;
+                Some((set.to_owned(), v.parse().ok()?))
+            })
+            .collect()
+    };
+    let (from, to) = (parse(from.unwrap_or_default()), parse(to));
+    from.iter()
+        .filter_map(|(set, v)| {
+            let was = to.get(set).copied().unwrap_or(0);
+            (*v > was).then(|| {
+                format!(
+                    "{set}: the schema stays as migrated (through {v}); the release now live was deployed with migrations through {was}, and must run against it"
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_rollback_says_which_migrations_stay_applied() {
+        let from = vec!["MyAppProject/migrations=20260103000000".to_owned()];
+        let to = vec!["MyAppProject/migrations=20260102000000".to_owned()];
+        let notes = super::migrations_kept(Some(&from), &to);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("through 20260103000000"), "{notes:?}");
+        assert!(super::migrations_kept(Some(&to), &to).is_empty());
+    }
+}
