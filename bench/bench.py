@@ -570,6 +570,9 @@ def render(res):
                 f"{secs(k) / c:.2f}× critical", target)
         for label, k in (("deploy example 2, no-op", "api_noop"), ("deploy example 1, no-op", "full_noop")):
             row(f"{label}: s ({calls(k)})", "–", f"{secs(k):.2f}", "", "≤ 1 s, 0 mutating")
+        if "api_rollback" in d[0]:
+            row(f"rollback to the previous release: s ({calls('api_rollback')})", "–",
+                f"{secs('api_rollback'):.2f}", "", "≤ 1 s, 1 mutating")
     head = [f"Benchmark {res['date']} on {res['machine']}; wrk -t2 -c{res['concurrency']} "
             f"-d{res['seconds_per_round']}s × {res['rounds']} rounds{' (quick)' if res['quick'] else ''}; "
             "local PostgreSQL; no TLS but in the rows that say so.", "",

@@ -185,3 +185,34 @@ async fn log_messages(stack: &DeployStack, group: &str) -> Vec<String> {
     }
     out
 }
+
+/// `scripts/offline --check`: the whole guide with no account. The offline binary starts
+/// its own emulator and moto, deploys this repository's infra.toml, and `/version` answers
+/// at a local address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_guide_deploys_this_repos_infra_toml_and_serves_version_locally() {
+    // Built once for the whole test run (the offline run then finds it built).
+    harness::deploy::lambda_artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("infra.toml");
+    std::fs::copy(harness::paths::workspace_root().join("infra.toml"), &config).unwrap();
+    let port = harness::pg::free_port().to_string();
+    let out = tokio::process::Command::new(harness::paths::workspace_bin("offline"))
+        .args(["--check", "--port", &port, "--config"])
+        .arg(&config)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Released  MyApi version 1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("served at http://127.0.0.1:{port}/")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"version":"PostgreSQL "#), "{stdout}");
+}

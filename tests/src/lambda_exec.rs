@@ -81,6 +81,8 @@ pub struct Executor {
     aliases: Arc<Mutex<crate::aws_aliases::Aliases>>,
     /// The version each function-URL request ran, oldest first.
     served: Arc<Mutex<Vec<String>>>,
+    /// How long each function-URL request took to answer, oldest first.
+    url_times: Arc<Mutex<Vec<Duration>>>,
     /// While on, every function URL answers 403, as when an SCP denies its invocation.
     deny_urls: Arc<std::sync::atomic::AtomicBool>,
     /// Variables every instance gets besides the function's own (the "system" CA that
@@ -105,6 +107,7 @@ impl Executor {
             instances: Default::default(),
             aliases: Default::default(),
             served: Default::default(),
+            url_times: Default::default(),
             deny_urls: Default::default(),
             extra_env: Arc::new(Mutex::new(vec![(
                 "SSL_CERT_FILE".to_owned(),
@@ -589,6 +592,7 @@ impl Executor {
         {
             return forbidden();
         }
+        let asked = Instant::now();
         let event = url_event(host, method, path_and_query, headers, body);
         match self
             .invoke_event(&function, qualifier.as_deref(), event, None)
@@ -596,6 +600,7 @@ impl Executor {
         {
             Ok((version, Ended::Response(v))) => {
                 self.served.lock().unwrap().push(version);
+                self.url_times.lock().unwrap().push(asked.elapsed());
                 url_response(v)
             }
             Ok((_, Ended::Error(_))) | Err(_) => {
@@ -616,6 +621,11 @@ impl Executor {
     /// The version each function-URL request ran, oldest first.
     pub fn served(&self) -> Vec<String> {
         self.served.lock().unwrap().clone()
+    }
+
+    /// How long each function-URL request took to answer, oldest first.
+    pub fn url_times(&self) -> Vec<Duration> {
+        self.url_times.lock().unwrap().clone()
     }
 
     /// Makes every function URL answer 403 (an organisation's policy denying invocation),

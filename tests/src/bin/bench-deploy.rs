@@ -5,7 +5,7 @@
 //!
 //! For the guide's two examples it times a fresh deploy (default concurrency, and
 //! `--concurrency 1` for comparison), a code-only redeploy and a no-op redeploy, and
-//! example 2 with two migrations (the function waits for them) fresh; and
+//! example 2 with two migrations (the function waits for them) fresh, and a rollback; and
 //! computes each one's critical path from the same delays: the longest chain of waits the
 //! resources' dependencies impose, which no deployer can beat. One JSON line per run.
 //!
@@ -49,6 +49,29 @@ struct Critical {
     /// The read that finds the code changed, the upload, its InProgress wait, and the read
     /// that sees it done; without the upload, which is measured per run (see `upload`).
     code_only: f64,
+    /// What a release adds after the function is ready, without the two invocations
+    /// (measured per run, see `release`): the version published, the alias moved.
+    release: f64,
+}
+
+/// The two invocations of a release, as the harness's Lambda ran them: the check of
+/// `$LATEST` (from the proxy holding the call to its answer) and the request to the URL
+/// after `live` moved. Work no deployer avoids.
+fn invocations_seconds(stack: &DeployStack) -> f64 {
+    let check: f64 = stack
+        .aws
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/invocations"))
+        .filter_map(|c| c.answered.map(|a| a.duration_since(c.at).as_secs_f64()))
+        .sum();
+    let url = stack
+        .aws
+        .executor()
+        .url_times()
+        .last()
+        .map_or(0.0, |d| d.as_secs_f64());
+    check + url
 }
 
 /// How long Lambda (moto behind the latency model) took to take the code-only deploy's
@@ -76,6 +99,8 @@ fn critical() -> Critical {
         full_fresh: neon + 4.0 * OTHER_OPERATION.as_secs_f64(),
         // The first read, the InProgress wait and the read that sees it over.
         code_only: 2.0 * lat + t.in_progress.as_secs_f64(),
+        // List versions, publish, read and move the alias.
+        release: 4.0 * lat,
     }
 }
 
@@ -148,6 +173,7 @@ async fn timed(
         "aws_calls": aws.len(),
         "aws_mutating": aws.iter().filter(|c| c.mutating()).count(),
         "migrations_seconds": migrations,
+        "invocations_seconds": invocations_seconds(stack),
     })
 }
 
@@ -188,10 +214,9 @@ async fn main() {
         ];
         let d = ["deploy", "--stage", stage.as_str()];
         let s = ["deploy", "--stage", serial.as_str(), "--concurrency", "1"];
-        one.insert(
-            "api_fresh".into(),
-            timed(&stack, &api, &d, same.path()).await,
-        );
+        let fresh = timed(&stack, &api, &d, same.path()).await;
+        let fresh_release = c.release + fresh["invocations_seconds"].as_f64().unwrap_or(0.0);
+        one.insert("api_fresh".into(), fresh);
         // The zip the deployer uploaded: what "Lambda zip" should measure.
         let uploaded = stack
             .aws
@@ -203,11 +228,16 @@ async fn main() {
             "api_noop".into(),
             timed(&stack, &api, &d, same.path()).await,
         );
-        one.insert(
-            "api_code_only".into(),
-            timed(&stack, &api, &d, other.path()).await,
-        );
+        let code_only = timed(&stack, &api, &d, other.path()).await;
+        let code_release = c.release + code_only["invocations_seconds"].as_f64().unwrap_or(0.0);
+        one.insert("api_code_only".into(), code_only);
         let upload = upload_seconds(&stack);
+        // Back to the first release: one call and its reads.
+        let rollback = ["rollback", "--stage", stage.as_str()];
+        one.insert(
+            "api_rollback".into(),
+            timed(&stack, &api, &rollback, same.path()).await,
+        );
         one.insert(
             "api_fresh_serial".into(),
             timed(&stack, &api, &s, same.path()).await,
@@ -218,6 +248,10 @@ async fn main() {
         let sql = with_migrations["migrations_seconds"]
             .as_f64()
             .unwrap_or(0.0);
+        let migrations_release = c.release
+            + with_migrations["invocations_seconds"]
+                .as_f64()
+                .unwrap_or(0.0);
         one.insert("api_migrations_fresh".into(), with_migrations);
         one.insert(
             "full_fresh".into(),
@@ -234,10 +268,10 @@ async fn main() {
         one.insert(
             "critical".into(),
             serde_json::json!({
-                "api_fresh": c.api_fresh,
-                "api_migrations_fresh": critical_with_migrations(&c, sql),
+                "api_fresh": c.api_fresh + fresh_release,
+                "api_migrations_fresh": critical_with_migrations(&c, sql) + migrations_release,
                 "full_fresh": c.full_fresh,
-                "code_only": c.code_only + upload,
+                "code_only": c.code_only + upload + code_release,
                 "upload": upload,
             }),
         );
