@@ -78,6 +78,18 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
         stack.state("e2e").resources["MyAppProject"].outputs["database_password"].clone();
     assert!(!logs.all().contains(&password));
 
+    // Further back than the log group keeps events (14 days): said so.
+    let far = stack
+        .run(&config, &["logs", "--stage", "e2e", "--since", "30d"])
+        .await
+        .ok();
+    assert!(
+        far.stderr
+            .contains("keeps events for 14 days (log_retention_days)"),
+        "{}",
+        far.stderr
+    );
+
     // `--follow` shows a new request's lines within two seconds.
     let mut follow = stack.command(&config, &["logs", "--stage", "e2e", "--follow", "--json"]);
     follow.stdout(std::process::Stdio::piped());

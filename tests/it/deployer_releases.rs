@@ -345,3 +345,83 @@ async fn a_url_made_before_releases_moves_to_live_once_allowed_and_the_old_one_g
     );
     stack.assert_no_changes(&config, "production").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_names_the_migrations_that_stay_and_old_releases_are_pruned() {
+    let stack = DeployStack::start(|_| {}).await;
+    let (dir, config) = fixtures::with_migrations(fixtures::GUIDE_HONO, "");
+    let set_memory = |mb: u32| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let start = text.find("url = true\n").unwrap() + "url = true\n".len();
+        let rest = &text[start..];
+        let rest = rest
+            .split_once("memory = ")
+            .map_or(rest.to_owned(), |(_, r)| {
+                r.split_once('\n')
+                    .map(|(_, r)| r.to_owned())
+                    .unwrap_or_default()
+            });
+        std::fs::write(
+            &config,
+            format!(
+                "{}memory = {mb}\nkeep_releases = 2\n{}",
+                &text[..start],
+                rest.replace("keep_releases = 2\n", "")
+            ),
+        )
+        .unwrap();
+    };
+    set_memory(128);
+    stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    // Release 2 comes with a third migration.
+    std::fs::copy(
+        harness::paths::fixture("migrations/extra/20260103000000_index_author.sql"),
+        dir.path()
+            .join("migrations/20260103000000_index_author.sql"),
+    )
+    .unwrap();
+    set_memory(256);
+    stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    let back = stack
+        .run(&config, &["rollback", "--stage", "e2e"])
+        .await
+        .ok();
+    assert!(
+        back.stdout.contains("MyApi: live is now version 1"),
+        "{}",
+        back.stdout
+    );
+    assert!(
+        back.stdout.contains(
+            "note: MyAppProject/migrations: migrations are not undone; 20260103000000_index_author.sql stay applied"
+        ),
+        "{}",
+        back.stdout
+    );
+
+    // Two more releases with keep_releases = 2: the oldest go, never live or the one before.
+    set_memory(512);
+    stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    set_memory(1024);
+    let fourth = stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();
+    assert!(
+        fourth.stdout.contains("Released  MyApi version 4"),
+        "{}",
+        fourth.stdout
+    );
+    let kept: Vec<String> = releases(&stack, &config)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kept, ["4", "3"], "{}", fourth.all());
+    assert!(
+        fourth
+            .stderr
+            .contains("deleted version 2 (keep_releases = 2)"),
+        "{}",
+        fourth.stderr
+    );
+}

@@ -271,6 +271,26 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
         (Some(_), _) | (_, Some(_)) => LambdaCall::Unknown,
         (None, None) => LambdaCall::parse(parts.method.as_str(), parts.uri.path()),
     };
+    // Versions: Lambda never reuses a number; moto would after a delete.
+    let query = parts.uri.query().unwrap_or_default();
+    let qualifier = form_value(query.as_bytes(), "Qualifier");
+    if let LambdaCall::DeleteFunction(f) = &lambda_call
+        && let Some(answer) = state.executor.delete_version(f, query).await
+    {
+        return answer;
+    }
+    if let (
+        Some(q),
+        LambdaCall::GetConfiguration(f) | LambdaCall::GetFunction(f) | LambdaCall::Invoke(f),
+    ) = (&qualifier, &lambda_call)
+        && state.executor.is_deleted(f, q)
+    {
+        return lambda_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: arn:aws:lambda:us-east-1:123456789012:function:{f}:{q}"),
+        );
+    }
     // An alias's URL and policy are Lambda's to keep apart; moto does not.
     if action.is_none()
         && target.is_none()
@@ -380,6 +400,13 @@ async fn forward(State(state): State<ProxyState>, req: Request) -> Response {
                         &bytes,
                     ),
                     LambdaCall::DeleteFunction(f) => state.executor.forget_function(f),
+                    LambdaCall::Other { function, .. }
+                        if parts.method == "GET" && parts.uri.path().ends_with("/versions") =>
+                    {
+                        if let Some(hidden) = state.executor.hide_deleted(function, &bytes) {
+                            bytes = Bytes::from(hidden);
+                        }
+                    }
                     LambdaCall::DeletePart(f) if parts.uri.path().ends_with("/url") => {
                         state.executor.forget_urls(f)
                     }

@@ -83,6 +83,10 @@ pub struct Executor {
     served: Arc<Mutex<Vec<String>>>,
     /// How long each function-URL request took to answer, oldest first.
     url_times: Arc<Mutex<Vec<Duration>>>,
+    /// Versions deleted: kept in moto, hidden from its answers. moto numbers a new version
+    /// by how many it holds (`len(versions) + 1`), so a real delete would make it reuse a
+    /// number; Lambda never reuses version numbers.
+    deleted_versions: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
     /// While on, every function URL answers 403, as when an SCP denies its invocation.
     deny_urls: Arc<std::sync::atomic::AtomicBool>,
     /// Variables every instance gets besides the function's own (the "system" CA that
@@ -108,6 +112,7 @@ impl Executor {
             aliases: Default::default(),
             served: Default::default(),
             url_times: Default::default(),
+            deleted_versions: Default::default(),
             deny_urls: Default::default(),
             extra_env: Arc::new(Mutex::new(vec![(
                 "SSL_CERT_FILE".to_owned(),
@@ -177,8 +182,63 @@ impl Executor {
             .retain(|_, (f, q)| f != function || q.is_some());
     }
 
+    /// DeleteFunction of one version (`?Qualifier=<n>`): hidden from then on, not deleted in
+    /// moto (see `deleted_versions`). `None` for any other call.
+    pub async fn delete_version(&self, function: &str, query: &str) -> Option<Response> {
+        let version = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("Qualifier="))?
+            .to_owned();
+        if !version.bytes().all(|b| b.is_ascii_digit()) || version.is_empty() {
+            return None;
+        }
+        let key = (function.to_owned(), version.clone());
+        let known = !self.deleted_versions.lock().unwrap().contains(&key)
+            && self
+                .moto_get(
+                    &format!("/2015-03-31/functions/{function}/configuration?Qualifier={version}"),
+                    None,
+                )
+                .await
+                .is_ok();
+        if !known {
+            return Some(crate::aws_answers::lambda_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                &format!(
+                    "Function not found: arn:aws:lambda:us-east-1:123456789012:function:{function}:{version}"
+                ),
+            ));
+        }
+        self.deleted_versions.lock().unwrap().insert(key);
+        Some(StatusCode::NO_CONTENT.into_response())
+    }
+
+    /// Whether `function`'s version `qualifier` was deleted.
+    pub fn is_deleted(&self, function: &str, qualifier: &str) -> bool {
+        self.deleted_versions
+            .lock()
+            .unwrap()
+            .contains(&(function.to_owned(), qualifier.to_owned()))
+    }
+
+    /// moto's ListVersionsByFunction answer without the deleted versions.
+    pub fn hide_deleted(&self, function: &str, body: &[u8]) -> Option<Vec<u8>> {
+        let mut answer: Value = serde_json::from_slice(body).ok()?;
+        let deleted = self.deleted_versions.lock().unwrap().clone();
+        answer["Versions"].as_array_mut()?.retain(|v| {
+            let version = v["Version"].as_str().unwrap_or_default().to_owned();
+            !deleted.contains(&(function.to_owned(), version))
+        });
+        serde_json::to_vec(&answer).ok()
+    }
+
     /// Forgets everything of `function`, its aliases' URLs and policies too (deleted).
     pub fn forget_function(&self, function: &str) {
+        self.deleted_versions
+            .lock()
+            .unwrap()
+            .retain(|(f, _)| f != function);
         self.urls.lock().unwrap().retain(|_, (f, _)| f != function);
         self.aliases.lock().unwrap().forget(function);
     }
@@ -621,6 +681,11 @@ impl Executor {
     /// The version each function-URL request ran, oldest first.
     pub fn served(&self) -> Vec<String> {
         self.served.lock().unwrap().clone()
+    }
+
+    /// Forgets the times [`Executor::url_times`] returns.
+    pub fn clear_url_times(&self) {
+        self.url_times.lock().unwrap().clear();
     }
 
     /// How long each function-URL request took to answer, oldest first.

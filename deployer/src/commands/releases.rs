@@ -153,7 +153,11 @@ async fn rollback_locked(
             target.time
         );
         let current = releases.iter().find(|r| r.version == live);
-        for note in migrations_kept(current.map(|r| &r.migrations[..]), &target.migrations) {
+        for note in migrations_kept(
+            current.map(|r| &r.migrations[..]),
+            &target.migrations,
+            &state,
+        ) {
             println!("note: {note}");
         }
     }
@@ -161,8 +165,9 @@ async fn rollback_locked(
 }
 
 /// Migrations are not undone: for each set whose last migration at the release rolled
-/// back from is past the one at the release rolled back to, what stays applied.
-fn migrations_kept(from: Option<&[String]>, to: &[String]) -> Vec<String> {
+/// back from is past the one at the release rolled back to, the migrations that stay
+/// applied (by file, from what the stage recorded of the set).
+fn migrations_kept(from: Option<&[String]>, to: &[String], state: &StageState) -> Vec<String> {
     let parse = |list: &[String]| -> BTreeMap<String, i64> {
         list.iter()
             .filter_map(|m| {
@@ -175,11 +180,34 @@ fn migrations_kept(from: Option<&[String]>, to: &[String]) -> Vec<String> {
     from.iter()
         .filter_map(|(set, v)| {
             let was = to.get(set).copied().unwrap_or(0);
-            (*v > was).then(|| {
-                format!(
-                    "{set}: the schema stays as migrated (through {v}); the release now live was deployed with migrations through {was}, and must run against it"
-                )
-            })
+            if *v <= was {
+                return None;
+            }
+            let files: Vec<String> = state
+                .resources
+                .get(set)
+                .and_then(|rs| rs.inputs.as_object())
+                .map(|files| {
+                    files
+                        .keys()
+                        .filter(|f| {
+                            f.split('_')
+                                .next()
+                                .and_then(|n| n.parse::<i64>().ok())
+                                .is_some_and(|n| n > was && n <= *v)
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let which = if files.is_empty() {
+                format!("those after {was}, through {v}")
+            } else {
+                files.join(", ")
+            };
+            Some(format!(
+                "{set}: migrations are not undone; {which} stay applied, and the release now live runs against that schema"
+            ))
         })
         .collect()
 }
@@ -190,9 +218,27 @@ mod tests {
     fn a_rollback_says_which_migrations_stay_applied() {
         let from = vec!["MyAppProject/migrations=20260103000000".to_owned()];
         let to = vec!["MyAppProject/migrations=20260102000000".to_owned()];
-        let notes = super::migrations_kept(Some(&from), &to);
+        let mut state = crate::state::StageState::default();
+        state.resources.insert(
+            "MyAppProject/migrations".to_owned(),
+            crate::state::ResourceState {
+                kind: crate::config::Kind::Migrations,
+                ids: Default::default(),
+                inputs: serde_json::json!({
+                    "20260102000000_add_author.sql": "a",
+                    "20260103000000_index_author.sql": "b",
+                }),
+                outputs: Default::default(),
+                imported: false,
+            },
+        );
+        let notes = super::migrations_kept(Some(&from), &to, &state);
         assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("through 20260103000000"), "{notes:?}");
-        assert!(super::migrations_kept(Some(&to), &to).is_empty());
+        assert!(
+            notes[0].contains("20260103000000_index_author.sql stay applied"),
+            "{notes:?}"
+        );
+        assert!(!notes[0].contains("add_author"), "{notes:?}");
+        assert!(super::migrations_kept(Some(&to), &to, &state).is_empty());
     }
 }

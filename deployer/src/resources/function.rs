@@ -465,6 +465,7 @@ pub async fn converge(
     let pruned = super::version::prune(
         &aws.lambda,
         &name,
+        &settled.versions,
         *keep_releases as usize,
         &settled.version,
     )

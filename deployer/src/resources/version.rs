@@ -163,6 +163,8 @@ pub struct Settled {
     pub version: String,
     /// Published by this run (it passed its check now).
     pub published: bool,
+    /// The versions there are now (the one published included), for pruning.
+    pub versions: Vec<String>,
 }
 
 /// The version `live` should serve for the function as `$LATEST` is now: the one equal to
@@ -192,10 +194,17 @@ pub async fn settle(
         .filter(|v| v.version() != Some("$LATEST") && same(&latest, v))
         .collect();
     equal.sort_by_key(|v| std::cmp::Reverse(v.version().and_then(|n| n.parse::<u64>().ok())));
+    let mut numbers: Vec<String> = versions
+        .iter()
+        .filter_map(|v| v.version())
+        .filter(|v| *v != "$LATEST")
+        .map(str::to_owned)
+        .collect();
     if let Some(v) = equal.first() {
         return Ok(Settled {
             version: v.version().unwrap_or_default().to_owned(),
             published: false,
+            versions: numbers,
         });
     }
     if let Some(path) = smoke {
@@ -210,9 +219,14 @@ pub async fn settle(
         .send()
         .await
         .map_err(|e| AwsError::sdk(format!("publish a version of `{name}`"), &e))?;
+    let version = published.version().unwrap_or_default().to_owned();
+    if !numbers.contains(&version) {
+        numbers.push(version.clone());
+    }
     Ok(Settled {
-        version: published.version().unwrap_or_default().to_owned(),
+        version,
         published: true,
+        versions: numbers,
     })
 }
 
@@ -305,36 +319,33 @@ async fn check(
     Err(failed(format!("{status}: {}", start_of(body, secrets))))
 }
 
-/// Deletes the oldest versions beyond the newest `keep`, never `live` or the release before
-/// it (what `rollback` goes back to).
+/// Deletes the oldest of `versions` beyond the newest `keep`, never `live` or the release
+/// before it (what `rollback` goes back to).
 pub async fn prune(
     lambda: &Client,
     name: &str,
+    versions: &[String],
     keep: usize,
     live: &str,
 ) -> Result<Vec<String>, AwsError> {
-    let versions = list(lambda, name).await?;
-    let all = releases(&versions, Some(live));
+    let mut numbers: Vec<u64> = versions.iter().filter_map(|v| v.parse().ok()).collect();
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
     let live_n: u64 = live.parse().unwrap_or(0);
-    let before = all
-        .iter()
-        .filter_map(|r| r.version.parse::<u64>().ok())
-        .filter(|n| *n < live_n)
-        .max();
+    let before = numbers.iter().copied().filter(|n| *n < live_n).max();
     let mut deleted = Vec::new();
-    for r in all.iter().skip(keep.max(2)) {
-        let n: u64 = r.version.parse().unwrap_or(0);
+    for n in numbers.into_iter().skip(keep.max(2)) {
         if n == live_n || Some(n) == before {
             continue;
         }
+        let v = n.to_string();
         lambda
             .delete_function()
             .function_name(name)
-            .qualifier(&r.version)
+            .qualifier(&v)
             .send()
             .await
-            .map_err(|e| AwsError::sdk(format!("delete version {} of `{name}`", r.version), &e))?;
-        deleted.push(r.version.clone());
+            .map_err(|e| AwsError::sdk(format!("delete version {v} of `{name}`"), &e))?;
+        deleted.push(v);
     }
     Ok(deleted)
 }

@@ -129,6 +129,7 @@ async fn timed(
 ) -> serde_json::Value {
     stack.neon.emulator.clear_requests();
     stack.aws.clear();
+    stack.aws.executor().clear_url_times();
     let mut cmd = stack.command(config, args);
     cmd.env("DEPLOYER_ARTIFACT_DIR", artifact_dir);
     let started = Instant::now();
