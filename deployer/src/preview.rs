@@ -334,7 +334,7 @@ import = "proj-1/br-dev/app"
                 "    MyAppProject neon:Project unchanged\n",
                 "    NeonDB Linkable unchanged\n",
                 "  ~ MyApi aws:Function update\n",
-                "      url_on: the URL moves to the alias `live`: a new hostname, the old URL removed once the new one answers\n",
+                "      url_on: the URL is replaced by the alias `live`'s (a new hostname); the old one is removed once the new one answers\n",
                 "1 change."
             )
         );

@@ -61,6 +61,30 @@ async fn after_a_deploy_the_function_url_answers_version_from_the_database() {
             .any(|l| l.contains(&format!("{} REPORT RequestId: ", words[2])))
     );
 
+    // The URL's first request started an instance of version 1 (its REPORT has the
+    // init's duration); the next ones found it warm.
+    let json = stack
+        .run(
+            &config,
+            &["logs", "--stage", "e2e", "--release", "1", "--json"],
+        )
+        .await
+        .ok();
+    let reports: Vec<String> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["release"] == "1")
+        .map(|v| v["message"].as_str().unwrap().to_owned())
+        .filter(|m| m.starts_with("REPORT"))
+        .collect();
+    assert!(reports.len() >= 2, "{reports:?}");
+    assert!(reports[0].contains("Init Duration"), "cold: {reports:?}");
+    assert!(
+        reports[1..].iter().all(|r| !r.contains("Init Duration")),
+        "warm: {reports:?}"
+    );
+
     // A secret the function logged is masked: the connection string it was linked.
     let secret = stack.state("e2e").resources["MyAppProject"].outputs["connection_uri"].clone();
     put_log_line(&stack, &format!("oops, connecting to {secret}")).await;

@@ -306,7 +306,7 @@ async fn a_url_made_before_releases_moves_to_live_once_allowed_and_the_old_one_g
         .ok();
     assert!(
         diff.stdout
-            .contains("url_on: the URL moves to the alias `live`: a new hostname"),
+            .contains("url_on: the URL is replaced by the alias `live`'s (a new hostname)"),
         "{}",
         diff.stdout
     );

@@ -81,7 +81,7 @@ pub fn desired_inputs(f: &FunctionSpec, state: &StageState) -> Value {
 /// How `diff` shows the URL moving to the alias `live`.
 pub fn describe(field: &str, old: &Value, new: &Value) -> Option<String> {
     (field == "url_on" && old.is_null() && new == super::alias::LIVE).then(|| {
-        "the URL moves to the alias `live`: a new hostname, the old URL removed once the new one answers".to_owned()
+        "the URL is replaced by the alias `live`'s (a new hostname); the old one is removed once the new one answers".to_owned()
     })
 }
 
