@@ -71,6 +71,14 @@ async fn bookkeeping(db: &tokio_postgres::Client) -> Vec<(i64, String, bool, Vec
     .collect()
 }
 
+/// The `Migrated ...` lines a run printed, one per migration applied.
+fn migrated_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("Migrated"))
+        .collect()
+}
+
 fn sha384(path: &Path) -> Vec<u8> {
     let text = std::fs::read_to_string(path).unwrap();
     deployer::migrate::folder::checksum(&text)
@@ -97,11 +105,7 @@ async fn migrations_apply_in_order_once_each_and_a_later_one_alone() {
         .run(&app.config, &["deploy", "--stage", "e2e"])
         .await
         .ok();
-    let migrated: Vec<&str> = first
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Migrated"))
-        .collect();
+    let migrated = migrated_lines(&first.stdout);
     assert_eq!(migrated.len(), 2, "{}", first.stdout);
     assert!(migrated[0].contains("MyAppProject/migrations 20260101000000_create_notes.sql ("));
     assert!(migrated[1].contains("20260102000000_add_author.sql ("));
@@ -158,11 +162,7 @@ async fn migrations_apply_in_order_once_each_and_a_later_one_alone() {
         .run(&app.config, &["deploy", "--stage", "e2e"])
         .await
         .ok();
-    let migrated: Vec<&str> = third
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Migrated"))
-        .collect();
+    let migrated = migrated_lines(&third.stdout);
     assert_eq!(migrated.len(), 1, "{}", third.stdout);
     assert!(migrated[0].contains("20260103000000_index_author.sql"));
     let valid: bool = db
@@ -521,11 +521,7 @@ async fn a_preview_rehearses_a_new_migration_on_its_branch_of_prods_data_only() 
         .run(&app.config, &["deploy", "--stage", "pr-7"])
         .await
         .ok();
-    let migrated: Vec<&str> = preview
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Migrated"))
-        .collect();
+    let migrated = migrated_lines(&preview.stdout);
     // The branch has prod's `_sqlx_migrations`: only the new one runs, on prod's data.
     assert_eq!(migrated.len(), 1, "{}", preview.stdout);
     assert!(migrated[0].contains("20260106000000_add_tag.sql"));

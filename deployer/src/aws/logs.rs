@@ -23,16 +23,8 @@ pub async fn converge_group(
     tags: Option<&BTreeMap<String, String>>,
 ) -> Result<bool, AwsError> {
     let name = group_name(function);
-    let found = logs
-        .describe_log_groups()
-        .log_group_name_prefix(&name)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk(format!("read log group `{name}`"), &e))?;
-    let existing = found
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(name.as_str()));
+    let found = find_group(logs, &name).await?;
+    let existing = found.as_ref();
     let tags_changed = match (existing, tags) {
         (Some(group), Some(wanted)) => converge_tags(logs, group, wanted).await?,
         _ => false,
@@ -162,18 +154,26 @@ pub async fn events_since(
 
 /// How many days the group keeps events (`None`: forever, or no such group).
 pub async fn retention_days(logs: &Client, function: &str) -> Result<Option<i32>, AwsError> {
-    let name = group_name(function);
+    let found = find_group(logs, &group_name(function)).await?;
+    Ok(found.and_then(|g| g.retention_in_days()))
+}
+
+/// The group named exactly `name` (DescribeLogGroups matches by prefix).
+async fn find_group(
+    logs: &Client,
+    name: &str,
+) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, AwsError> {
     let found = logs
         .describe_log_groups()
-        .log_group_name_prefix(&name)
+        .log_group_name_prefix(name)
         .send()
         .await
         .map_err(|e| AwsError::sdk(format!("read log group `{name}`"), &e))?;
     Ok(found
         .log_groups()
         .iter()
-        .find(|g| g.log_group_name() == Some(name.as_str()))
-        .and_then(|g| g.retention_in_days()))
+        .find(|g| g.log_group_name() == Some(name))
+        .cloned())
 }
 
 /// Deletes the group; one already gone (never invoked, or deleted by hand) is fine.

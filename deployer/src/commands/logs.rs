@@ -6,14 +6,13 @@
 //! Every secret the stage knows (connection strings, passwords, the functions' environment
 //! values) is masked in what is printed, even where the function logged it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::LogsArgs;
 use crate::config::Kind;
 use crate::error::Failure;
-use crate::resources::function;
 use crate::state::StageState;
 
 /// How often `--follow` asks for new events.
@@ -100,21 +99,7 @@ pub async fn run(config_path: &Path, args: &LogsArgs) -> Result<(), Failure> {
     };
     let store = super::store_to_read(&config).await?;
     let state = super::load_state(&store, &config, &stage).await?;
-    let functions: BTreeMap<String, String> = state
-        .resources
-        .iter()
-        .filter(|(_, rs)| rs.kind == Kind::Function)
-        .filter_map(|(name, rs)| {
-            let ids: function::Ids = rs.ids_as(name).ok()?;
-            Some((name.clone(), ids.function_name))
-        })
-        .collect();
-    if functions.is_empty() {
-        return Err(
-            Failure::bad_input(format!("stage `{stage}` has no function deployed"))
-                .hint(format!("deploy it first: deployer deploy --stage {stage}")),
-        );
-    }
+    let functions = super::stage_functions(&state, &stage)?;
     // Logs need AWS only: no Neon key.
     let aws = &crate::aws::Aws::connect(config.region.as_deref())
         .await

@@ -136,6 +136,29 @@ impl Locked {
     }
 }
 
+/// The functions the stage recorded: logical name -> Lambda name; none is bad input.
+pub fn stage_functions(
+    state: &StageState,
+    stage: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let out: std::collections::BTreeMap<String, String> = state
+        .resources
+        .iter()
+        .filter(|(_, rs)| rs.kind == Kind::Function)
+        .filter_map(|(name, rs)| {
+            let ids: crate::resources::function::Ids = rs.ids_as(name).ok()?;
+            Some((name.clone(), ids.function_name))
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(
+            Failure::bad_input(format!("stage `{stage}` has no function deployed"))
+                .hint(format!("deploy it first: deployer deploy --stage {stage}")),
+        );
+    }
+    Ok(out)
+}
+
 /// The stage's recorded state.
 pub async fn load_state(
     store: &Store,

@@ -8,30 +8,9 @@ use std::path::Path;
 
 use crate::aws::Aws;
 use crate::cli::{ReleasesArgs, RollbackArgs};
-use crate::config::Kind;
 use crate::error::Failure;
-use crate::resources::{alias, function, version};
+use crate::resources::{alias, version};
 use crate::state::StageState;
-
-/// The stage's functions: logical name -> Lambda name.
-fn functions(state: &StageState, stage: &str) -> Result<BTreeMap<String, String>, Failure> {
-    let out: BTreeMap<String, String> = state
-        .resources
-        .iter()
-        .filter(|(_, rs)| rs.kind == Kind::Function)
-        .filter_map(|(name, rs)| {
-            let ids: function::Ids = rs.ids_as(name).ok()?;
-            Some((name.clone(), ids.function_name))
-        })
-        .collect();
-    if out.is_empty() {
-        return Err(
-            Failure::bad_input(format!("stage `{stage}` has no function deployed"))
-                .hint(format!("deploy it first: deployer deploy --stage {stage}")),
-        );
-    }
-    Ok(out)
-}
 
 async fn aws(config: &crate::config::Config) -> Result<Aws, Failure> {
     Aws::connect(config.region.as_deref())
@@ -44,7 +23,7 @@ pub async fn list(config_path: &Path, args: &ReleasesArgs) -> Result<(), Failure
     let (_env, config) = super::load(config_path, &stage)?;
     let store = super::store_to_read(&config).await?;
     let state = super::load_state(&store, &config, &stage).await?;
-    let functions = functions(&state, &stage)?;
+    let functions = super::stage_functions(&state, &stage)?;
     let aws = aws(&config).await?;
     let mut all = BTreeMap::new();
     for (name, physical) in &functions {
@@ -104,7 +83,7 @@ async fn rollback_locked(
     args: &RollbackArgs,
 ) -> Result<(), Failure> {
     let state = super::load_state(store, config, stage).await?;
-    let functions = functions(&state, stage)?;
+    let functions = super::stage_functions(&state, stage)?;
     let aws = aws(config).await?;
     for (name, physical) in &functions {
         let Some(live) = alias::live_version(&aws.lambda, physical)
