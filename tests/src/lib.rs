@@ -10,7 +10,8 @@
 //! - [`aws`]: moto in server mode and a proxy that records the calls made to it;
 //! - [`aws_model`], [`s3_model`]: what the proxy adds of AWS's documented behaviour, and
 //!   [`aws_answers`] AWS's answers as it writes them; [`lambda_exec`] Lambda's execution
-//!   side (Invoke runs the uploaded `bootstrap`; logs; function URLs by hostname);
+//!   side (Invoke runs the uploaded `bootstrap`; logs), [`lambda_urls`] function URLs by
+//!   hostname;
 //! - [`deploy`]: one test's whole stack (Neon emulator, moto, a state folder), the deployer
 //!   run against it, and typed reads of what it recorded and made;
 //! - [`fixtures`]: the fixture files, edited only where the text to replace is there;
@@ -25,6 +26,7 @@ pub mod deploy;
 pub mod edge;
 pub mod fixtures;
 pub mod lambda_exec;
+pub mod lambda_urls;
 pub mod load;
 pub mod neon;
 pub mod paths;
