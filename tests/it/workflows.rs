@@ -237,6 +237,27 @@ fn the_ci_roles_reach_their_own_stages_only() {
                 "lambda:AddPermission",
                 format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}"),
             ),
+            // A release: the check, the version, the alias `live` and its URL's permissions.
+            (
+                "lambda:InvokeFunction",
+                format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}:$LATEST"),
+            ),
+            (
+                "lambda:PublishVersion",
+                format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}"),
+            ),
+            (
+                "lambda:ListVersionsByFunction",
+                format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}"),
+            ),
+            (
+                "lambda:UpdateAlias",
+                format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}:live"),
+            ),
+            (
+                "lambda:AddPermission",
+                format!("arn:aws:lambda:REGION:ACCOUNT_ID:function:{name}:live"),
+            ),
             (
                 "iam:CreateRole",
                 format!("arn:aws:iam::ACCOUNT_ID:role/{name}"),
