@@ -88,6 +88,17 @@ pub struct Plan {
     pub app: String,
     pub stage: String,
     pub changes: Vec<Change>,
+    /// The migrations this plan applies, by set and file, in order (also each set's
+    /// fields): what CI shows of a deploy's schema changes before it runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_migrations: Vec<PendingMigration>,
+}
+
+/// One migration a plan applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingMigration {
+    pub set: String,
+    pub file: String,
 }
 
 impl Plan {
@@ -293,10 +304,24 @@ pub fn plan(config: &Config, state: &StageState, policy: StagePolicy, scope: Sco
             });
         }
     }
+    let pending_migrations = changes
+        .iter()
+        .filter(|c| c.kind == Kind::Migrations)
+        .flat_map(|c| {
+            c.fields
+                .iter()
+                .filter(|f| f.old.as_ref().is_some_and(Value::is_null))
+                .map(|f| PendingMigration {
+                    set: c.resource.clone(),
+                    file: f.field.clone(),
+                })
+        })
+        .collect();
     Plan {
         app: config.app.clone(),
         stage: state.stage.clone(),
         changes,
+        pending_migrations,
     }
 }
 

@@ -157,6 +157,10 @@ async fn migrations_apply_in_order_once_each_and_a_later_one_alone() {
         .find(|c| c["resource"] == "MyAppProject/migrations")
         .expect("the set in the plan");
     assert_eq!(set["action"], "update");
+    assert_eq!(
+        plan["pending_migrations"],
+        serde_json::json!([{"set": "MyAppProject/migrations", "file": "20260103000000_index_author.sql"}])
+    );
     assert_eq!(set["fields"][0]["field"], "20260103000000_index_author.sql");
     let third = stack
         .run(&app.config, &["deploy", "--stage", "e2e"])
