@@ -56,7 +56,18 @@ pub async fn live_version(lambda: &Client, name: &str) -> Result<Option<String>,
 
 /// Points `live` at `version` (made on the first release); true if it moved.
 pub async fn point(lambda: &Client, name: &str, version: &str) -> Result<bool, AwsError> {
-    match live_version(lambda, name).await? {
+    let current = live_version(lambda, name).await?;
+    point_from(lambda, name, current, version).await
+}
+
+/// [`point`], given where `live` points now (read alongside other work).
+pub async fn point_from(
+    lambda: &Client,
+    name: &str,
+    current: Option<String>,
+    version: &str,
+) -> Result<bool, AwsError> {
+    match current {
         Some(v) if v == version => Ok(false),
         Some(_) => {
             lambda

@@ -427,16 +427,20 @@ pub async fn converge(
         })
         .collect();
     let description = super::version::release_name(step.project_dir, &migrations);
-    let settled = super::version::settle(
-        &aws.lambda,
-        &name,
-        smoke.as_deref(),
-        std::time::Duration::from_secs(*timeout as u64),
-        &description,
-        &secrets,
-    )
-    .await?;
-    let moved = super::alias::point(&aws.lambda, &name, &settled.version).await?;
+    // Where `live` points is read while the release settles: it needs nothing of it.
+    let (settled, live_now) = tokio::join!(
+        super::version::settle(
+            &aws.lambda,
+            &name,
+            smoke.as_deref(),
+            std::time::Duration::from_secs(*timeout as u64),
+            &description,
+            &secrets,
+        ),
+        super::alias::live_version(&aws.lambda, &name),
+    );
+    let (settled, live_now) = (settled?, live_now?);
+    let moved = super::alias::point_from(&aws.lambda, &name, live_now, &settled.version).await?;
     if moved {
         println!(
             "Released  {} version {}{}",
