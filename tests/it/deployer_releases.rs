@@ -350,26 +350,11 @@ async fn a_url_made_before_releases_moves_to_live_once_allowed_and_the_old_one_g
 async fn rollback_names_the_migrations_that_stay_and_old_releases_are_pruned() {
     let stack = DeployStack::start(|_| {}).await;
     let (dir, config) = fixtures::with_migrations(fixtures::GUIDE_HONO, "");
+    // The fixture as written, with the memory of each release and keep_releases = 2.
+    let original = std::fs::read_to_string(&config).unwrap();
     let set_memory = |mb: u32| {
-        let text = std::fs::read_to_string(&config).unwrap();
-        let start = text.find("url = true\n").unwrap() + "url = true\n".len();
-        let rest = &text[start..];
-        let rest = rest
-            .split_once("memory = ")
-            .map_or(rest.to_owned(), |(_, r)| {
-                r.split_once('\n')
-                    .map(|(_, r)| r.to_owned())
-                    .unwrap_or_default()
-            });
-        std::fs::write(
-            &config,
-            format!(
-                "{}memory = {mb}\nkeep_releases = 2\n{}",
-                &text[..start],
-                rest.replace("keep_releases = 2\n", "")
-            ),
-        )
-        .unwrap();
+        let lines = format!("url = true\nmemory = {mb}\nkeep_releases = 2\n");
+        std::fs::write(&config, original.replace("url = true\n", &lines)).unwrap();
     };
     set_memory(128);
     stack.run(&config, &["deploy", "--stage", "e2e"]).await.ok();

@@ -154,7 +154,7 @@ async fn timed(
                 .parse::<f64>()
                 .ok()
         })
-        .sum();
+        .fold(0.0, |a, b| a + b);
     // BENCH_TRACE=1: each AWS call's time since the run started, to see where time goes.
     if std::env::var_os("BENCH_TRACE").is_some() {
         for c in &aws {
