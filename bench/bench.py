@@ -287,6 +287,22 @@ def pct(values, p):
 
 # ---- main --------------------------------------------------------------------------------
 
+MAX_STEAL, STEAL_RETRIES = 0.02, 3
+
+
+def cpu_steal():
+    """(steal, all) CPU ticks from /proc/stat: time the hypervisor gave this VM's CPUs to
+    others. A run with a few percent of it has stalls of tens of ms that no server causes."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    return ticks[7], sum(ticks)
+
+
+def steal_share(start):
+    steal, total = cpu_steal()
+    return (steal - start[0]) / max(total - start[1], 1)
+
+
 def summary(values):
     return {"min": min(values), "median": statistics.median(values), "max": max(values), "all": values}
 
@@ -309,6 +325,7 @@ def main():
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}",
                "quick": args.quick, "concurrency": conns, "seconds_per_round": seconds, "rounds": rounds}
 
+    steal_at_start = cpu_steal()
     pg = Postgres(args.pg_bindir)
     try:
         ours_url = pg.url + "?sslmode=disable"
@@ -333,14 +350,34 @@ def main():
                     log(f"round {r + 1}/{rounds} {name} {path}")
                     load[name][path].append(measure_load(servers[name], pg, path, seconds, conns))
         # Latency at equal offered load, open loop: 25%, 50% and 75% of the peer's capacity.
+        # Each rate runs `rounds` times, interleaved, and each percentile is the median of
+        # the rounds': one 8 s run's p99.9 is its ~20 slowest requests, which one pause of
+        # the machine (seen: both sides' max at 15 ms in the same run) decides on its own.
         capacity = med(load, "peer", "/version", "rps")
         fixed = []
         for share in (0.25, 0.5, 0.75):
             rate = round(capacity * share)
             entry = {"share": share, "rate": rate}
-            for name in impls:
-                log(f"fixed rate {rate}/s {name}")
-                entry[name] = fixed_rate(args.bench_rate, servers[name].port, rate, seconds, conns)
+            # A round in which the hypervisor took more than MAX_STEAL of the CPUs is run
+            # again (up to STEAL_RETRIES times): its tail is the host's, not the server's.
+            runs = {name: [] for name in impls}
+            entry["rerun_for_steal"] = 0
+            for r in range(rounds):
+                for name in impls:
+                    log(f"fixed rate {rate}/s {name}, round {r + 1}/{rounds}")
+                    for attempt in range(STEAL_RETRIES + 1):
+                        before = cpu_steal()
+                        run_ = fixed_rate(args.bench_rate, servers[name].port, rate, seconds, conns)
+                        run_["cpu_steal"] = steal_share(before)
+                        if run_["cpu_steal"] <= MAX_STEAL or attempt == STEAL_RETRIES:
+                            break
+                        log(f"  {run_['cpu_steal']:.1%} CPU steal in that round; running it again")
+                        entry["rerun_for_steal"] += 1
+                    runs[name].append(run_)
+            for name, each in runs.items():
+                entry[name] = {key: statistics.median(run[key] for run in each)
+                               for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "achieved_rps", "errors")}
+                entry[name]["rounds"] = each
             fixed.append(entry)
         results["fixed_rate"] = fixed
         for name, server in servers.items():
@@ -441,6 +478,7 @@ def main():
         results["deploy"] = json.loads(run([args.bench_deploy, "1" if args.quick else "3"],
                                            capture_output=True, text=True).stdout)
 
+    results["cpu_steal"] = steal_share(steal_at_start)
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     table = render(results)
@@ -521,7 +559,10 @@ def render(res):
         f"{lam['ours']['warm_ms']['median'] / lam['peer']['warm_ms']['median']:.2f}×", "")
     for f in res.get("fixed_rate", []):
         p, o = f["peer"], f["ours"]
-        row(f"`/version` at {f['rate']:,}/s ({f['share']:.0%} of the peer's capacity), open loop: p50 / p99 / p99.9 ms",
+        rerun = f.get("rerun_for_steal", 0)
+        steal = max(run["cpu_steal"] for side in (p, o) for run in side.get("rounds", [{"cpu_steal": 0}]))
+        note = f" ({rerun} rounds rerun for CPU steal; worst kept {steal:.1%})" if rerun else ""
+        row(f"`/version` at {f['rate']:,}/s ({f['share']:.0%} of the peer's capacity), open loop{note}: p50 / p99 / p99.9 ms",
             f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} / {p['p999_ms']:.2f}",
             f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f} / {o['p999_ms']:.2f}",
             f"p99 {o['p99_ms'] / p['p99_ms']:.2f}×, p99.9 {o['p999_ms'] / p['p999_ms']:.2f}×",
@@ -575,7 +616,8 @@ def render(res):
                 f"{secs('api_rollback'):.2f}", "", "≤ 1 s, 1 mutating")
     head = [f"Benchmark {res['date']} on {res['machine']}; wrk -t2 -c{res['concurrency']} "
             f"-d{res['seconds_per_round']}s × {res['rounds']} rounds{' (quick)' if res['quick'] else ''}; "
-            "local PostgreSQL; no TLS but in the rows that say so.", "",
+            "local PostgreSQL; no TLS but in the rows that say so; "
+            f"CPU steal {res.get('cpu_steal', 0):.1%} of the run.", "",
             "| metric | peer (Hono on Node) | this project | ratio | target |", "|---|---|---|---|---|"]
     return "\n".join(head + rows) + "\n"
 
